@@ -1,0 +1,457 @@
+//! The async driver of one connection: owns the socket, the operations and the timer, and
+//! feeds the [`Machine`] in one hand-written poll loop.
+//!
+//! Everything the loop touches is state of the driver, not a borrowed future, so there is
+//! no cancellation question inside it: dropping the driver at any await point drops the
+//! operations (synchronously, first field), then the socket, then runs the end hooks.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_graphql::{Data, Executor};
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use futures_core::Stream;
+use futures_sink::Sink;
+
+use crate::children::{ChildEvent, ChildScope, ChildSet};
+use crate::hooks::{Accept, Reject};
+use crate::machine::{ConnectOutcome, Machine, Output};
+use crate::operation::{OpItem, Operation};
+use crate::rt::{Sleep, Timer};
+use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
+
+/// Inbound messages handled per loop round before other work gets a turn.
+const READ_BUDGET: usize = 16;
+/// Frames queued before the driver stops pulling operations and writes them out.
+const WRITE_BATCH: usize = 32;
+/// Loop rounds per wake-up before yielding to the runtime.
+const ROUNDS: usize = 32;
+
+/// A WebSocket transport: a stream of inbound messages and a sink of outbound ones.
+/// `async_tungstenite::WebSocketStream` over any futures-io socket is one.
+pub trait Transport:
+    Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send
+{
+}
+
+impl<T> Transport for T where
+    T: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send
+{
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<Accept, Reject>> + Send>>;
+type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Everything a connection shares with its server.
+pub(crate) struct ConnectionParts<E, H, R> {
+    pub(crate) executor: E,
+    pub(crate) hooks: Arc<H>,
+    pub(crate) gauges: Arc<Gauges>,
+    pub(crate) timer: R,
+    pub(crate) close_timeout: Duration,
+    pub(crate) stop: StopFuture,
+}
+
+/// Runs the end hooks when the connection is gone, on every path (also when the driver
+/// is dropped from outside, which reports [`CloseReason::Dropped`]).
+struct EndGuard<H: Hooks> {
+    conn: Arc<ConnectionInfo>,
+    hooks: Arc<H>,
+    gauges: Arc<Gauges>,
+    acknowledged: bool,
+    reason: Option<CloseReason>,
+}
+
+impl<H: Hooks> Drop for EndGuard<H> {
+    fn drop(&mut self) {
+        let reason = self.reason.take().unwrap_or(CloseReason::Dropped);
+        self.gauges.close_connection(reason.kind());
+        tracing::debug!(conn = self.conn.id, code = reason.code(), reason = %reason.reason(), "connection closed");
+        if self.acknowledged {
+            self.hooks.on_disconnect(&self.conn, &reason);
+        }
+        self.hooks.on_close(&self.conn, &reason);
+    }
+}
+
+/// Field order is the drop order, and the guarantee: operations first, then the pending
+/// hook, then the socket, and the end hooks last.
+pub(crate) struct Driver<T, E, H: Hooks, R> {
+    children: ChildSet<Operation<H>>,
+    connect: Option<ConnectFuture>,
+    machine: Machine,
+    ws: T,
+    outbound: VecDeque<Message>,
+    unflushed: bool,
+    write_blocked: bool,
+    sleep: Option<(Instant, Sleep)>,
+    stopping: bool,
+    session: Option<Arc<Data>>,
+    parts: ConnectionParts<E, H, R>,
+    end: EndGuard<H>,
+}
+
+impl<T, E, H, R> Driver<T, E, H, R>
+where
+    T: Transport,
+    E: Executor,
+    H: Hooks,
+    R: Timer,
+{
+    pub(crate) fn new(
+        ws: T,
+        machine: Machine,
+        conn: Arc<ConnectionInfo>,
+        parts: ConnectionParts<E, H, R>,
+    ) -> Self {
+        let end = EndGuard {
+            conn,
+            hooks: Arc::clone(&parts.hooks),
+            gauges: Arc::clone(&parts.gauges),
+            acknowledged: false,
+            reason: None,
+        };
+        Self {
+            children: ChildSet::new(),
+            connect: None,
+            machine,
+            ws,
+            outbound: VecDeque::new(),
+            unflushed: false,
+            write_blocked: false,
+            sleep: None,
+            stopping: false,
+            session: None,
+            parts,
+            end,
+        }
+    }
+
+    /// Runs the connection to its end and returns why it ended.
+    pub(crate) async fn run(mut self) -> CloseReason {
+        let reason = poll_fn(|cx| self.poll_run(cx)).await;
+        self.teardown(reason).await
+    }
+
+    fn now(&self) -> Instant {
+        self.parts.timer.now()
+    }
+
+    /// The exit order of `docs/PROTOCOL.md` 4.4: operations first, then the network.
+    async fn teardown(mut self, reason: CloseReason) -> CloseReason {
+        for op in self.children.drain() {
+            op.finish(EndReason::ConnectionClosed(reason.clone()));
+        }
+        self.connect = None;
+        self.end.acknowledged = self.machine.is_acknowledged();
+        self.end.reason = Some(reason.clone());
+
+        let frame = match &reason {
+            // tungstenite already queued the answer to the peer's close frame.
+            CloseReason::ClientClosed { .. } => None,
+            r if r.sends_close_frame() => Some(close_frame(r)),
+            _ => return reason,
+        };
+        let deadline = self.parts.timer.sleep(self.parts.close_timeout);
+        let outbound = std::mem::take(&mut self.outbound);
+        futures_lite::future::or(close_handshake(&mut self.ws, outbound, frame), deadline).await;
+        reason
+    }
+
+    fn apply_outputs(&mut self) -> Option<CloseReason> {
+        while let Some(output) = self.machine.poll_output() {
+            match output {
+                Output::Text(text) => self.outbound.push_back(Message::text(text)),
+                Output::Ping => self.outbound.push_back(Message::Ping(Default::default())),
+                Output::Connect { payload } => {
+                    let hooks = Arc::clone(&self.parts.hooks);
+                    let conn = Arc::clone(&self.end.conn);
+                    self.connect =
+                        Some(Box::pin(
+                            async move { hooks.on_connect(&conn, payload).await },
+                        ));
+                }
+                Output::Start { id, request } => {
+                    let op = Operation::start(
+                        id.clone(),
+                        *request,
+                        &self.parts.executor,
+                        self.session.clone(),
+                        &self.end.conn,
+                        &self.parts.hooks,
+                        &self.parts.gauges,
+                    );
+                    if let Err(op) = self.children.insert(id, op) {
+                        // The machine reserves ids, so this is unreachable; never leak it.
+                        op.finish(EndReason::Replaced);
+                    }
+                }
+                Output::Stop { id, reason } => {
+                    if let Some(op) = self.children.remove(&id) {
+                        op.finish(reason);
+                    }
+                }
+                Output::Close(reason) => return Some(reason),
+            }
+        }
+        None
+    }
+
+    fn handle_child(&mut self, event: ChildEvent<Operation<H>>) {
+        match event {
+            ChildEvent::Item(id, OpItem::Response(response)) => {
+                self.machine.handle_response(&id, &response);
+            }
+            ChildEvent::Item(id, OpItem::Refused(errors)) => {
+                self.machine.handle_refused(&id, &errors);
+            }
+            ChildEvent::Ended(id, op) => {
+                op.finish(EndReason::Completed);
+                self.machine.handle_finished(&id);
+            }
+            ChildEvent::Panicked(id, op) => {
+                tracing::warn!(conn = self.end.conn.id, id = %id, "operation panicked");
+                op.finish(EndReason::Panicked);
+                self.machine.handle_panicked(&id);
+            }
+        }
+    }
+
+    fn poll_connect(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(fut) = self.connect.as_mut() else {
+            return false;
+        };
+        let outcome = match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => return false,
+            Ok(Poll::Ready(Ok(accept))) => {
+                self.session = Some(Arc::new(accept.data));
+                ConnectOutcome::Accepted(accept.payload)
+            }
+            Ok(Poll::Ready(Err(reject))) if reject.is_internal() => {
+                tracing::warn!(conn = self.end.conn.id, error = %reject, "on_connect failed");
+                ConnectOutcome::Failed
+            }
+            Ok(Poll::Ready(Err(reject))) => ConnectOutcome::Rejected(reject.message().to_owned()),
+            Err(_panic) => {
+                tracing::error!(conn = self.end.conn.id, "on_connect panicked");
+                ConnectOutcome::Failed
+            }
+        };
+        self.connect = None;
+        let now = self.now();
+        self.machine.handle_connect(now, outcome);
+        true
+    }
+
+    /// Reads what is there; `Err` when the socket is gone.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, CloseReason> {
+        let mut progress = false;
+        for _ in 0..READ_BUDGET {
+            if self.machine.is_closed() {
+                break;
+            }
+            let item = match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Pending => break,
+                Poll::Ready(item) => item,
+            };
+            progress = true;
+            let now = self.now();
+            match item {
+                None => return Err(CloseReason::PeerGone),
+                Some(Ok(Message::Text(text))) => self.machine.handle_text(now, text.as_str()),
+                Some(Ok(Message::Binary(_))) => self.machine.handle_binary(now),
+                Some(Ok(Message::Ping(_))) => {
+                    // tungstenite queued the pong; make sure a flush sends it.
+                    self.unflushed = true;
+                    self.machine.handle_sign_of_life(now);
+                }
+                Some(Ok(Message::Pong(_) | Message::Frame(_))) => {
+                    self.machine.handle_sign_of_life(now);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.as_str().to_owned()))
+                        .unwrap_or((1005, String::new()));
+                    return Err(CloseReason::ClientClosed { code, reason });
+                }
+                Some(Err(WsError::Capacity(_))) => self.machine.handle_too_big(),
+                Some(Err(WsError::Utf8(_))) => self.machine.handle_invalid_utf8(now),
+                Some(Err(err)) => {
+                    tracing::debug!(conn = self.end.conn.id, error = %err, "read failed");
+                    return Err(CloseReason::PeerGone);
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Writes queued frames and flushes. Returns whether anything moved.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, WsError> {
+        let mut progress = false;
+        let mut blocked = false;
+        while !self.outbound.is_empty() {
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    if let Some(message) = self.outbound.pop_front() {
+                        Pin::new(&mut self.ws).start_send(message)?;
+                        self.unflushed = true;
+                        progress = true;
+                    }
+                }
+                Poll::Ready(Err(err)) => return Err(err),
+                Poll::Pending => {
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        if !blocked && self.unflushed {
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.unflushed = false;
+                    progress = true;
+                }
+                Poll::Ready(Err(err)) => return Err(err),
+                Poll::Pending => blocked = true,
+            }
+        }
+        if blocked {
+            let now = self.now();
+            self.machine.handle_write_blocked(now);
+        } else {
+            self.machine.handle_write_idle();
+        }
+        self.write_blocked = blocked;
+        Ok(progress)
+    }
+
+    /// Fires due deadlines and arms the one sleep for the next. Returns whether any fired.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut fired = false;
+        loop {
+            let Some(at) = self.machine.poll_timeout() else {
+                self.sleep = None;
+                return fired;
+            };
+            let now = self.now();
+            if at <= now {
+                self.machine.handle_timeout(now);
+                fired = true;
+                continue;
+            }
+            if self.sleep.as_ref().is_none_or(|(armed, _)| *armed != at) {
+                self.sleep = Some((at, self.parts.timer.sleep_until(at)));
+            }
+            let Some((_, sleep)) = self.sleep.as_mut() else {
+                return fired;
+            };
+            if sleep.as_mut().poll(cx).is_pending() {
+                return fired;
+            }
+            // Expiry is judged by the timer's clock on the next turn.
+            self.sleep = None;
+        }
+    }
+
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        for _ in 0..ROUNDS {
+            let mut progress = false;
+
+            if !self.stopping && self.parts.stop.as_mut().poll(cx).is_ready() {
+                self.stopping = true;
+                self.machine.handle_shutdown();
+                progress = true;
+            }
+            progress |= self.poll_connect(cx);
+            if let Some(reason) = self.apply_outputs() {
+                return Poll::Ready(reason);
+            }
+
+            match self.poll_read(cx) {
+                Ok(p) => progress |= p,
+                Err(reason) => {
+                    // A close the machine already decided wins over what the read saw.
+                    return Poll::Ready(self.apply_outputs().unwrap_or(reason));
+                }
+            }
+            if let Some(reason) = self.apply_outputs() {
+                return Poll::Ready(reason);
+            }
+
+            // Operations are pulled only while the socket takes frames: backpressure.
+            while !self.write_blocked && self.outbound.len() < WRITE_BATCH {
+                match self.children.poll_next(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(event) => {
+                        progress = true;
+                        self.handle_child(event);
+                        if let Some(reason) = self.apply_outputs() {
+                            return Poll::Ready(reason);
+                        }
+                    }
+                }
+            }
+
+            match self.poll_write(cx) {
+                Ok(p) => progress |= p,
+                Err(err) => {
+                    tracing::debug!(conn = self.end.conn.id, error = %err, "write failed");
+                    return Poll::Ready(CloseReason::PeerGone);
+                }
+            }
+
+            progress |= self.poll_timers(cx);
+            if let Some(reason) = self.apply_outputs() {
+                return Poll::Ready(reason);
+            }
+
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Still busy: let other tasks run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+pub(crate) fn close_frame(reason: &CloseReason) -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::from(reason.code()),
+        reason: reason.reason().into_owned().into(),
+    }
+}
+
+/// Sends what is queued and our close frame (if any), then reads until the peer's close
+/// or EOF. The caller bounds it with the close timeout.
+pub(crate) async fn close_handshake<T: Transport>(
+    ws: &mut T,
+    outbound: VecDeque<Message>,
+    frame: Option<CloseFrame>,
+) {
+    let messages = outbound
+        .into_iter()
+        .chain(frame.map(|f| Message::Close(Some(f))));
+    for message in messages {
+        if poll_fn(|cx| Pin::new(&mut *ws).poll_ready(cx)).await.is_err()
+            || Pin::new(&mut *ws).start_send(message).is_err()
+        {
+            return;
+        }
+    }
+    if poll_fn(|cx| Pin::new(&mut *ws).poll_flush(cx))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    // Wait for the peer's answer so our close frame is not lost to a TCP reset.
+    while let Some(Ok(_)) = poll_fn(|cx| Pin::new(&mut *ws).poll_next(cx)).await {}
+}

@@ -1,0 +1,102 @@
+//! Live and total counts of connections and subscriptions, readable at any time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::close::CloseKind;
+
+/// Shared counters of one server (or of several, if you hand the same `Arc` to each).
+///
+/// Updates are relaxed atomics: each counter is exact, a snapshot is not a single instant
+/// across counters.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    connections: AtomicU64,
+    subscriptions: AtomicU64,
+    connections_total: AtomicU64,
+    subscriptions_total: AtomicU64,
+    closes: [AtomicU64; CloseKind::ALL.len()],
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct GaugeSnapshot {
+    /// WebSocket connections alive now (upgraded and not yet finished).
+    pub connections: u64,
+    /// Operations alive now (preparing or streaming, not yet dropped).
+    pub subscriptions: u64,
+    /// Connections ever upgraded.
+    pub connections_total: u64,
+    /// Operations ever accepted.
+    pub subscriptions_total: u64,
+    /// Finished connections per [`CloseKind`], in the order of [`CloseKind::ALL`].
+    pub closes: [u64; CloseKind::ALL.len()],
+}
+
+impl GaugeSnapshot {
+    /// Finished connections of one kind.
+    pub fn closes_of(&self, kind: CloseKind) -> u64 {
+        self.closes[kind.index()]
+    }
+}
+
+impl Gauges {
+    /// Fresh counters, all zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> GaugeSnapshot {
+        let mut closes = [0; CloseKind::ALL.len()];
+        for (slot, counter) in closes.iter_mut().zip(&self.closes) {
+            *slot = counter.load(Ordering::Relaxed);
+        }
+        GaugeSnapshot {
+            connections: self.connections.load(Ordering::Relaxed),
+            subscriptions: self.subscriptions.load(Ordering::Relaxed),
+            connections_total: self.connections_total.load(Ordering::Relaxed),
+            subscriptions_total: self.subscriptions_total.load(Ordering::Relaxed),
+            closes,
+        }
+    }
+
+    /// Live connections now.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Live operations now.
+    pub fn subscriptions(&self) -> u64 {
+        self.subscriptions.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new connection unless `limit` is reached; returns whether it was counted.
+    pub(crate) fn try_open_connection(&self, limit: Option<usize>) -> bool {
+        let previous = self.connections.fetch_add(1, Ordering::Relaxed);
+        if limit.is_some_and(|max| previous >= max as u64) {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    pub(crate) fn close_connection(&self, kind: CloseKind) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+        self.count_close(kind);
+    }
+
+    pub(crate) fn count_close(&self, kind: CloseKind) {
+        self.closes[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn open_subscription(&self) {
+        self.subscriptions.fetch_add(1, Ordering::Relaxed);
+        self.subscriptions_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn close_subscription(&self) {
+        self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,206 @@
+//! The user-facing lifecycle hooks and what they exchange with the connection.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use async_graphql::{Data, Request, ServerError};
+use serde_json::Value;
+
+use crate::{CloseReason, Subprotocol};
+
+/// What a hook knows about the connection it is called for.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// A process-unique number for this connection (stable in logs).
+    pub id: u64,
+    /// The peer's address, when the transport has one.
+    pub peer: Option<SocketAddr>,
+    /// The negotiated subprotocol.
+    pub subprotocol: Subprotocol,
+}
+
+impl ConnectionInfo {
+    /// Describes a connection (for users who drive [`crate::serve_websocket`] themselves).
+    pub fn new(id: u64, peer: Option<SocketAddr>, subprotocol: Subprotocol) -> Self {
+        Self {
+            id,
+            peer,
+            subprotocol,
+        }
+    }
+}
+
+/// `on_connect` accepted the connection.
+#[derive(Default)]
+pub struct Accept {
+    pub(crate) payload: Option<Value>,
+    pub(crate) data: Data,
+}
+
+impl std::fmt::Debug for Accept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accept")
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accept {
+    /// Accept with no ack payload and empty resolver data.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Send this object as the `connection_ack` payload.
+    #[must_use]
+    pub fn ack_payload(mut self, payload: Value) -> Self {
+        self.payload = Some(payload);
+        self
+    }
+
+    /// Make `value` available to every resolver of this connection through
+    /// `ctx.data::<T>()` (async-graphql session data).
+    #[must_use]
+    pub fn data<T: std::any::Any + Send + Sync>(mut self, value: T) -> Self {
+        self.data.insert(value);
+        self
+    }
+}
+
+/// `on_connect` refused the connection.
+///
+/// On `graphql-transport-ws` the peer sees close 4403 `Forbidden` ([`Reject::forbidden`]) or
+/// 4500 `Internal server error` ([`Reject::internal`]); on the legacy `graphql-ws` it sees
+/// `connection_error` with the message, then close 1011.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connection rejected: {message}")]
+pub struct Reject {
+    message: String,
+    internal: bool,
+}
+
+impl Reject {
+    /// The client is not allowed in (bad or missing credentials).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            internal: false,
+        }
+    }
+
+    /// The hook could not decide (a backend failed). The message is logged, not sent on
+    /// `graphql-transport-ws`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            internal: true,
+        }
+    }
+
+    /// The message given to the constructor.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether this is an internal failure rather than a refusal.
+    pub fn is_internal(&self) -> bool {
+        self.internal
+    }
+}
+
+/// How one accepted operation ended; given to [`Hooks::on_complete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The stream ended by itself (`complete` was sent).
+    Completed,
+    /// The client sent `complete` (modern) or `stop` (legacy).
+    ClientStopped,
+    /// The request failed before execution (syntax, validation, unknown operation).
+    RequestError,
+    /// `on_subscribe` refused it.
+    Refused,
+    /// The stream panicked; the connection and its other operations continue.
+    Panicked,
+    /// Legacy only: a `start` reused its id, so it was stopped for the new one.
+    Replaced,
+    /// The connection ended while the operation was live.
+    ConnectionClosed(CloseReason),
+    /// The connection future was dropped from outside while the operation was live.
+    Dropped,
+}
+
+/// Lifecycle hooks. Every method has a default, so implement only what you need.
+///
+/// Guarantees: `on_complete` runs exactly once for every operation whose `subscribe`/`start`
+/// was accepted (id reserved), on every ending path, right after its stream was dropped;
+/// `on_disconnect` (only if the connection was acknowledged) and then `on_close` (always)
+/// run after every operation of the connection has been dropped and completed.
+///
+/// The synchronous hooks may run inside `Drop` (when a connection future is dropped from
+/// outside): they must not block or call back into the connection.
+///
+/// ```
+/// use subscope_core::{Accept, ConnectionInfo, Hooks, Reject};
+/// struct Auth;
+/// impl Hooks for Auth {
+///     async fn on_connect(
+///         &self,
+///         _conn: &ConnectionInfo,
+///         payload: Option<serde_json::Value>,
+///     ) -> Result<Accept, Reject> {
+///         let token = payload.as_ref().and_then(|p| p.get("token")).and_then(|t| t.as_str());
+///         match token {
+///             Some("secret") => Ok(Accept::new().data(String::from("alice"))),
+///             _ => Err(Reject::forbidden("bad token")),
+///         }
+///     }
+/// }
+/// ```
+pub trait Hooks: Send + Sync + 'static {
+    /// Runs on `connection_init` with its payload. Accept (optionally with an ack payload
+    /// and resolver data) or reject. A panic here counts as an internal failure.
+    fn on_connect(
+        &self,
+        conn: &ConnectionInfo,
+        payload: Option<Value>,
+    ) -> impl Future<Output = Result<Accept, Reject>> + Send {
+        let _ = (conn, payload);
+        async { Ok(Accept::new()) }
+    }
+
+    /// Runs before an operation executes; may rewrite the request or refuse it with errors
+    /// (sent as the operation's `error` message). While it runs the operation is live: a
+    /// client `complete` or a connection end drops this future and nothing is sent.
+    fn on_subscribe(
+        &self,
+        conn: &ConnectionInfo,
+        id: &str,
+        request: Request,
+    ) -> impl Future<Output = Result<Request, Vec<ServerError>>> + Send {
+        let _ = (conn, id);
+        async { Ok(request) }
+    }
+
+    /// Exactly once per accepted operation, right after its stream was dropped.
+    fn on_complete(&self, conn: &ConnectionInfo, id: &str, reason: &EndReason) {
+        let _ = (conn, id, reason);
+    }
+
+    /// After every operation has been dropped, if the connection had been acknowledged.
+    fn on_disconnect(&self, conn: &ConnectionInfo, reason: &CloseReason) {
+        let _ = (conn, reason);
+    }
+
+    /// Always, last, after every operation has been dropped and the socket released.
+    fn on_close(&self, conn: &ConnectionInfo, reason: &CloseReason) {
+        let _ = (conn, reason);
+    }
+}
+
+/// Hooks that accept every connection and operation and observe nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}

@@ -1,0 +1,517 @@
+//! The connection state machine: protocol rules with no IO, no clock and no futures.
+//!
+//! [`Machine`] is deterministic: inputs carry `now`, outputs are pulled.
+//!
+//! - **Inputs** (`handle_*`): a text or binary frame, any sign of life, the result of the
+//!   `on_connect` hook, an operation's response / refusal / end / panic, a timeout, the
+//!   write side blocking or draining, shutdown.
+//! - **Outputs**: [`Machine::poll_output`] yields, in order, frames to send, hooks to run,
+//!   operations to start or stop, and finally at most one [`Output::Close`].
+//!   [`Machine::poll_timeout`] gives the next deadline; call [`Machine::handle_timeout`] once
+//!   the clock passes it.
+//!
+//! After every input, drain `poll_output` completely, then re-read `poll_timeout`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use async_graphql::{Request, Response, ServerError};
+use serde_json::Value;
+
+use crate::protocol::{self, DecodeError, Inbound, legacy, transport_ws};
+use crate::{CloseReason, Config, EndReason, Subprotocol};
+
+/// An action the driver must take.
+#[derive(Debug)]
+pub enum Output {
+    /// Send a text frame.
+    Text(String),
+    /// Send a WebSocket ping frame (liveness check).
+    Ping,
+    /// Run `on_connect` with this payload and report back with [`Machine::handle_connect`].
+    Connect {
+        /// The `connection_init` payload (absent, null or an object).
+        payload: Option<Value>,
+    },
+    /// Start an operation: run `on_subscribe`, then execute. Report its events back.
+    Start {
+        /// The operation id (now reserved).
+        id: String,
+        /// The GraphQL request.
+        request: Box<Request>,
+    },
+    /// Drop the operation's stream now, and complete it with this reason.
+    Stop {
+        /// The operation id (already released).
+        id: String,
+        /// Why it ends.
+        reason: EndReason,
+    },
+    /// The connection ends: drop every operation, then close (or drop) the socket. Final.
+    Close(CloseReason),
+}
+
+/// What `on_connect` decided, as the machine needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectOutcome {
+    /// Accepted, with an optional ack payload.
+    Accepted(Option<Value>),
+    /// Refused with a message.
+    Rejected(String),
+    /// The hook failed or panicked.
+    Failed,
+}
+
+/// The deadlines a connection keeps; one runtime sleep serves them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    InitWait = 0,
+    Ping = 1,
+    PongDeadline = 2,
+    KeepAliveMessage = 3,
+    Write = 4,
+}
+
+const TIMERS: [TimerKind; 5] = [
+    TimerKind::InitWait,
+    TimerKind::Ping,
+    TimerKind::PongDeadline,
+    TimerKind::KeepAliveMessage,
+    TimerKind::Write,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingInit,
+    Initialising,
+    Acknowledged,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpPhase {
+    /// No response yet (hook running or first result pending).
+    Preparing,
+    /// At least one response delivered.
+    Streaming,
+}
+
+/// The settings the machine uses (a subset of [`Config`]).
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    init_timeout: Option<Duration>,
+    keepalive_interval: Option<Duration>,
+    keepalive_timeout: Duration,
+    write_timeout: Option<Duration>,
+    max_subscriptions: usize,
+}
+
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// The per-connection protocol state machine. See the module docs for the call order.
+#[derive(Debug)]
+pub struct Machine {
+    protocol: Subprotocol,
+    settings: Settings,
+    phase: Phase,
+    ops: HashMap<String, OpPhase>,
+    out: VecDeque<Output>,
+    deadlines: [Option<Instant>; TIMERS.len()],
+}
+
+impl Machine {
+    /// A machine for a freshly upgraded socket that negotiated `protocol`.
+    pub fn new(protocol: Subprotocol, config: &Config, now: Instant) -> Self {
+        let settings = Settings {
+            init_timeout: nonzero(config.init_timeout),
+            keepalive_interval: nonzero(config.keepalive_interval),
+            keepalive_timeout: config.keepalive_timeout,
+            write_timeout: nonzero(config.write_timeout),
+            max_subscriptions: config.max_subscriptions,
+        };
+        let mut machine = Self {
+            protocol,
+            settings,
+            phase: Phase::AwaitingInit,
+            ops: HashMap::new(),
+            out: VecDeque::new(),
+            deadlines: [None; TIMERS.len()],
+        };
+        if let Some(d) = settings.init_timeout {
+            machine.arm(TimerKind::InitWait, now + d);
+        }
+        if let Some(d) = settings.keepalive_interval {
+            machine.arm(TimerKind::Ping, now + d);
+        }
+        machine
+    }
+
+    /// The negotiated subprotocol.
+    pub fn protocol(&self) -> Subprotocol {
+        self.protocol
+    }
+
+    /// Whether `connection_ack` has been decided (the connection may run operations).
+    pub fn is_acknowledged(&self) -> bool {
+        self.phase == Phase::Acknowledged
+    }
+
+    /// Whether [`Output::Close`] has been emitted.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Operations live now (preparing or streaming).
+    pub fn live_operations(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The next action, if any.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The earliest armed deadline, if any.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
+        self.deadlines.iter().flatten().min().copied()
+    }
+
+    fn arm(&mut self, timer: TimerKind, at: Instant) {
+        self.deadlines[timer as usize] = Some(at);
+    }
+
+    fn disarm(&mut self, timer: TimerKind) {
+        self.deadlines[timer as usize] = None;
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.is_closed() {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.deadlines = [None; TIMERS.len()];
+        // Operations are released here; the driver drops their streams on Close.
+        self.ops.clear();
+        self.out.push_back(Output::Close(reason));
+    }
+
+    fn text(&mut self, frame: String) {
+        self.out.push_back(Output::Text(frame));
+    }
+
+    fn is_legacy(&self) -> bool {
+        self.protocol == Subprotocol::GraphqlWs
+    }
+
+    /// Any inbound frame (text, binary, ping, pong): the peer is alive.
+    pub fn handle_sign_of_life(&mut self, _now: Instant) {
+        self.disarm(TimerKind::PongDeadline);
+    }
+
+    /// An inbound text frame.
+    pub fn handle_text(&mut self, now: Instant, text: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.handle_sign_of_life(now);
+        let decoded = match self.protocol {
+            Subprotocol::GraphqlTransportWs => transport_ws::decode(text),
+            Subprotocol::GraphqlWs => legacy::decode(text),
+        };
+        match decoded {
+            Ok(message) => self.handle_message(now, message),
+            Err(err) => self.handle_invalid(err),
+        }
+    }
+
+    /// An inbound binary frame: invalid on both subprotocols.
+    pub fn handle_binary(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        self.handle_sign_of_life(now);
+        if self.is_legacy() {
+            self.close(CloseReason::BinaryFrame);
+        } else {
+            self.close(CloseReason::InvalidMessage(
+                "Invalid message received: binary frame".into(),
+            ));
+        }
+    }
+
+    /// A text frame that was not valid UTF-8.
+    pub fn handle_invalid_utf8(&mut self, _now: Instant) {
+        self.close(CloseReason::InvalidMessage(
+            "Invalid message received: invalid UTF-8".into(),
+        ));
+    }
+
+    /// An inbound message above the size limit.
+    pub fn handle_too_big(&mut self) {
+        self.close(CloseReason::MessageTooBig);
+    }
+
+    fn handle_invalid(&mut self, err: DecodeError) {
+        if self.is_legacy() {
+            // Legacy: report and keep the socket open.
+            self.text(legacy::connection_error(&err.0));
+        } else {
+            self.close(CloseReason::InvalidMessage(err.0));
+        }
+    }
+
+    fn handle_message(&mut self, now: Instant, message: Inbound) {
+        match message {
+            Inbound::Init { payload } => self.handle_init(payload),
+            Inbound::Ping { payload } => self.text(transport_ws::pong(payload.as_ref())),
+            Inbound::Pong => {}
+            Inbound::Subscribe { id, request } => self.handle_subscribe(now, id, request),
+            Inbound::Complete { id } => self.handle_client_complete(id),
+            Inbound::Terminate => self.close(CloseReason::Terminated),
+        }
+    }
+
+    fn handle_init(&mut self, payload: Option<Value>) {
+        match self.phase {
+            Phase::AwaitingInit => {
+                self.phase = Phase::Initialising;
+                self.disarm(TimerKind::InitWait);
+                self.out.push_back(Output::Connect { payload });
+            }
+            Phase::Initialising | Phase::Acknowledged => {
+                if self.is_legacy() {
+                    self.text(legacy::connection_error("Too many initialisation requests"));
+                }
+                self.close(CloseReason::TooManyInitRequests);
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    /// The result of the `on_connect` hook requested by [`Output::Connect`].
+    pub fn handle_connect(&mut self, now: Instant, outcome: ConnectOutcome) {
+        if self.phase != Phase::Initialising {
+            return;
+        }
+        match outcome {
+            ConnectOutcome::Accepted(payload) => {
+                // Acknowledged before the ack is written: a subscribe sent right after the
+                // client sees the ack is never refused.
+                self.phase = Phase::Acknowledged;
+                if self.is_legacy() {
+                    self.text(legacy::ack(payload.as_ref()));
+                    if let Some(every) = self.settings.keepalive_interval {
+                        self.text(legacy::ka());
+                        self.arm(TimerKind::KeepAliveMessage, now + every);
+                    }
+                } else {
+                    self.text(transport_ws::ack(payload.as_ref()));
+                }
+            }
+            ConnectOutcome::Rejected(message) => {
+                if self.is_legacy() {
+                    self.text(legacy::connection_error(&message));
+                    self.close(CloseReason::LegacyInitRejected);
+                } else {
+                    self.close(CloseReason::Forbidden);
+                }
+            }
+            ConnectOutcome::Failed => {
+                if self.is_legacy() {
+                    self.text(legacy::connection_error("Internal server error"));
+                    self.close(CloseReason::LegacyInitFailed);
+                } else {
+                    self.close(CloseReason::InternalError);
+                }
+            }
+        }
+    }
+
+    fn handle_subscribe(&mut self, _now: Instant, id: String, request: Box<Request>) {
+        if self.phase != Phase::Acknowledged {
+            self.close(CloseReason::SubscribeBeforeAck);
+            return;
+        }
+        if self.ops.contains_key(&id) {
+            if self.is_legacy() {
+                // Legacy: stop the old operation (its `complete` first), then start anew.
+                self.ops.remove(&id);
+                self.out.push_back(Output::Stop {
+                    id: id.clone(),
+                    reason: EndReason::Replaced,
+                });
+                self.text(legacy::complete(&id));
+            } else {
+                self.close(CloseReason::DuplicateOperationId(id));
+                return;
+            }
+        }
+        if self.ops.len() >= self.settings.max_subscriptions {
+            let errors = protocol::limit_error();
+            let frame = self.error_frame(&id, &errors);
+            self.text(frame);
+            return;
+        }
+        self.ops.insert(id.clone(), OpPhase::Preparing);
+        self.out.push_back(Output::Start { id, request });
+    }
+
+    fn handle_client_complete(&mut self, id: String) {
+        if self.ops.remove(&id).is_none() {
+            return; // unknown or finished: ignore
+        }
+        let legacy = self.is_legacy();
+        self.out.push_back(Output::Stop {
+            id: id.clone(),
+            reason: EndReason::ClientStopped,
+        });
+        if legacy {
+            self.text(legacy::complete(&id));
+        }
+    }
+
+    fn error_frame(&self, id: &str, errors: &[ServerError]) -> String {
+        if self.is_legacy() {
+            legacy::error(id, errors)
+        } else {
+            transport_ws::error(id, errors)
+        }
+    }
+
+    /// One response of a running operation.
+    pub fn handle_response(&mut self, id: &str, response: &Response) {
+        let Some(phase) = self.ops.get_mut(id) else {
+            return;
+        };
+        if *phase == OpPhase::Preparing && protocol::is_request_error(response) {
+            // Failed before execution: one `error`, no `complete`, id released.
+            self.ops.remove(id);
+            let frame = self.error_frame(id, &response.errors);
+            self.out.push_back(Output::Stop {
+                id: id.to_owned(),
+                reason: EndReason::RequestError,
+            });
+            self.text(frame);
+            return;
+        }
+        *phase = OpPhase::Streaming;
+        let frame = if self.is_legacy() {
+            legacy::data(id, response)
+        } else {
+            transport_ws::next(id, response)
+        };
+        self.text(frame);
+    }
+
+    /// `on_subscribe` refused the operation with these errors.
+    pub fn handle_refused(&mut self, id: &str, errors: &[ServerError]) {
+        if self.ops.remove(id).is_none() {
+            return;
+        }
+        let errors = if errors.is_empty() {
+            protocol::internal_error()
+        } else {
+            errors.to_vec()
+        };
+        self.out.push_back(Output::Stop {
+            id: id.to_owned(),
+            reason: EndReason::Refused,
+        });
+        let frame = self.error_frame(id, &errors);
+        self.text(frame);
+    }
+
+    /// The operation's stream ended by itself (the driver already dropped it).
+    pub fn handle_finished(&mut self, id: &str) {
+        if self.ops.remove(id).is_none() {
+            return;
+        }
+        // Released before the final message, so the client may reuse the id at once.
+        let frame = if self.is_legacy() {
+            legacy::complete(id)
+        } else {
+            transport_ws::complete(id)
+        };
+        self.text(frame);
+    }
+
+    /// The operation's stream panicked (the driver already dropped it).
+    pub fn handle_panicked(&mut self, id: &str) {
+        if self.ops.remove(id).is_none() {
+            return;
+        }
+        let frame = self.error_frame(id, &protocol::internal_error());
+        self.text(frame);
+    }
+
+    /// The write side could not take more (a write or flush is pending).
+    pub fn handle_write_blocked(&mut self, now: Instant) {
+        if let Some(d) = self.settings.write_timeout
+            && self.deadlines[TimerKind::Write as usize].is_none()
+        {
+            self.arm(TimerKind::Write, now + d);
+        }
+    }
+
+    /// The write side has drained.
+    pub fn handle_write_idle(&mut self) {
+        self.disarm(TimerKind::Write);
+    }
+
+    /// Graceful server shutdown: close 1001.
+    pub fn handle_shutdown(&mut self) {
+        self.close(CloseReason::ServerShutdown);
+    }
+
+    /// Fires every deadline at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for timer in TIMERS {
+            if self.is_closed() {
+                return;
+            }
+            match self.deadlines[timer as usize] {
+                Some(at) if at <= now => {}
+                _ => continue,
+            }
+            self.disarm(timer);
+            match timer {
+                TimerKind::InitWait => {
+                    // Only the arrival of init is timed, not the hook's decision.
+                    if self.phase == Phase::AwaitingInit {
+                        self.close(CloseReason::InitTimeout);
+                    }
+                }
+                TimerKind::Ping => {
+                    self.out.push_back(Output::Ping);
+                    if let Some(every) = self.settings.keepalive_interval {
+                        self.arm(TimerKind::Ping, now + every);
+                    }
+                    if self.deadlines[TimerKind::PongDeadline as usize].is_none() {
+                        self.arm(
+                            TimerKind::PongDeadline,
+                            now + self.settings.keepalive_timeout,
+                        );
+                    }
+                }
+                TimerKind::PongDeadline => self.close(CloseReason::KeepaliveTimeout),
+                TimerKind::KeepAliveMessage => {
+                    self.text(legacy::ka());
+                    if let Some(every) = self.settings.keepalive_interval {
+                        self.arm(TimerKind::KeepAliveMessage, now + every);
+                    }
+                }
+                TimerKind::Write => self.close(CloseReason::WriteTimeout),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
