@@ -1,1 +1,47 @@
-//! x
+//! Test instruments for the socket-level suite: an in-process demo server with recording
+//! hooks, and a blocking WebSocket client with deadlines.
+//!
+//! Every wait has a deadline and waits for an event (a frame, a hook call, a counter
+//! reaching a value); nothing sleeps and hopes.
+
+pub mod client;
+pub mod recorder;
+pub mod server;
+
+pub use client::{Client, Frame};
+pub use recorder::{Recorder, RecordingHooks};
+pub use server::{TestRuntime, TestServer};
+
+use std::time::{Duration, Instant};
+
+/// The default deadline for one expected event.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Waits until `cond` holds, checking every few milliseconds, or fails after `within`.
+pub fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Generates one `#[test]` per listed generic case and per compiled-in runtime, in a
+/// module named for the runtime, so a failure names its runtime.
+#[macro_export]
+macro_rules! per_runtime {
+    ($($case:ident),* $(,)?) => {
+        #[cfg(feature = "rt-tokio")]
+        mod tokio {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case::<$crate::server::tokio_rt::Tokio>();
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,182 @@
+//! Command-line arguments of the `demo` server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use subscope::Config;
+
+/// The runtimes the demo can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RuntimeChoice {
+    /// tokio (feature `tokio`).
+    Tokio,
+}
+
+/// Parsed `demo` arguments.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DemoArgs {
+    /// Where to listen (`--addr`, default `127.0.0.1:8000`; port 0 picks one).
+    pub addr: SocketAddr,
+    /// The runtime (`--runtime`, default `tokio`).
+    pub runtime: RuntimeChoice,
+    /// Server settings from `--init-timeout-ms`, `--keepalive-ms`, `--write-timeout-ms`,
+    /// `--max-subscriptions`.
+    pub config: Config,
+}
+
+/// A command line the demo cannot run with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CliError {
+    /// `--help` was asked for.
+    #[error("{USAGE}")]
+    Help,
+    /// An option that does not exist.
+    #[error("unknown option `{0}`\n\n{USAGE}")]
+    UnknownOption(String),
+    /// An option without its value.
+    #[error("option `{0}` needs a value")]
+    MissingValue(String),
+    /// A value that does not parse.
+    #[error("invalid value `{value}` for `{option}`: {why}")]
+    InvalidValue {
+        /// The option.
+        option: String,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        why: &'static str,
+    },
+    /// A runtime this binary was built without.
+    #[error("runtime `{0}` is not compiled in: rebuild with `--features {0}`")]
+    RuntimeNotCompiled(String),
+}
+
+/// The usage text.
+pub const USAGE: &str = "usage: demo [--addr HOST:PORT] [--runtime tokio] [--init-timeout-ms N] \
+[--keepalive-ms N] [--write-timeout-ms N] [--max-subscriptions N]
+
+  --addr HOST:PORT        listen address (default 127.0.0.1:8000; port 0 picks a free port)
+  --runtime NAME          tokio (default tokio)
+  --init-timeout-ms N     time to send connection_init, 0 disables (default 3000)
+  --keepalive-ms N        ping interval and liveness timeout, 0 disables (default 12000)
+  --write-timeout-ms N    stuck-write timeout, 0 disables (default 10000)
+  --max-subscriptions N   live operations per connection (default 100)";
+
+fn runtime(name: &str) -> Result<RuntimeChoice, CliError> {
+    match name {
+        "tokio" if cfg!(feature = "tokio") => Ok(RuntimeChoice::Tokio),
+        "tokio" | "smol" | "async-std" => Err(CliError::RuntimeNotCompiled(name.to_owned())),
+        _ => Err(CliError::InvalidValue {
+            option: "--runtime".into(),
+            value: name.into(),
+            why: "expected tokio, smol or async-std",
+        }),
+    }
+}
+
+fn number(option: &str, value: &str) -> Result<u64, CliError> {
+    value.parse().map_err(|_| CliError::InvalidValue {
+        option: option.into(),
+        value: value.into(),
+        why: "expected a non-negative integer",
+    })
+}
+
+impl DemoArgs {
+    /// Parses arguments (without the program name). Accepts `--opt value` and `--opt=value`.
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Self, CliError> {
+        let mut out = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            runtime: runtime("tokio").unwrap_or(RuntimeChoice::Tokio),
+            config: Config::default(),
+        };
+        let mut explicit_runtime = None;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                return Err(CliError::Help);
+            }
+            let (option, inline) = match arg.split_once('=') {
+                Some((o, v)) if o.starts_with("--") => (o.to_owned(), Some(v.to_owned())),
+                _ => (arg, None),
+            };
+            let known = [
+                "--addr",
+                "--runtime",
+                "--init-timeout-ms",
+                "--keepalive-ms",
+                "--write-timeout-ms",
+                "--max-subscriptions",
+            ];
+            if !known.contains(&option.as_str()) {
+                return Err(CliError::UnknownOption(option));
+            }
+            let Some(value) = inline.or_else(|| args.next()) else {
+                return Err(CliError::MissingValue(option));
+            };
+            let ms = |v: &str| number(&option, v).map(Duration::from_millis);
+            match option.as_str() {
+                "--addr" => {
+                    out.addr = value.parse().map_err(|_| CliError::InvalidValue {
+                        option: option.clone(),
+                        value: value.clone(),
+                        why: "expected HOST:PORT with an IP address",
+                    })?;
+                }
+                "--runtime" => explicit_runtime = Some(value),
+                "--init-timeout-ms" => out.config = out.config.init_timeout(ms(&value)?),
+                "--keepalive-ms" => {
+                    let d = ms(&value)?;
+                    out.config = out.config.keepalive_interval(d).keepalive_timeout(d);
+                }
+                "--write-timeout-ms" => out.config = out.config.write_timeout(ms(&value)?),
+                _ => {
+                    let n = number(&option, &value)?;
+                    out.config = out
+                        .config
+                        .max_subscriptions(usize::try_from(n).unwrap_or(usize::MAX));
+                }
+            }
+        }
+        if let Some(name) = explicit_runtime {
+            out.runtime = runtime(&name)?;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<DemoArgs, CliError> {
+        DemoArgs::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let a = parse(&[]).expect("defaults");
+        assert_eq!(a.addr.to_string(), "127.0.0.1:8000");
+        let a = parse(&["--addr", "127.0.0.1:0", "--keepalive-ms=250", "--max-subscriptions", "3"])
+            .expect("values");
+        assert_eq!(a.addr.port(), 0);
+        assert_eq!(a.config.enabled_subprotocols().len(), 2);
+    }
+
+    #[test]
+    fn errors_are_specific() {
+        assert!(matches!(parse(&["--nope"]), Err(CliError::UnknownOption(_))));
+        assert!(matches!(parse(&["--addr"]), Err(CliError::MissingValue(_))));
+        assert!(matches!(
+            parse(&["--init-timeout-ms", "-1"]),
+            Err(CliError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            parse(&["--runtime", "tokyo"]),
+            Err(CliError::InvalidValue { .. })
+        ));
+    }
+}

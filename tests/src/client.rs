@@ -1,0 +1,247 @@
+//! A blocking WebSocket client over a real TCP socket, with a deadline on every read.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tungstenite::protocol::{CloseFrame, Role};
+use tungstenite::{Message, WebSocket};
+
+use crate::DEADLINE;
+
+/// What the server sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A JSON text message.
+    Json(Value),
+    /// A close frame: code and reason.
+    Close(u16, String),
+    /// The socket ended without a close frame.
+    Gone,
+}
+
+/// A test client.
+#[derive(Debug)]
+pub struct Client {
+    ws: WebSocket<TcpStream>,
+    /// The subprotocol the server echoed, if any.
+    pub protocol: Option<String>,
+}
+
+impl Client {
+    /// Connects offering `protocols` (as one header line, in this order; none if empty).
+    pub fn connect(addr: SocketAddr, protocols: &[&str]) -> Self {
+        let line = protocols.join(", ");
+        let lines: &[&str] = if protocols.is_empty() { &[] } else { &[line.as_str()] };
+        Self::connect_lines(addr, lines)
+    }
+
+    /// Connects with one `Sec-WebSocket-Protocol` header line per entry of `lines`.
+    ///
+    /// The upgrade is written by hand, like a raw-socket client: it does not validate the
+    /// echoed subprotocol, so tests can see what the server answers when none fits.
+    pub fn connect_lines(addr: SocketAddr, lines: &[&str]) -> Self {
+        let mut stream = TcpStream::connect(addr).expect("tcp connect");
+        stream.set_nodelay(true).expect("nodelay");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut request = format!(
+            "GET /graphql HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        );
+        for line in lines {
+            request.push_str(&format!("Sec-WebSocket-Protocol: {line}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).expect("write upgrade");
+        // Read the response head byte by byte so no frame after it is consumed.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).expect("read upgrade response");
+            assert_eq!(n, 1, "server closed during the upgrade: {:?}", String::from_utf8_lossy(&head));
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).expect("ascii head");
+        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        let protocol = head.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-protocol")
+                .then(|| value.trim().to_owned())
+        });
+        let ws = WebSocket::from_raw_socket(stream, Role::Client, None);
+        Self { ws, protocol }
+    }
+
+    /// Connects with `graphql-transport-ws`.
+    pub fn modern(addr: SocketAddr) -> Self {
+        Self::connect(addr, &["graphql-transport-ws"])
+    }
+
+    /// Connects with the legacy `graphql-ws`.
+    pub fn legacy(addr: SocketAddr) -> Self {
+        Self::connect(addr, &["graphql-ws"])
+    }
+
+    /// Sends a JSON message.
+    pub fn send(&mut self, value: Value) {
+        self.send_text(&value.to_string());
+    }
+
+    /// Sends a raw text frame.
+    pub fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).expect("send");
+    }
+
+    /// Sends any message (binary, ping...).
+    pub fn send_message(&mut self, message: Message) {
+        self.ws.send(message).expect("send");
+    }
+
+    /// Sends `connection_init` with `payload` and expects `connection_ack` (and on the
+    /// legacy protocol, the first `ka` if `expect_ka`).
+    pub fn init(&mut self, payload: Option<Value>) -> Value {
+        let mut msg = json!({"type": "connection_init"});
+        if let Some(p) = payload {
+            msg["payload"] = p;
+        }
+        self.send(msg);
+        let ack = self.recv_json();
+        assert_eq!(ack["type"], "connection_ack", "expected ack, got {ack}");
+        ack
+    }
+
+    /// `subscribe` (modern) with a query.
+    pub fn subscribe(&mut self, id: &str, query: &str) {
+        self.send(json!({"id": id, "type": "subscribe", "payload": {"query": query}}));
+    }
+
+    /// `start` (legacy) with a query.
+    pub fn start(&mut self, id: &str, query: &str) {
+        self.send(json!({"id": id, "type": "start", "payload": {"query": query}}));
+    }
+
+    /// The next frame within `within`, skipping pings/pongs. Panics on timeout.
+    pub fn next_frame_within(&mut self, within: Duration) -> Frame {
+        let end = Instant::now() + within;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no frame within {within:?}");
+            self.ws
+                .get_ref()
+                .set_read_timeout(Some(left))
+                .expect("timeout");
+            match self.ws.read() {
+                Ok(Message::Text(t)) => {
+                    return Frame::Json(serde_json::from_str(t.as_str()).expect("server sent JSON"));
+                }
+                Ok(Message::Close(frame)) => {
+                    let (code, reason) = frame
+                        .map(|f: CloseFrame| (u16::from(f.code), f.reason.as_str().to_owned()))
+                        .unwrap_or((1005, String::new()));
+                    return Frame::Close(code, reason);
+                }
+                Ok(Message::Binary(_)) => panic!("server sent a binary frame"),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    panic!("no frame within {within:?}")
+                }
+                Err(_) => return Frame::Gone,
+            }
+        }
+    }
+
+    /// The next frame within the default deadline.
+    pub fn next_frame(&mut self) -> Frame {
+        self.next_frame_within(DEADLINE)
+    }
+
+    /// The next JSON message; panics on anything else.
+    pub fn recv_json(&mut self) -> Value {
+        match self.next_frame() {
+            Frame::Json(v) => v,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// Next JSON message that is not a legacy `ka`.
+    pub fn recv_json_skip_ka(&mut self) -> Value {
+        loop {
+            let v = self.recv_json();
+            if v["type"] != "ka" {
+                return v;
+            }
+        }
+    }
+
+    /// Expects a close frame and returns its code and reason (skipping other messages of
+    /// types in `skip`).
+    pub fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            match self.next_frame() {
+                Frame::Close(code, reason) => return (code, reason),
+                Frame::Json(v) if v["type"] == "ka" => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts that nothing but `ka`/pings arrives for `quiet`.
+    pub fn expect_silence(&mut self, quiet: Duration) {
+        let end = Instant::now() + quiet;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            self.ws
+                .get_ref()
+                .set_read_timeout(Some(left))
+                .expect("timeout");
+            match self.ws.read() {
+                Ok(Message::Text(t)) if t.as_str() == r#"{"type":"ka"}"# => {}
+                Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                Ok(other) => panic!("expected silence, got {other:?}"),
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    return;
+                }
+                Err(e) => panic!("expected silence, got error {e}"),
+            }
+        }
+    }
+
+    /// Sends a close frame and reads until the server's answer.
+    pub fn close(mut self, code: u16) -> Frame {
+        self.ws
+            .close(Some(CloseFrame {
+                code: code.into(),
+                reason: "bye".into(),
+            }))
+            .expect("close");
+        self.next_frame()
+    }
+
+    /// Vanishes abruptly: `SO_LINGER` 0, so the kernel sends a TCP reset.
+    pub fn reset(self) {
+        let stream = self.ws.into_inner();
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+        drop(stream);
+    }
+
+    /// Closes the TCP socket without a close frame (FIN).
+    pub fn drop_tcp(self) {
+        drop(self.ws.into_inner());
+    }
+
+    /// The underlying socket.
+    pub fn stream(&self) -> &TcpStream {
+        self.ws.get_ref()
+    }
+}

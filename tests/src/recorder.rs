@@ -1,0 +1,125 @@
+//! Hooks that record every call, and steer `on_connect` from the init payload.
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_graphql::{Request, ServerError};
+use serde_json::Value;
+use subscope::{Accept, CloseReason, ConnectionInfo, EndReason, Hooks, Reject};
+
+/// Everything the hooks saw.
+#[derive(Debug, Default, Clone)]
+pub struct Events {
+    /// `(connection, id, reason)` per `on_complete`.
+    pub completes: Vec<(u64, String, EndReason)>,
+    /// `(connection, reason)` per `on_close`.
+    pub closes: Vec<(u64, CloseReason)>,
+    /// Connections `on_disconnect` ran for.
+    pub disconnects: Vec<u64>,
+    /// Operation ids `on_subscribe` ran for.
+    pub subscribes: Vec<String>,
+}
+
+/// Shared, waitable record of hook calls.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    inner: Arc<(Mutex<Events>, Condvar)>,
+}
+
+impl Recorder {
+    fn update(&self, f: impl FnOnce(&mut Events)) {
+        let (lock, cv) = &*self.inner;
+        f(&mut lock.lock().unwrap_or_else(PoisonError::into_inner));
+        cv.notify_all();
+    }
+
+    /// A copy of the events so far.
+    pub fn events(&self) -> Events {
+        self.inner
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until `cond` holds for the events, or panics after `within`.
+    pub fn wait(&self, what: &str, within: Duration, cond: impl Fn(&Events) -> bool) -> Events {
+        let (lock, cv) = &*self.inner;
+        let end = Instant::now() + within;
+        let mut events = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while !cond(&events) {
+            let now = Instant::now();
+            assert!(now < end, "timed out after {within:?} waiting for {what}: {events:#?}");
+            events = cv
+                .wait_timeout(events, end - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        events.clone()
+    }
+
+    /// Waits for `n` connections to have run `on_close`.
+    pub fn wait_closes(&self, n: usize, within: Duration) -> Events {
+        self.wait(&format!("{n} on_close calls"), within, |e| e.closes.len() >= n)
+    }
+}
+
+/// Hooks recording into a [`Recorder`]. `on_connect` reads the init payload:
+/// `{"reject": "msg"}` refuses, `{"fail": true}` fails internally, `{"panic": true}`
+/// panics, `{"ack": {...}}` becomes the ack payload. `on_subscribe` refuses operations
+/// whose `operationName` is `Refused`.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingHooks {
+    /// Where calls are recorded.
+    pub recorder: Recorder,
+}
+
+impl Hooks for RecordingHooks {
+    async fn on_connect(
+        &self,
+        _conn: &ConnectionInfo,
+        payload: Option<Value>,
+    ) -> Result<Accept, Reject> {
+        let payload = payload.unwrap_or(Value::Null);
+        if let Some(msg) = payload.get("reject").and_then(Value::as_str) {
+            return Err(Reject::forbidden(msg));
+        }
+        if payload.get("fail").is_some() {
+            return Err(Reject::internal("backend down"));
+        }
+        if payload.get("panic").is_some() {
+            panic!("on_connect panics on purpose");
+        }
+        let mut accept = Accept::new();
+        if let Some(ack) = payload.get("ack") {
+            accept = accept.ack_payload(ack.clone());
+        }
+        Ok(accept)
+    }
+
+    async fn on_subscribe(
+        &self,
+        _conn: &ConnectionInfo,
+        id: &str,
+        request: Request,
+    ) -> Result<Request, Vec<ServerError>> {
+        self.recorder.update(|e| e.subscribes.push(id.to_owned()));
+        if request.operation_name.as_deref() == Some("Refused") {
+            return Err(vec![ServerError::new("refused by on_subscribe", None)]);
+        }
+        Ok(request)
+    }
+
+    fn on_complete(&self, conn: &ConnectionInfo, id: &str, reason: &EndReason) {
+        self.recorder
+            .update(|e| e.completes.push((conn.id, id.to_owned(), reason.clone())));
+    }
+
+    fn on_disconnect(&self, conn: &ConnectionInfo, _reason: &CloseReason) {
+        self.recorder.update(|e| e.disconnects.push(conn.id));
+    }
+
+    fn on_close(&self, conn: &ConnectionInfo, reason: &CloseReason) {
+        self.recorder.update(|e| e.closes.push((conn.id, reason.clone())));
+    }
+}
