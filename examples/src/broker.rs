@@ -36,7 +36,9 @@ impl Drop for Registration {
 }
 
 impl Broker {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slab<async_channel::Sender<String>>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Slab<async_channel::Sender<String>>>> {
         self.topics.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

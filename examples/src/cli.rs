@@ -160,15 +160,24 @@ mod tests {
     fn defaults_and_values() {
         let a = parse(&[]).expect("defaults");
         assert_eq!(a.addr.to_string(), "127.0.0.1:8000");
-        let a = parse(&["--addr", "127.0.0.1:0", "--keepalive-ms=250", "--max-subscriptions", "3"])
-            .expect("values");
+        let a = parse(&[
+            "--addr",
+            "127.0.0.1:0",
+            "--keepalive-ms=250",
+            "--max-subscriptions",
+            "3",
+        ])
+        .expect("values");
         assert_eq!(a.addr.port(), 0);
         assert_eq!(a.config.enabled_subprotocols().len(), 2);
     }
 
     #[test]
     fn errors_are_specific() {
-        assert!(matches!(parse(&["--nope"]), Err(CliError::UnknownOption(_))));
+        assert!(matches!(
+            parse(&["--nope"]),
+            Err(CliError::UnknownOption(_))
+        ));
         assert!(matches!(parse(&["--addr"]), Err(CliError::MissingValue(_))));
         assert!(matches!(
             parse(&["--init-timeout-ms", "-1"]),

@@ -25,7 +25,9 @@ pub mod broker;
 mod schema;
 
 pub use broker::Broker;
-pub use schema::{DemoSchema, LiveStreams, Mutation, Query, ServerStats, Subscription, build_schema};
+pub use schema::{
+    DemoSchema, LiveStreams, Mutation, Query, ServerStats, Subscription, build_schema,
+};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -169,15 +169,18 @@ impl Subscription {
     ) -> Result<impl Stream<Item = Result<i32>> + use<>> {
         let after = non_negative("after", after)?;
         let guard = ctx.data::<LiveCounter>()?.guard();
-        Ok(stream::unfold((0u64, Some(guard)), move |(i, guard)| async move {
-            let guard = guard?;
-            if i < after {
-                Some((Ok(i as i32), (i + 1, Some(guard))))
-            } else {
-                drop(guard);
-                Some((Err(Error::new("failing on purpose")), (i + 1, None)))
-            }
-        }))
+        Ok(stream::unfold(
+            (0u64, Some(guard)),
+            move |(i, guard)| async move {
+                let guard = guard?;
+                if i < after {
+                    Some((Ok(i as i32), (i + 1, Some(guard))))
+                } else {
+                    drop(guard);
+                    Some((Err(Error::new("failing on purpose")), (i + 1, None)))
+                }
+            },
+        ))
     }
 
     /// `after` items, then panics inside the stream.
@@ -188,12 +191,15 @@ impl Subscription {
     ) -> Result<impl Stream<Item = i32> + use<>> {
         let after = non_negative("after", after)?;
         let guard = ctx.data::<LiveCounter>()?.guard();
-        Ok(stream::unfold((0u64, guard), move |(i, guard)| async move {
-            if i >= after {
-                panic!("panicking on purpose");
-            }
-            Some((i as i32, (i + 1, guard)))
-        }))
+        Ok(stream::unfold(
+            (0u64, guard),
+            move |(i, guard)| async move {
+                if i >= after {
+                    panic!("panicking on purpose");
+                }
+                Some((i as i32, (i + 1, guard)))
+            },
+        ))
     }
 
     /// Items of `bytes` characters, one every `everyMs` (0: as fast as the socket takes them).
@@ -204,7 +210,9 @@ impl Subscription {
         #[graphql(default = 0)] every_ms: i32,
     ) -> Result<impl Stream<Item = String> + use<>> {
         if !(0..=MAX_PAYLOAD).contains(&bytes) {
-            return Err(Error::new(format!("bytes must be within 0..={MAX_PAYLOAD}")));
+            return Err(Error::new(format!(
+                "bytes must be within 0..={MAX_PAYLOAD}"
+            )));
         }
         let every = Duration::from_millis(non_negative("everyMs", every_ms)?);
         let item = "x".repeat(bytes as usize);

@@ -33,7 +33,11 @@ impl Client {
     /// Connects offering `protocols` (as one header line, in this order; none if empty).
     pub fn connect(addr: SocketAddr, protocols: &[&str]) -> Self {
         let line = protocols.join(", ");
-        let lines: &[&str] = if protocols.is_empty() { &[] } else { &[line.as_str()] };
+        let lines: &[&str] = if protocols.is_empty() {
+            &[]
+        } else {
+            &[line.as_str()]
+        };
         Self::connect_lines(addr, lines)
     }
 
@@ -60,7 +64,12 @@ impl Client {
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
             let n = stream.read(&mut byte).expect("read upgrade response");
-            assert_eq!(n, 1, "server closed during the upgrade: {:?}", String::from_utf8_lossy(&head));
+            assert_eq!(
+                n,
+                1,
+                "server closed during the upgrade: {:?}",
+                String::from_utf8_lossy(&head)
+            );
             head.push(byte[0]);
         }
         let head = String::from_utf8(head).expect("ascii head");
@@ -134,7 +143,9 @@ impl Client {
                 .expect("timeout");
             match self.ws.read() {
                 Ok(Message::Text(t)) => {
-                    return Frame::Json(serde_json::from_str(t.as_str()).expect("server sent JSON"));
+                    return Frame::Json(
+                        serde_json::from_str(t.as_str()).expect("server sent JSON"),
+                    );
                 }
                 Ok(Message::Close(frame)) => {
                     let (code, reason) = frame
@@ -189,6 +200,17 @@ impl Client {
         }
     }
 
+    /// Expects a close frame, skipping any messages before it.
+    pub fn expect_close_skipping_data(&mut self) -> (u16, String) {
+        loop {
+            match self.next_frame() {
+                Frame::Close(code, reason) => return (code, reason),
+                Frame::Json(_) => continue,
+                Frame::Gone => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+
     /// Asserts that nothing but `ka`/pings arrives for `quiet`.
     pub fn expect_silence(&mut self, quiet: Duration) {
         let end = Instant::now() + quiet;
@@ -223,7 +245,12 @@ impl Client {
                 reason: "bye".into(),
             }))
             .expect("close");
-        self.next_frame()
+        loop {
+            match self.next_frame() {
+                Frame::Json(_) => continue,
+                other => return other,
+            }
+        }
     }
 
     /// Vanishes abruptly: `SO_LINGER` 0, so the kernel sends a TCP reset.

@@ -49,7 +49,10 @@ impl Recorder {
         let mut events = lock.lock().unwrap_or_else(PoisonError::into_inner);
         while !cond(&events) {
             let now = Instant::now();
-            assert!(now < end, "timed out after {within:?} waiting for {what}: {events:#?}");
+            assert!(
+                now < end,
+                "timed out after {within:?} waiting for {what}: {events:#?}"
+            );
             events = cv
                 .wait_timeout(events, end - now)
                 .unwrap_or_else(PoisonError::into_inner)
@@ -60,7 +63,9 @@ impl Recorder {
 
     /// Waits for `n` connections to have run `on_close`.
     pub fn wait_closes(&self, n: usize, within: Duration) -> Events {
-        self.wait(&format!("{n} on_close calls"), within, |e| e.closes.len() >= n)
+        self.wait(&format!("{n} on_close calls"), within, |e| {
+            e.closes.len() >= n
+        })
     }
 }
 
@@ -120,6 +125,7 @@ impl Hooks for RecordingHooks {
     }
 
     fn on_close(&self, conn: &ConnectionInfo, reason: &CloseReason) {
-        self.recorder.update(|e| e.closes.push((conn.id, reason.clone())));
+        self.recorder
+            .update(|e| e.closes.push((conn.id, reason.clone())));
     }
 }

@@ -40,7 +40,9 @@ pub struct TestServer {
 
 impl std::fmt::Debug for TestServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestServer").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,7 +81,9 @@ impl TestServer {
 
     /// Waits until `n` demo streams are alive.
     pub fn wait_live(&self, n: usize) {
-        wait_until(&format!("{n} live streams"), DEADLINE, || self.live.get() == n);
+        wait_until(&format!("{n} live streams"), DEADLINE, || {
+            self.live.get() == n
+        });
     }
 }
 

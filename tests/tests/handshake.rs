@@ -28,12 +28,19 @@ fn no_header_gets_4406_after_the_upgrade<R: TestRuntime>() {
     let s = R::start(Config::default());
     let mut c = Client::connect(s.addr, &[]);
     assert_eq!(c.protocol, None);
-    assert_eq!(c.expect_close(), (4406, "Subprotocol not acceptable".into()));
+    assert_eq!(
+        c.expect_close(),
+        (4406, "Subprotocol not acceptable".into())
+    );
 }
 
 fn unknown_or_miscased_token_gets_4406<R: TestRuntime>() {
     let s = R::start(Config::default());
-    for token in ["graphql-TransPort-ws", "graphql-transport-wsgibberish", "graphql-subscriptions"] {
+    for token in [
+        "graphql-TransPort-ws",
+        "graphql-transport-wsgibberish",
+        "graphql-subscriptions",
+    ] {
         let mut c = Client::connect(s.addr, &[token]);
         assert_eq!(c.protocol, None, "{token}");
         assert_eq!(c.expect_close().0, 4406, "{token}");
@@ -52,13 +59,17 @@ fn disabled_subprotocol_is_not_chosen<R: TestRuntime>() {
 fn unfinished_upgrade_is_dropped_after_the_handshake_timeout<R: TestRuntime>() {
     let s = R::start(Config::default().handshake_timeout(Duration::from_millis(200)));
     let mut tcp = TcpStream::connect(s.addr).expect("connect");
-    tcp.write_all(b"GET /graphql HTTP/1.1\r\nHost: x\r\n").expect("write");
+    tcp.write_all(b"GET /graphql HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
     tcp.set_read_timeout(Some(DEADLINE)).expect("timeout");
     let mut buf = [0u8; 64];
     // The server drops the socket: EOF (or a reset), never a response.
     match tcp.read(&mut buf) {
         Ok(0) | Err(_) => {}
-        Ok(n) => panic!("unexpected response {:?}", String::from_utf8_lossy(&buf[..n])),
+        Ok(n) => panic!(
+            "unexpected response {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
     }
 }
 
@@ -69,7 +80,9 @@ fn connection_limit_closes_1013<R: TestRuntime>() {
     let mut second = Client::modern(s.addr);
     assert_eq!(second.expect_close(), (1013, "Try again later".into()));
     drop(first);
-    wait_until("first connection gone", DEADLINE, || s.gauges.connections() == 0);
+    wait_until("first connection gone", DEADLINE, || {
+        s.gauges.connections() == 0
+    });
     let mut third = Client::modern(s.addr);
     third.init(None);
 }

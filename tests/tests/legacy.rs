@@ -19,13 +19,19 @@ fn ready<R: TestRuntime>(config: Config) -> (TestServer, Client) {
 fn init_timeout_closes_4408<R: TestRuntime>() {
     let s = R::start(Config::default().init_timeout(Duration::from_millis(150)));
     let mut c = Client::legacy(s.addr);
-    assert_eq!(c.expect_close(), (4408, "Connection initialisation timeout".into()));
+    assert_eq!(
+        c.expect_close(),
+        (4408, "Connection initialisation timeout".into())
+    );
 }
 
 fn ack_then_ka_at_once_and_every_interval<R: TestRuntime>() {
     let s = R::start(Config::default().keepalive_interval(Duration::from_millis(100)));
     let mut c = Client::legacy(s.addr);
-    assert_eq!(c.init(Some(json!({"ack": {"v": 1}}))), json!({"type": "connection_ack", "payload": {"v": 1}}));
+    assert_eq!(
+        c.init(Some(json!({"ack": {"v": 1}}))),
+        json!({"type": "connection_ack", "payload": {"v": 1}})
+    );
     for _ in 0..3 {
         assert_eq!(c.recv_json(), json!({"type": "ka"}));
     }
@@ -59,7 +65,10 @@ fn start_before_ack_closes_4401<R: TestRuntime>() {
     let mut c = Client::legacy(s.addr);
     c.start("1", "subscription { ticks }");
     assert_eq!(c.expect_close(), (4401, "Unauthorized".into()));
-    assert!(s.recorder.events().subscribes.is_empty(), "no resolver before on_connect");
+    assert!(
+        s.recorder.events().subscribes.is_empty(),
+        "no resolver before on_connect"
+    );
     assert_eq!(s.gauges.snapshot().subscriptions_total, 0);
 }
 
@@ -68,20 +77,33 @@ fn start_with_a_live_id_replaces_it_after_its_complete<R: TestRuntime>() {
     c.start("x", "subscription { delayed(ms: 60000) }");
     s.wait_live(1);
     c.start("x", "{ hello }");
-    assert_eq!(c.recv_json_skip_ka(), json!({"id": "x", "type": "complete"}));
+    assert_eq!(
+        c.recv_json_skip_ka(),
+        json!({"id": "x", "type": "complete"})
+    );
     assert_eq!(
         c.recv_json_skip_ka(),
         json!({"id": "x", "type": "data", "payload": {"data": {"hello": "world"}}})
     );
-    assert_eq!(c.recv_json_skip_ka(), json!({"id": "x", "type": "complete"}));
+    assert_eq!(
+        c.recv_json_skip_ka(),
+        json!({"id": "x", "type": "complete"})
+    );
     s.wait_live(0);
-    let e = s.recorder.wait("2 completes", DEADLINE, |e| e.completes.len() == 2);
+    let e = s
+        .recorder
+        .wait("2 completes", DEADLINE, |e| e.completes.len() == 2);
     assert_eq!(e.completes[0].2, EndReason::Replaced);
 }
 
 fn malformed_messages_get_connection_error_and_the_socket_stays<R: TestRuntime>() {
     let (_s, mut c) = ready::<R>(Config::default());
-    for text in ["not json", "[]", r#"{"type":"subscribe","id":"1","payload":{"query":"{hello}"}}"#, r#"{"type":"ping"}"#] {
+    for text in [
+        "not json",
+        "[]",
+        r#"{"type":"subscribe","id":"1","payload":{"query":"{hello}"}}"#,
+        r#"{"type":"ping"}"#,
+    ] {
         c.send_text(text);
         let m = c.recv_json_skip_ka();
         assert_eq!(m["type"], "connection_error", "{text}");
@@ -94,7 +116,10 @@ fn malformed_messages_get_connection_error_and_the_socket_stays<R: TestRuntime>(
 fn binary_frame_closes_1002<R: TestRuntime>() {
     let (_s, mut c) = ready::<R>(Config::default());
     c.send_message(Message::binary(b"{}".to_vec()));
-    assert_eq!(c.expect_close(), (1002, "WebSocket message type must be text".into()));
+    assert_eq!(
+        c.expect_close(),
+        (1002, "WebSocket message type must be text".into())
+    );
 }
 
 fn validation_error_is_a_single_error_object<R: TestRuntime>() {
@@ -115,14 +140,23 @@ fn resolver_errors_travel_in_data<R: TestRuntime>() {
     let m = c.recv_json_skip_ka();
     assert_eq!(m["type"], "data");
     assert_eq!(m["payload"]["errors"][0]["message"], "failing on purpose");
-    assert_eq!(c.recv_json_skip_ka(), json!({"id": "f", "type": "complete"}));
+    assert_eq!(
+        c.recv_json_skip_ka(),
+        json!({"id": "f", "type": "complete"})
+    );
 }
 
 fn query_is_one_data_then_complete<R: TestRuntime>() {
     let (_s, mut c) = ready::<R>(Config::default());
     c.start("q", "{ hello }");
-    assert_eq!(c.recv_json_skip_ka(), json!({"id": "q", "type": "data", "payload": {"data": {"hello": "world"}}}));
-    assert_eq!(c.recv_json_skip_ka(), json!({"id": "q", "type": "complete"}));
+    assert_eq!(
+        c.recv_json_skip_ka(),
+        json!({"id": "q", "type": "data", "payload": {"data": {"hello": "world"}}})
+    );
+    assert_eq!(
+        c.recv_json_skip_ka(),
+        json!({"id": "q", "type": "complete"})
+    );
 }
 
 fn stop_drops_the_stream_then_sends_complete<R: TestRuntime>() {
@@ -130,7 +164,10 @@ fn stop_drops_the_stream_then_sends_complete<R: TestRuntime>() {
     c.start("t", "subscription { ticks(everyMs: 60000) }");
     assert_eq!(c.recv_json_skip_ka()["payload"]["data"]["ticks"], 0);
     c.send(json!({"id": "t", "type": "stop"}));
-    assert_eq!(c.recv_json_skip_ka(), json!({"id": "t", "type": "complete"}));
+    assert_eq!(
+        c.recv_json_skip_ka(),
+        json!({"id": "t", "type": "complete"})
+    );
     assert_eq!(s.live.get(), 0, "dropped before complete was sent");
     c.send(json!({"id": "unknown", "type": "stop"}));
     c.expect_silence(Duration::from_millis(200));
@@ -161,7 +198,11 @@ fn connection_terminate_drops_everything_and_closes_1000<R: TestRuntime>() {
     s.wait_idle();
     let e = s.recorder.wait_closes(1, DEADLINE);
     assert_eq!(e.completes.len(), 2);
-    assert!(e.completes.iter().all(|(_, _, r)| *r == EndReason::ConnectionClosed(CloseReason::Terminated)));
+    assert!(
+        e.completes
+            .iter()
+            .all(|(_, _, r)| *r == EndReason::ConnectionClosed(CloseReason::Terminated))
+    );
     assert_eq!(e.disconnects.len(), 1);
 }
 

@@ -17,7 +17,10 @@ fn ready<R: TestRuntime>(config: Config) -> (TestServer, Client) {
 fn init_timeout_closes_4408<R: TestRuntime>() {
     let s = R::start(Config::default().init_timeout(Duration::from_millis(150)));
     let mut c = Client::modern(s.addr);
-    assert_eq!(c.expect_close(), (4408, "Connection initialisation timeout".into()));
+    assert_eq!(
+        c.expect_close(),
+        (4408, "Connection initialisation timeout".into())
+    );
     let e = s.recorder.wait_closes(1, DEADLINE);
     assert_eq!(e.closes[0].1, CloseReason::InitTimeout);
     assert!(e.disconnects.is_empty(), "on_disconnect only after an ack");
@@ -38,7 +41,10 @@ fn ack_has_no_payload_key_unless_the_hook_gives_one<R: TestRuntime>() {
     assert_eq!(c.init(Some(json!(null))), json!({"type": "connection_ack"}));
     let mut c = Client::modern(s.addr);
     let ack = c.init(Some(json!({"ack": {"user": "alice"}})));
-    assert_eq!(ack, json!({"type": "connection_ack", "payload": {"user": "alice"}}));
+    assert_eq!(
+        ack,
+        json!({"type": "connection_ack", "payload": {"user": "alice"}})
+    );
 }
 
 fn rejected_init_closes_4403<R: TestRuntime>() {
@@ -63,7 +69,10 @@ fn failing_or_panicking_init_hook_closes_4500<R: TestRuntime>() {
 fn second_init_closes_4429<R: TestRuntime>() {
     let (_s, mut c) = ready::<R>(Config::default());
     c.send(json!({"type": "connection_init"}));
-    assert_eq!(c.expect_close(), (4429, "Too many initialisation requests".into()));
+    assert_eq!(
+        c.expect_close(),
+        (4429, "Too many initialisation requests".into())
+    );
 }
 
 fn subscribe_before_ack_closes_4401<R: TestRuntime>() {
@@ -71,7 +80,10 @@ fn subscribe_before_ack_closes_4401<R: TestRuntime>() {
     let mut c = Client::modern(s.addr);
     c.subscribe("1", "{ hello }");
     assert_eq!(c.expect_close(), (4401, "Unauthorized".into()));
-    assert!(s.recorder.events().subscribes.is_empty(), "no hook before the ack");
+    assert!(
+        s.recorder.events().subscribes.is_empty(),
+        "no hook before the ack"
+    );
 }
 
 fn duplicate_live_id_closes_4409<R: TestRuntime>() {
@@ -79,7 +91,10 @@ fn duplicate_live_id_closes_4409<R: TestRuntime>() {
     c.subscribe("dup", "subscription { ticks(everyMs: 60000) }");
     assert_eq!(c.recv_json()["payload"]["data"]["ticks"], 0);
     c.subscribe("dup", "{ hello }");
-    assert_eq!(c.expect_close(), (4409, "Subscriber for dup already exists".into()));
+    assert_eq!(
+        c.expect_close(),
+        (4409, "Subscriber for dup already exists".into())
+    );
     s.wait_idle();
     let e = s.recorder.wait_closes(1, DEADLINE);
     assert_eq!(e.completes.len(), 1);
@@ -105,7 +120,10 @@ fn invalid_messages_close_4400<R: TestRuntime>() {
         c.send_message(message);
         let (code, reason) = c.expect_close();
         assert_eq!(code, 4400, "{shown}");
-        assert!(reason.starts_with("Invalid message received"), "{shown}: {reason}");
+        assert!(
+            reason.starts_with("Invalid message received"),
+            "{shown}: {reason}"
+        );
     }
 }
 
@@ -115,7 +133,10 @@ fn request_errors_are_one_error_message_and_release_the_id<R: TestRuntime>() {
     let m = c.recv_json();
     assert_eq!(m["type"], "error");
     assert_eq!(m["id"], "1");
-    assert!(m["payload"].as_array().is_some_and(|a| !a.is_empty()), "{m}");
+    assert!(
+        m["payload"].as_array().is_some_and(|a| !a.is_empty()),
+        "{m}"
+    );
     c.subscribe("1", "{ nosuchfield }");
     let m = c.recv_json();
     assert_eq!(m["type"], "error");
@@ -125,13 +146,23 @@ fn request_errors_are_one_error_message_and_release_the_id<R: TestRuntime>() {
     assert_eq!(c.recv_json()["type"], "error");
     // No complete followed; the id is free again.
     c.subscribe("1", "{ hello }");
-    assert_eq!(c.recv_json(), json!({"id": "1", "type": "next", "payload": {"data": {"hello": "world"}}}));
+    assert_eq!(
+        c.recv_json(),
+        json!({"id": "1", "type": "next", "payload": {"data": {"hello": "world"}}})
+    );
     assert_eq!(c.recv_json(), json!({"id": "1", "type": "complete"}));
-    let e = s.recorder.wait("4 completes", DEADLINE, |e| e.completes.len() == 4);
+    let e = s
+        .recorder
+        .wait("4 completes", DEADLINE, |e| e.completes.len() == 4);
     let reasons: Vec<_> = e.completes.iter().map(|(_, _, r)| r.clone()).collect();
     assert_eq!(
         reasons,
-        [EndReason::RequestError, EndReason::RequestError, EndReason::RequestError, EndReason::Completed]
+        [
+            EndReason::RequestError,
+            EndReason::RequestError,
+            EndReason::RequestError,
+            EndReason::Completed
+        ]
     );
 }
 
@@ -166,7 +197,9 @@ fn panicking_stream_gets_an_error_and_others_continue<R: TestRuntime>() {
         }
     }
     let e = s.recorder.wait("panicked op completed", DEADLINE, |e| {
-        e.completes.iter().any(|(_, id, r)| id == "p" && *r == EndReason::Panicked)
+        e.completes
+            .iter()
+            .any(|(_, id, r)| id == "p" && *r == EndReason::Panicked)
     });
     assert_eq!(e.completes.len(), 1);
     s.wait_live(1);
@@ -175,7 +208,10 @@ fn panicking_stream_gets_an_error_and_others_continue<R: TestRuntime>() {
 fn query_and_mutation_are_one_next_then_complete<R: TestRuntime>() {
     let (_s, mut c) = ready::<R>(Config::default());
     c.subscribe("q", "{ hello }");
-    assert_eq!(c.recv_json(), json!({"id": "q", "type": "next", "payload": {"data": {"hello": "world"}}}));
+    assert_eq!(
+        c.recv_json(),
+        json!({"id": "q", "type": "next", "payload": {"data": {"hello": "world"}}})
+    );
     assert_eq!(c.recv_json(), json!({"id": "q", "type": "complete"}));
     c.subscribe("m", r#"mutation { publish(topic: "t", message: "x") }"#);
     assert_eq!(c.recv_json()["payload"]["data"]["publish"], 0);
@@ -198,7 +234,9 @@ fn client_complete_drops_the_stream_and_sends_nothing<R: TestRuntime>() {
     s.wait_live(1);
     c.send(json!({"id": "d", "type": "complete"}));
     s.wait_live(0);
-    let e = s.recorder.wait("complete", DEADLINE, |e| e.completes.len() == 1);
+    let e = s
+        .recorder
+        .wait("complete", DEADLINE, |e| e.completes.len() == 1);
     assert_eq!(e.completes[0].2, EndReason::ClientStopped);
     // Unknown and finished ids are ignored.
     c.send(json!({"id": "d", "type": "complete"}));

@@ -302,7 +302,10 @@ mod tests {
     fn duplicate_key_is_refused_and_remove_drops_at_once() {
         let live = Arc::new(AtomicUsize::new(0));
         let mut set: ChildSet<Boxed> = ChildSet::new();
-        assert!(set.insert("a".into(), probed(&live, stream::pending())).is_ok());
+        assert!(
+            set.insert("a".into(), probed(&live, stream::pending()))
+                .is_ok()
+        );
         let dup = set.insert("a".into(), probed(&live, stream::pending()));
         assert!(dup.is_err());
         drop(dup);

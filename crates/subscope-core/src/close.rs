@@ -155,9 +155,7 @@ impl CloseReason {
             Self::ConnectionLimit => Cow::Borrowed("Try again later"),
             Self::InitTimeout => Cow::Borrowed("Connection initialisation timeout"),
             Self::Forbidden => Cow::Borrowed("Forbidden"),
-            Self::InternalError | Self::LegacyInitFailed => {
-                Cow::Borrowed("Internal server error")
-            }
+            Self::InternalError | Self::LegacyInitFailed => Cow::Borrowed("Internal server error"),
             Self::LegacyInitRejected => Cow::Borrowed("Forbidden"),
             Self::TooManyInitRequests => Cow::Borrowed("Too many initialisation requests"),
             Self::SubscribeBeforeAck => Cow::Borrowed("Unauthorized"),

@@ -150,7 +150,6 @@ where
             op.finish(EndReason::ConnectionClosed(reason.clone()));
         }
         self.connect = None;
-        self.end.acknowledged = self.machine.is_acknowledged();
         self.end.reason = Some(reason.clone());
 
         let frame = match &reason {
@@ -173,10 +172,9 @@ where
                 Output::Connect { payload } => {
                     let hooks = Arc::clone(&self.parts.hooks);
                     let conn = Arc::clone(&self.end.conn);
-                    self.connect =
-                        Some(Box::pin(
-                            async move { hooks.on_connect(&conn, payload).await },
-                        ));
+                    self.connect = Some(Box::pin(
+                        async move { hooks.on_connect(&conn, payload).await },
+                    ));
                 }
                 Output::Start { id, request } => {
                     let op = Operation::start(
@@ -247,6 +245,8 @@ where
         self.connect = None;
         let now = self.now();
         self.machine.handle_connect(now, outcome);
+        // Known now, so a driver dropped from outside still runs on_disconnect.
+        self.end.acknowledged = self.machine.was_acknowledged();
         true
     }
 
@@ -440,7 +440,9 @@ pub(crate) async fn close_handshake<T: Transport>(
         .into_iter()
         .chain(frame.map(|f| Message::Close(Some(f))));
     for message in messages {
-        if poll_fn(|cx| Pin::new(&mut *ws).poll_ready(cx)).await.is_err()
+        if poll_fn(|cx| Pin::new(&mut *ws).poll_ready(cx))
+            .await
+            .is_err()
             || Pin::new(&mut *ws).start_send(message).is_err()
         {
             return;

@@ -116,6 +116,8 @@ pub struct Machine {
     protocol: Subprotocol,
     settings: Settings,
     phase: Phase,
+    /// Set at the ack and never cleared (the phase moves on to `Closed`).
+    acknowledged: bool,
     ops: HashMap<String, OpPhase>,
     out: VecDeque<Output>,
     deadlines: [Option<Instant>; TIMERS.len()],
@@ -135,6 +137,7 @@ impl Machine {
             protocol,
             settings,
             phase: Phase::AwaitingInit,
+            acknowledged: false,
             ops: HashMap::new(),
             out: VecDeque::new(),
             deadlines: [None; TIMERS.len()],
@@ -153,9 +156,9 @@ impl Machine {
         self.protocol
     }
 
-    /// Whether `connection_ack` has been decided (the connection may run operations).
-    pub fn is_acknowledged(&self) -> bool {
-        self.phase == Phase::Acknowledged
+    /// Whether the connection was acknowledged at some point (it may be closed since).
+    pub fn was_acknowledged(&self) -> bool {
+        self.acknowledged
     }
 
     /// Whether [`Output::Close`] has been emitted.
@@ -305,6 +308,7 @@ impl Machine {
                 // Acknowledged before the ack is written: a subscribe sent right after the
                 // client sees the ack is never refused.
                 self.phase = Phase::Acknowledged;
+                self.acknowledged = true;
                 if self.is_legacy() {
                     self.text(legacy::ack(payload.as_ref()));
                     if let Some(every) = self.settings.keepalive_interval {

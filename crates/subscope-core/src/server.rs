@@ -248,7 +248,11 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             let refuse = match protocol {
                 None => Some(CloseReason::SubprotocolNotAcceptable),
                 Some(_) if inner.stop.is_raised() => Some(CloseReason::ServerShutdown),
-                Some(_) if !inner.gauges.try_open_connection(inner.config.max_connections) => {
+                Some(_)
+                    if !inner
+                        .gauges
+                        .try_open_connection(inner.config.max_connections) =>
+                {
                     Some(CloseReason::ConnectionLimit)
                 }
                 Some(_) => None,
@@ -258,7 +262,11 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 inner.gauges.count_close(reason.kind());
                 let frame = Some(close_frame(&reason));
                 let deadline = inner.runtime.sleep(inner.config.close_timeout);
-                future::or(close_handshake(&mut ws, Default::default(), frame), deadline).await;
+                future::or(
+                    close_handshake(&mut ws, Default::default(), frame),
+                    deadline,
+                )
+                .await;
                 return reason;
             };
             let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -352,9 +360,10 @@ where
             .filter_map(|v| v.to_str().ok());
         let protocol = negotiate(offered, &enabled);
         if let Some(p) = protocol {
-            response
-                .headers_mut()
-                .insert("sec-websocket-protocol", HeaderValue::from_static(p.token()));
+            response.headers_mut().insert(
+                "sec-websocket-protocol",
+                HeaderValue::from_static(p.token()),
+            );
         }
         if let Ok(mut slot) = slot.lock() {
             *slot = protocol;

@@ -86,7 +86,6 @@ impl Tracker {
     }
 }
 
-
 /// A future tracked by a [`Tracker`].
 ///
 /// Field order is the guarantee: `fut` is declared first, so it is dropped (with all it

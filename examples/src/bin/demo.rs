@@ -57,7 +57,9 @@ mod tokio_main {
     use subscope::tokio::TokioRuntime;
 
     pub(super) fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async move {
             let gauges = Arc::new(Gauges::new());
             let schema = build_schema(
@@ -87,7 +89,8 @@ mod tokio_main {
     async fn wait_for_signal() -> std::io::Result<()> {
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 r = tokio::signal::ctrl_c() => r,
                 _ = term.recv() => Ok(()),

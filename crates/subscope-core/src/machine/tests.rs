@@ -1,0 +1,259 @@
+//! The machine driven by scripts in virtual time: no socket, no runtime, no sleep.
+
+use std::time::{Duration, Instant};
+
+use async_graphql::Response;
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn machine(protocol: Subprotocol, config: Config) -> (Machine, Instant) {
+    let t0 = Instant::now();
+    (Machine::new(protocol, &config, t0), t0)
+}
+
+fn drain(m: &mut Machine) -> Vec<String> {
+    std::iter::from_fn(|| m.poll_output())
+        .map(|o| match o {
+            Output::Text(t) => t,
+            Output::Ping => "PING".into(),
+            Output::Connect { payload } => format!("CONNECT {payload:?}"),
+            Output::Start { id, .. } => format!("START {id}"),
+            Output::Stop { id, reason } => format!("STOP {id} {reason:?}"),
+            Output::Close(r) => format!("CLOSE {}", r.code()),
+        })
+        .collect()
+}
+
+fn acked(protocol: Subprotocol, config: Config) -> (Machine, Instant) {
+    let (mut m, t0) = machine(protocol, config);
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
+    m.handle_connect(t0, ConnectOutcome::Accepted(None));
+    drain(&mut m);
+    (m, t0)
+}
+
+#[test]
+fn init_timeout_fires_exactly_at_its_deadline() {
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    assert_eq!(m.poll_timeout(), Some(t0 + 3000 * MS));
+    m.handle_timeout(t0 + 2999 * MS);
+    assert!(drain(&mut m).is_empty());
+    m.handle_timeout(t0 + 3000 * MS);
+    assert_eq!(drain(&mut m), ["CLOSE 4408"]);
+    assert_eq!(m.poll_timeout(), None);
+}
+
+#[test]
+fn init_timer_only_times_the_arrival_of_init() {
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    m.handle_text(t0 + MS, r#"{"type":"connection_init","payload":{"a":1}}"#);
+    assert_eq!(drain(&mut m), [r#"CONNECT Some(Object {"a": Number(1)})"#]);
+    // The hook is slow; the init deadline passes without a close.
+    m.handle_timeout(t0 + 10_000 * MS);
+    assert!(drain(&mut m).iter().all(|o| o == "PING"));
+    m.handle_connect(t0 + 10_001 * MS, ConnectOutcome::Accepted(None));
+    assert_eq!(drain(&mut m), [r#"{"type":"connection_ack"}"#]);
+}
+
+#[test]
+fn subscribe_while_the_hook_runs_is_4401_and_second_init_is_4429() {
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
+    drain(&mut m);
+    m.handle_text(
+        t0,
+        r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
+    );
+    assert_eq!(drain(&mut m), ["CLOSE 4401"]);
+    // A closed machine ignores everything, including a late hook result.
+    m.handle_connect(t0, ConnectOutcome::Accepted(None));
+    assert!(drain(&mut m).is_empty());
+
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
+    assert_eq!(drain(&mut m), ["CLOSE 4429"]);
+}
+
+#[test]
+fn duplicate_id_is_4409_on_modern_and_a_replacement_on_legacy() {
+    let sub = r#"{"type":"subscribe","id":"x","payload":{"query":"{a}"}}"#;
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
+    m.handle_text(t0, sub);
+    assert_eq!(drain(&mut m), ["START x"]);
+    m.handle_text(t0, sub);
+    assert_eq!(drain(&mut m), ["CLOSE 4409"]);
+
+    let start = r#"{"type":"start","id":"x","payload":{"query":"{a}"}}"#;
+    let (mut m, t0) = acked(Subprotocol::GraphqlWs, Config::default());
+    m.handle_text(t0, start);
+    drain(&mut m);
+    m.handle_text(t0, start);
+    assert_eq!(
+        drain(&mut m),
+        [
+            "STOP x Replaced",
+            r#"{"id":"x","type":"complete"}"#,
+            "START x"
+        ]
+    );
+}
+
+#[test]
+fn request_error_is_detected_only_on_the_first_response() {
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
+    m.handle_text(
+        t0,
+        r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
+    );
+    drain(&mut m);
+    let bad = Response::from_errors(vec![ServerError::new("Unknown field", None)]);
+    m.handle_response("1", &bad);
+    assert_eq!(
+        drain(&mut m),
+        [
+            "STOP 1 RequestError",
+            r#"{"id":"1","type":"error","payload":[{"message":"Unknown field"}]}"#
+        ]
+    );
+    assert_eq!(m.live_operations(), 0);
+
+    m.handle_text(
+        t0,
+        r#"{"type":"subscribe","id":"2","payload":{"query":"{a}"}}"#,
+    );
+    drain(&mut m);
+    m.handle_response("2", &Response::new(async_graphql::Value::from(1)));
+    m.handle_response("2", &bad);
+    let out = drain(&mut m);
+    assert!(
+        out.iter().all(|o| o.contains(r#""type":"next""#)),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn limit_counts_preparing_operations_and_frees_slots() {
+    let config = Config::default().max_subscriptions(1);
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, config);
+    m.handle_text(
+        t0,
+        r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
+    );
+    m.handle_text(
+        t0,
+        r#"{"type":"subscribe","id":"2","payload":{"query":"{a}"}}"#,
+    );
+    assert_eq!(
+        drain(&mut m),
+        [
+            "START 1",
+            r#"{"id":"2","type":"error","payload":[{"message":"Subscription limit reached"}]}"#
+        ]
+    );
+    m.handle_finished("1");
+    m.handle_text(
+        t0,
+        r#"{"type":"subscribe","id":"2","payload":{"query":"{a}"}}"#,
+    );
+    assert_eq!(
+        drain(&mut m),
+        [r#"{"id":"1","type":"complete"}"#, "START 2"]
+    );
+}
+
+#[test]
+fn keepalive_pings_then_times_out_without_a_sign_of_life() {
+    let config = Config::default()
+        .init_timeout(Duration::ZERO)
+        .keepalive_interval(100 * MS)
+        .keepalive_timeout(50 * MS);
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config);
+    m.handle_timeout(t0 + 100 * MS);
+    assert_eq!(drain(&mut m), ["PING"]);
+    assert_eq!(m.poll_timeout(), Some(t0 + 150 * MS));
+    // A pong (any frame) clears the deadline.
+    m.handle_sign_of_life(t0 + 120 * MS);
+    assert_eq!(m.poll_timeout(), Some(t0 + 200 * MS));
+    m.handle_timeout(t0 + 200 * MS);
+    assert_eq!(drain(&mut m), ["PING"]);
+    m.handle_timeout(t0 + 250 * MS);
+    assert_eq!(drain(&mut m), ["CLOSE 1006"]);
+}
+
+#[test]
+fn write_timeout_runs_while_blocked_and_resets_when_drained() {
+    let config = Config::default()
+        .init_timeout(Duration::ZERO)
+        .keepalive_interval(Duration::ZERO)
+        .write_timeout(100 * MS);
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config);
+    m.handle_write_blocked(t0);
+    m.handle_write_blocked(t0 + 50 * MS); // does not push the deadline
+    assert_eq!(m.poll_timeout(), Some(t0 + 100 * MS));
+    m.handle_write_idle();
+    assert_eq!(m.poll_timeout(), None);
+    m.handle_write_blocked(t0 + 200 * MS);
+    m.handle_timeout(t0 + 300 * MS);
+    assert_eq!(drain(&mut m), ["CLOSE 1006"]);
+}
+
+#[test]
+fn legacy_sends_ka_after_ack_and_on_every_interval() {
+    let config = Config::default().keepalive_interval(100 * MS);
+    let (mut m, t0) = machine(Subprotocol::GraphqlWs, config);
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
+    drain(&mut m);
+    m.handle_connect(t0, ConnectOutcome::Accepted(None));
+    assert_eq!(
+        drain(&mut m),
+        [r#"{"type":"connection_ack"}"#, r#"{"type":"ka"}"#]
+    );
+    m.handle_timeout(t0 + 100 * MS);
+    let out = drain(&mut m);
+    assert!(out.contains(&r#"{"type":"ka"}"#.to_owned()), "{out:?}");
+}
+
+#[test]
+fn legacy_rejection_and_invalid_input() {
+    let (mut m, t0) = machine(Subprotocol::GraphqlWs, Config::default());
+    m.handle_text(t0, "nope");
+    let out = drain(&mut m);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].starts_with(r#"{"type":"connection_error","payload":{"message":"#));
+    assert!(!m.is_closed());
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
+    drain(&mut m);
+    m.handle_connect(t0, ConnectOutcome::Rejected("no".into()));
+    assert_eq!(
+        drain(&mut m),
+        [
+            r#"{"type":"connection_error","payload":{"message":"no"}}"#,
+            "CLOSE 1011"
+        ]
+    );
+}
+
+#[test]
+fn client_complete_stops_silently_on_modern_and_with_complete_on_legacy() {
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
+    m.handle_text(
+        t0,
+        r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
+    );
+    drain(&mut m);
+    m.handle_text(t0, r#"{"type":"complete","id":"1"}"#);
+    assert_eq!(drain(&mut m), ["STOP 1 ClientStopped"]);
+    m.handle_text(t0, r#"{"type":"complete","id":"1"}"#);
+    assert!(drain(&mut m).is_empty());
+
+    let (mut m, t0) = acked(Subprotocol::GraphqlWs, Config::default());
+    m.handle_text(t0, r#"{"type":"start","id":"1","payload":{"query":"{a}"}}"#);
+    drain(&mut m);
+    m.handle_text(t0, r#"{"type":"stop","id":"1"}"#);
+    assert_eq!(
+        drain(&mut m),
+        ["STOP 1 ClientStopped", r#"{"id":"1","type":"complete"}"#]
+    );
+}

@@ -3,7 +3,9 @@
 use async_graphql::{Response, ServerError};
 use serde_json::{Value, json};
 
-use super::{DecodeError, Inbound, encode, parse_object, take_id, take_object_payload, take_request};
+use super::{
+    DecodeError, Inbound, encode, parse_object, take_id, take_object_payload, take_request,
+};
 
 /// Decodes one client text frame. Modern-only and server-only types are invalid here.
 pub(crate) fn decode(text: &str) -> Result<Inbound, DecodeError> {
@@ -35,7 +37,11 @@ pub(crate) fn ack(payload: Option<&Value>) -> String {
 
 /// `connection_error` with `{"message": ...}`.
 pub(crate) fn connection_error(message: &str) -> String {
-    encode(None, "connection_error", Some(json!({ "message": message })))
+    encode(
+        None,
+        "connection_error",
+        Some(json!({ "message": message })),
+    )
 }
 
 /// The keep-alive message.
@@ -73,7 +79,10 @@ mod tests {
         ] {
             assert!(decode(text).is_err(), "{text}");
         }
-        assert!(matches!(decode(r#"{"type":"connection_terminate"}"#), Ok(Inbound::Terminate)));
+        assert!(matches!(
+            decode(r#"{"type":"connection_terminate"}"#),
+            Ok(Inbound::Terminate)
+        ));
     }
 
     #[test]

@@ -100,9 +100,7 @@ fn parse_object(text: &str) -> Result<(Map<String, Value>, String), DecodeError>
     let value: Value = serde_json::from_str(text)
         .map_err(|_| DecodeError::new("Invalid message received: not JSON"))?;
     let Value::Object(mut map) = value else {
-        return Err(DecodeError::new(
-            "Invalid message received: not an object",
-        ));
+        return Err(DecodeError::new("Invalid message received: not an object"));
     };
     match map.remove("type") {
         Some(Value::String(ty)) if !ty.is_empty() => Ok((map, ty)),
@@ -235,7 +233,10 @@ mod tests {
             Some(Subprotocol::GraphqlWs)
         );
         assert_eq!(
-            negotiate(["graphql-ws,graphql-transport-ws"], &[Subprotocol::GraphqlTransportWs]),
+            negotiate(
+                ["graphql-ws,graphql-transport-ws"],
+                &[Subprotocol::GraphqlTransportWs]
+            ),
             Some(Subprotocol::GraphqlTransportWs)
         );
         assert_eq!(negotiate(["graphql-transport-wsgibberish"], all), None);
