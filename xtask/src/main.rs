@@ -1,1 +1,182 @@
-fn main() {}
+//! Project automation. `cargo xtask ci` runs the whole CI matrix; see `usage()`.
+//!
+//! Only `std`: xtask must build in seconds on a fresh machine.
+
+use std::env;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// The runtimes the socket suite runs on, each as a feature of `subscope-tests`.
+const RUNTIMES: &[&str] = &["tokio"];
+
+fn usage() -> &'static str {
+    "usage: cargo xtask <command>
+
+commands:
+  ci                 everything CI runs: fmt, clippy, unit tests, socket suite per runtime,
+                     demo tests, examples per runtime, docs
+  test [RUNTIME]     the socket suite, on one runtime or all of them
+  lint               fmt --check and clippy -D warnings
+  doc                rustdoc with -D warnings"
+}
+
+struct Step {
+    name: String,
+    args: Vec<String>,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+fn step(name: impl Into<String>, args: &[&str]) -> Step {
+    Step {
+        name: name.into(),
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+        env: Vec::new(),
+    }
+}
+
+fn lint_steps() -> Vec<Step> {
+    vec![
+        step("fmt --check", &["fmt", "--all", "--", "--check"]),
+        step(
+            "clippy (workspace, all features)",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        step(
+            "clippy subscope-core (alone: no runtime in its tree)",
+            &[
+                "clippy",
+                "-p",
+                "subscope-core",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ]
+}
+
+fn suite_steps(runtimes: &[&str]) -> Vec<Step> {
+    runtimes
+        .iter()
+        .map(|rt| {
+            let features = format!("rt-{rt}");
+            Step {
+                name: format!("socket suite on {rt}"),
+                args: [
+                    "test",
+                    "-p",
+                    "subscope-tests",
+                    "--no-default-features",
+                    "--features",
+                    &features,
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+                env: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+fn doc_step() -> Step {
+    let mut s = step(
+        "rustdoc -D warnings",
+        &["doc", "--workspace", "--no-deps", "--all-features"],
+    );
+    s.env.push(("RUSTDOCFLAGS", "-D warnings"));
+    s
+}
+
+fn ci_steps() -> Vec<Step> {
+    let mut steps = lint_steps();
+    steps.push(step(
+        "core unit tests (no runtime)",
+        &["test", "-p", "subscope-core", "-p", "subscope"],
+    ));
+    steps.extend(suite_steps(RUNTIMES));
+    steps.push(step(
+        "demo binary tests",
+        &["test", "-p", "subscope-examples"],
+    ));
+    for rt in RUNTIMES {
+        let mut s = step(
+            format!("examples built for {rt}"),
+            &[
+                "build",
+                "-p",
+                "subscope-examples",
+                "--bins",
+                "--no-default-features",
+                "--features",
+            ],
+        );
+        s.args.push((*rt).to_owned());
+        steps.push(s);
+    }
+    steps.push(doc_step());
+    steps
+}
+
+fn run(steps: Vec<Step>) -> ExitCode {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for s in &steps {
+        eprintln!("\n==> {}: cargo {}", s.name, s.args.join(" "));
+        let t = Instant::now();
+        let ok = Command::new(&cargo)
+            .args(&s.args)
+            .envs(s.env.iter().copied())
+            .status()
+            .map(|st| st.success())
+            .unwrap_or(false);
+        results.push((s.name.clone(), ok, t.elapsed()));
+        if !ok {
+            break;
+        }
+    }
+    println!("\nsummary:");
+    for (name, ok, took) in &results {
+        let verdict = if *ok { "ok    " } else { "FAILED" };
+        println!("  {verdict} {:>7.1}s  {name}", took.as_secs_f64());
+    }
+    for s in steps.iter().skip(results.len()) {
+        println!("  skipped          {}", s.name);
+    }
+    let failed = results.iter().filter(|(_, ok, _)| !ok).count();
+    let passed = results.len() - failed;
+    println!("total time {:.1}s", started.elapsed().as_secs_f64());
+    // Alone on its line, so CI's log reader can count steps.
+    println!("xtask: {passed} passed, {failed} failed");
+    if failed == 0 && results.len() == steps.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["ci"] => run(ci_steps()),
+        ["test"] => run(suite_steps(RUNTIMES)),
+        ["test", rt] if RUNTIMES.contains(rt) => run(suite_steps(&[rt])),
+        ["lint"] => run(lint_steps()),
+        ["doc"] => run(vec![doc_step()]),
+        _ => {
+            eprintln!("{}", usage());
+            ExitCode::from(2)
+        }
+    }
+}

@@ -21,7 +21,7 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
-    /// Describes a connection (for users who drive [`crate::serve_websocket`] themselves).
+    /// Describes a connection (for users who drive [`crate::Server::serve_websocket`] themselves).
     pub fn new(id: u64, peer: Option<SocketAddr>, subprotocol: Subprotocol) -> Self {
         Self {
             id,

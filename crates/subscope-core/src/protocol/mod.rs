@@ -1,6 +1,6 @@
 //! The two subprotocols: negotiation, inbound decoding and outbound encoding.
 //!
-//! Each codec maps its own message names to one internal [`Inbound`] command and rejects
+//! Each codec maps its own message names to one internal command and rejects
 //! the other protocol's names; everything protocol-specific about the wire lives in
 //! [`transport_ws`] and [`legacy`].
 

@@ -1,0 +1,178 @@
+//! The `demo` binary as a user runs it: its CLI, its announcement line, both subprotocols,
+//! and Ctrl-C (SIGINT) as a graceful shutdown that closes sockets 1001.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Demo {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Demo {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.ends_with("/graphql"),
+        "{url}"
+    );
+    assert!(!url.contains(":0/"), "the real port is printed: {url}");
+    Demo { child, url }
+}
+
+fn connect(url: &str, protocol: &str) -> WebSocket<TcpStream> {
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().expect("header"));
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/graphql");
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let (ws, response) = tungstenite::client(request, stream).expect("handshake");
+    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+    ws
+}
+
+fn send(ws: &mut WebSocket<TcpStream>, v: serde_json::Value) {
+    ws.send(Message::text(v.to_string())).expect("send");
+}
+
+fn recv(ws: &mut WebSocket<TcpStream>) -> serde_json::Value {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
+            Message::Close(f) => panic!("closed: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
+fn close_code(ws: &mut WebSocket<TcpStream>) -> u16 {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => return f.code.into(),
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+}
+
+#[test]
+fn help_and_bad_arguments() {
+    let out = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .arg("--help")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--keepalive-ms"));
+    let out = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--runtime", "tokyo"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--runtime"));
+}
+
+#[test]
+fn serves_both_subprotocols_and_shuts_down_on_sigint() {
+    let mut demo = start(&["--runtime", "tokio", "--init-timeout-ms", "5000"]);
+    let mut modern = connect(&demo.url, "graphql-transport-ws");
+    send(&mut modern, serde_json::json!({"type": "connection_init"}));
+    assert_eq!(recv(&mut modern)["type"], "connection_ack");
+    send(
+        &mut modern,
+        serde_json::json!({"id": "1", "type": "subscribe",
+        "payload": {"query": "{ hello serverStats { connections subscriptions connectionsTotal subscriptionsTotal } }"}}),
+    );
+    let m = recv(&mut modern);
+    assert_eq!(m["payload"]["data"]["hello"], "world");
+    assert_eq!(m["payload"]["data"]["serverStats"]["connections"], 1);
+    assert_eq!(recv(&mut modern)["type"], "complete");
+    send(
+        &mut modern,
+        serde_json::json!({"id": "2", "type": "subscribe",
+        "payload": {"query": "subscription { ticks(everyMs: 60000) }"}}),
+    );
+    assert_eq!(recv(&mut modern)["payload"]["data"]["ticks"], 0);
+
+    let mut legacy = connect(&demo.url, "graphql-ws");
+    send(&mut legacy, serde_json::json!({"type": "connection_init"}));
+    assert_eq!(recv(&mut legacy)["type"], "connection_ack");
+    assert_eq!(recv(&mut legacy)["type"], "ka");
+    send(
+        &mut legacy,
+        serde_json::json!({"id": "1", "type": "start",
+        "payload": {"query": "{ liveStreams }"}}),
+    );
+    assert_eq!(recv(&mut legacy)["payload"]["data"]["liveStreams"], 1);
+
+    let pid = demo.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert_eq!(close_code(&mut modern), 1001);
+    assert_eq!(close_code(&mut legacy), 1001);
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = demo.child.try_wait().expect("wait") {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < end, "demo did not exit after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn cli_timeouts_and_limits_apply() {
+    let demo = start(&["--init-timeout-ms", "100", "--max-subscriptions", "1"]);
+    let mut ws = connect(&demo.url, "graphql-transport-ws");
+    assert_eq!(close_code(&mut ws), 4408);
+    let mut ws = connect(&demo.url, "graphql-ws");
+    send(&mut ws, serde_json::json!({"type": "connection_init"}));
+    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    assert_eq!(recv(&mut ws)["type"], "ka");
+    for id in ["a", "b"] {
+        send(
+            &mut ws,
+            serde_json::json!({"id": id, "type": "start",
+            "payload": {"query": "subscription { delayed(ms: 60000) }"}}),
+        );
+    }
+    let m = recv(&mut ws);
+    assert_eq!(
+        m,
+        serde_json::json!({"id": "b", "type": "error", "payload": {"message": "Subscription limit reached"}})
+    );
+}
