@@ -21,6 +21,9 @@ use serde_json::Value;
 use crate::protocol::{self, DecodeError, Inbound, legacy, transport_ws};
 use crate::{CloseReason, Config, EndReason, Subprotocol};
 
+/// The close reason of every 4400 (the reference implementation's text).
+const INVALID_MESSAGE: &str = "Invalid message received";
+
 /// An action the driver must take.
 #[derive(Debug)]
 pub enum Output {
@@ -243,17 +246,15 @@ impl Machine {
         if self.is_legacy() {
             self.close(CloseReason::BinaryFrame);
         } else {
-            self.close(CloseReason::InvalidMessage(
-                "Invalid message received: binary frame".into(),
-            ));
+            tracing::debug!("binary frame on graphql-transport-ws");
+            self.close(CloseReason::InvalidMessage(INVALID_MESSAGE.into()));
         }
     }
 
     /// A text frame that was not valid UTF-8.
     pub fn handle_invalid_utf8(&mut self, _now: Instant) {
-        self.close(CloseReason::InvalidMessage(
-            "Invalid message received: invalid UTF-8".into(),
-        ));
+        tracing::debug!("text frame with invalid UTF-8");
+        self.close(CloseReason::InvalidMessage(INVALID_MESSAGE.into()));
     }
 
     /// An inbound message above the size limit.
@@ -266,7 +267,9 @@ impl Machine {
             // Legacy: report and keep the socket open.
             self.text(legacy::connection_error(&err.0));
         } else {
-            self.close(CloseReason::InvalidMessage(err.0));
+            // The reason is the reference text; the detail goes to the log only.
+            tracing::debug!(detail = %err.0, "invalid message");
+            self.close(CloseReason::InvalidMessage(INVALID_MESSAGE.into()));
         }
     }
 
