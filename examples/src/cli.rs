@@ -11,6 +11,10 @@ use subscope::Config;
 pub enum RuntimeChoice {
     /// tokio (feature `tokio`).
     Tokio,
+    /// smol (feature `smol`).
+    Smol,
+    /// async-std (feature `async-std`; discontinued upstream).
+    AsyncStd,
 }
 
 /// Parsed `demo` arguments.
@@ -19,7 +23,8 @@ pub enum RuntimeChoice {
 pub struct DemoArgs {
     /// Where to listen (`--addr`, default `127.0.0.1:8000`; port 0 picks one).
     pub addr: SocketAddr,
-    /// The runtime (`--runtime`, default `tokio`).
+    /// The runtime (`--runtime tokio|smol|async-std`, default `tokio`, else the first
+    /// compiled in).
     pub runtime: RuntimeChoice,
     /// Server settings from `--init-timeout-ms`, `--keepalive-ms`, `--write-timeout-ms`,
     /// `--max-subscriptions`.
@@ -55,11 +60,12 @@ pub enum CliError {
 }
 
 /// The usage text.
-pub const USAGE: &str = "usage: demo [--addr HOST:PORT] [--runtime tokio] [--init-timeout-ms N] \
+pub const USAGE: &str =
+    "usage: demo [--addr HOST:PORT] [--runtime tokio|smol|async-std] [--init-timeout-ms N] \
 [--keepalive-ms N] [--write-timeout-ms N] [--max-subscriptions N]
 
   --addr HOST:PORT        listen address (default 127.0.0.1:8000; port 0 picks a free port)
-  --runtime NAME          tokio (default tokio)
+  --runtime NAME          tokio, smol or async-std (default tokio)
   --init-timeout-ms N     time to send connection_init, 0 disables (default 3000)
   --keepalive-ms N        ping interval and liveness timeout, 0 disables (default 12000)
   --write-timeout-ms N    stuck-write timeout, 0 disables (default 10000)
@@ -68,6 +74,8 @@ pub const USAGE: &str = "usage: demo [--addr HOST:PORT] [--runtime tokio] [--ini
 fn runtime(name: &str) -> Result<RuntimeChoice, CliError> {
     match name {
         "tokio" if cfg!(feature = "tokio") => Ok(RuntimeChoice::Tokio),
+        "smol" if cfg!(feature = "smol") => Ok(RuntimeChoice::Smol),
+        "async-std" if cfg!(feature = "async-std") => Ok(RuntimeChoice::AsyncStd),
         "tokio" | "smol" | "async-std" => Err(CliError::RuntimeNotCompiled(name.to_owned())),
         _ => Err(CliError::InvalidValue {
             option: "--runtime".into(),
@@ -90,7 +98,10 @@ impl DemoArgs {
     pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Self, CliError> {
         let mut out = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            runtime: runtime("tokio").unwrap_or(RuntimeChoice::Tokio),
+            runtime: ["tokio", "smol", "async-std"]
+                .into_iter()
+                .find_map(|name| runtime(name).ok())
+                .unwrap_or(RuntimeChoice::Tokio),
             config: Config::default(),
         };
         let mut explicit_runtime = None;

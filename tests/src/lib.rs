@@ -39,7 +39,25 @@ macro_rules! per_runtime {
             $(
                 #[test]
                 fn $case() {
-                    super::$case::<$crate::server::tokio_rt::Tokio>();
+                    super::$case::<$crate::server::Tokio>();
+                }
+            )*
+        }
+        #[cfg(feature = "rt-smol")]
+        mod smol {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case::<$crate::server::Smol>();
+                }
+            )*
+        }
+        #[cfg(feature = "rt-async-std")]
+        mod async_std {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case::<$crate::server::AsyncStd>();
                 }
             )*
         }

@@ -4,21 +4,108 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use subscope::{Config, Gauges};
-use subscope_examples::{Broker, LiveCounter};
+use std::future::Future;
+
+use subscope::rt::Runtime;
+use subscope::{Config, Gauges, Server};
+use subscope_examples::{Broker, DemoSchema, LiveCounter};
 
 use crate::{DEADLINE, Recorder, RecordingHooks, wait_until};
 
-/// A runtime the suite runs on.
-pub trait TestRuntime {
+/// A runtime the suite runs on: how to get its seam, run a future to completion on the
+/// test thread, bind a listener and adopt an accepted std socket.
+pub trait TestRuntime: Sized + 'static {
     /// Its name, for messages.
     const NAME: &'static str;
+    /// The subscope runtime seam.
+    type Rt: Runtime;
+    /// Keeps the runtime's threads alive while the server runs.
+    type Guard: Send + Sync + 'static;
+
+    /// A fresh runtime (and what keeps it alive).
+    fn runtime() -> (Self::Rt, Self::Guard);
+    /// Runs `fut` to completion on the current thread, inside the runtime's context.
+    fn block_on<F: Future>(guard: &Self::Guard, fut: F) -> F::Output;
+    /// Binds 127.0.0.1:0 (call inside `block_on`).
+    fn bind() -> impl Future<Output = <Self::Rt as Runtime>::Listener>;
+    /// The listener's address.
+    fn local_addr(listener: &<Self::Rt as Runtime>::Listener) -> SocketAddr;
+    /// Adopts an accepted std socket (call inside `block_on`).
+    fn adopt(stream: std::net::TcpStream) -> <Self::Rt as Runtime>::Io;
+
     /// Starts the demo server with `config` and recording hooks on 127.0.0.1:0.
-    fn start(config: Config) -> TestServer;
+    fn start(config: Config) -> TestServer {
+        let (rt, guard) = Self::runtime();
+        let (server, demo) = demo_server(rt.clone(), config);
+        let listener = Self::block_on(&guard, Self::bind());
+        let addr = Self::local_addr(&listener);
+        let serving = server.serve(listener);
+        rt.spawn(Box::pin(async move {
+            let _ = serving.await;
+        }));
+        TestServer {
+            addr,
+            live: demo.live,
+            gauges: demo.gauges,
+            recorder: demo.recorder,
+            broker: demo.broker,
+            control: Box::new(Controlled::<Self> { guard, server }),
+        }
+    }
+}
+
+/// The demo's observable state.
+#[derive(Debug, Clone)]
+pub struct DemoState {
+    /// Live demo streams.
+    pub live: LiveCounter,
+    /// The library's gauges.
+    pub gauges: Arc<Gauges>,
+    /// The hooks' record.
+    pub recorder: Recorder,
+    /// The demo broker.
+    pub broker: Broker,
+}
+
+/// The demo server on `rt` with recording hooks.
+pub fn demo_server<Rt: Runtime>(rt: Rt, config: Config) -> (DemoServer<Rt>, DemoState) {
+    let hooks = RecordingHooks::default();
+    let state = DemoState {
+        live: LiveCounter::default(),
+        gauges: Arc::new(Gauges::new()),
+        recorder: hooks.recorder.clone(),
+        broker: Broker::default(),
+    };
+    let schema = subscope_examples::build_schema(
+        Arc::new(rt.clone()),
+        Arc::clone(&state.gauges),
+        state.broker.clone(),
+        state.live.clone(),
+    );
+    let server = Server::builder(rt, schema)
+        .hooks(hooks)
+        .config(config)
+        .gauges(Arc::clone(&state.gauges))
+        .build();
+    (server, state)
+}
+
+/// The demo server type with recording hooks.
+pub type DemoServer<Rt> = Server<DemoSchema, RecordingHooks, Rt>;
+
+struct Controlled<R: TestRuntime> {
+    guard: R::Guard,
+    server: DemoServer<R::Rt>,
+}
+
+impl<R: TestRuntime> Control for Controlled<R> {
+    fn shutdown(&self, grace: Duration) {
+        R::block_on(&self.guard, self.server.shutdown(grace));
+    }
 }
 
 /// What a runtime-specific server exposes to the tests.
-pub trait Control: Send + Sync {
+trait Control: Send + Sync {
     /// Runs the server's graceful shutdown to its end.
     fn shutdown(&self, grace: Duration);
 }
@@ -46,26 +133,14 @@ impl std::fmt::Debug for TestServer {
     }
 }
 
-impl TestServer {
-    /// Assembles a server from its parts (used by the runtime modules).
-    pub fn new(
-        addr: SocketAddr,
-        live: LiveCounter,
-        gauges: Arc<Gauges>,
-        recorder: Recorder,
-        broker: Broker,
-        control: Box<dyn Control>,
-    ) -> Self {
-        Self {
-            addr,
-            live,
-            gauges,
-            recorder,
-            broker,
-            control,
-        }
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Leave nothing running behind a finished test.
+        self.control.shutdown(Duration::ZERO);
     }
+}
 
+impl TestServer {
     /// Runs graceful shutdown; returns when the server says every connection is gone.
     pub fn shutdown(&self, grace: Duration) {
         self.control.shutdown(grace);
@@ -87,73 +162,130 @@ impl TestServer {
     }
 }
 
-/// Fresh hooks and demo state for one server.
-pub fn parts() -> (RecordingHooks, LiveCounter, Arc<Gauges>, Broker) {
-    (
-        RecordingHooks::default(),
-        LiveCounter::default(),
-        Arc::new(Gauges::new()),
-        Broker::default(),
-    )
+/// tokio, multi-threaded (two workers), so operations drop on other threads too.
+#[cfg(feature = "rt-tokio")]
+#[derive(Debug)]
+pub struct Tokio;
+
+#[cfg(feature = "rt-tokio")]
+impl TestRuntime for Tokio {
+    const NAME: &'static str = "tokio";
+    type Rt = subscope::tokio::TokioRuntime;
+    type Guard = tokio::runtime::Runtime;
+
+    fn runtime() -> (Self::Rt, Self::Guard) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        (
+            subscope::tokio::TokioRuntime::from_handle(rt.handle().clone()),
+            rt,
+        )
+    }
+
+    fn block_on<F: Future>(guard: &Self::Guard, fut: F) -> F::Output {
+        guard.block_on(fut)
+    }
+
+    async fn bind() -> tokio::net::TcpListener {
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+    }
+
+    fn local_addr(listener: &tokio::net::TcpListener) -> SocketAddr {
+        listener.local_addr().expect("addr")
+    }
+
+    fn adopt(stream: std::net::TcpStream) -> <Self::Rt as Runtime>::Io {
+        stream.set_nonblocking(true).expect("nonblocking");
+        subscope::tokio::io(tokio::net::TcpStream::from_std(stream).expect("adopt"))
+    }
 }
 
-/// The tokio runtime.
-#[cfg(feature = "rt-tokio")]
-pub mod tokio_rt {
-    use super::*;
-    use subscope::tokio::TokioRuntime;
+/// Runs an async-executor on two threads until dropped.
+#[cfg(feature = "rt-smol")]
+#[derive(Debug)]
+pub struct SmolThreads {
+    _done: async_channel::Sender<()>,
+}
 
-    /// tokio, multi-threaded (two workers), so operations drop on other threads too.
-    #[derive(Debug)]
-    pub struct Tokio;
+/// smol: the server's own `async-executor`, run by two threads.
+#[cfg(feature = "rt-smol")]
+#[derive(Debug)]
+pub struct Smol;
 
-    struct TokioControl {
-        rt: tokio::runtime::Runtime,
-        server: subscope::tokio::Server<subscope_examples::DemoSchema, RecordingHooks>,
+#[cfg(feature = "rt-smol")]
+impl TestRuntime for Smol {
+    const NAME: &'static str = "smol";
+    type Rt = subscope::smol::SmolRuntime;
+    type Guard = SmolThreads;
+
+    fn runtime() -> (Self::Rt, Self::Guard) {
+        let ex = Arc::new(async_executor::Executor::new());
+        let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+        for _ in 0..2 {
+            let ex = Arc::clone(&ex);
+            let done = done_rx.clone();
+            std::thread::spawn(move || async_io::block_on(ex.run(done.recv())));
+        }
+        (
+            subscope::smol::SmolRuntime::new(ex),
+            SmolThreads { _done: done_tx },
+        )
     }
 
-    impl Control for TokioControl {
-        fn shutdown(&self, grace: Duration) {
-            self.rt.block_on(self.server.shutdown(grace));
-        }
+    fn block_on<F: Future>(_guard: &Self::Guard, fut: F) -> F::Output {
+        async_io::block_on(fut)
     }
 
-    impl TestRuntime for Tokio {
-        const NAME: &'static str = "tokio";
+    async fn bind() -> async_net::TcpListener {
+        async_net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+    }
 
-        fn start(config: Config) -> TestServer {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let (hooks, live, gauges, broker) = parts();
-            let recorder = hooks.recorder.clone();
-            let schema = subscope_examples::build_schema(
-                Arc::new(TokioRuntime::new()),
-                Arc::clone(&gauges),
-                broker.clone(),
-                live.clone(),
-            );
-            let server = subscope::tokio::server(schema)
-                .hooks(hooks)
-                .config(config)
-                .gauges(Arc::clone(&gauges))
-                .build();
-            let listener = rt
-                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-                .expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let serving = server.clone();
-            rt.spawn(async move { serving.serve(listener).await });
-            TestServer::new(
-                addr,
-                live,
-                gauges,
-                recorder,
-                broker,
-                Box::new(TokioControl { rt, server }),
-            )
-        }
+    fn local_addr(listener: &async_net::TcpListener) -> SocketAddr {
+        listener.local_addr().expect("addr")
+    }
+
+    fn adopt(stream: std::net::TcpStream) -> <Self::Rt as Runtime>::Io {
+        async_net::TcpStream::try_from(stream).expect("adopt")
+    }
+}
+
+/// async-std's global runtime.
+#[cfg(feature = "rt-async-std")]
+#[derive(Debug)]
+pub struct AsyncStd;
+
+#[cfg(feature = "rt-async-std")]
+impl TestRuntime for AsyncStd {
+    const NAME: &'static str = "async-std";
+    type Rt = subscope::async_std::AsyncStdRuntime;
+    type Guard = ();
+
+    fn runtime() -> (Self::Rt, Self::Guard) {
+        (subscope::async_std::AsyncStdRuntime::new(), ())
+    }
+
+    fn block_on<F: Future>((): &(), fut: F) -> F::Output {
+        async_std::task::block_on(fut)
+    }
+
+    async fn bind() -> async_std::net::TcpListener {
+        async_std::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+    }
+
+    fn local_addr(listener: &async_std::net::TcpListener) -> SocketAddr {
+        listener.local_addr().expect("addr")
+    }
+
+    fn adopt(stream: std::net::TcpStream) -> <Self::Rt as Runtime>::Io {
+        async_std::net::TcpStream::from(stream)
     }
 }

@@ -130,12 +130,14 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
     }
 }
 
-impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
-    /// Starts a [`ServerBuilder`].
+impl<E: Executor, R: Runtime> Server<E, NoHooks, R> {
+    /// Starts a [`ServerBuilder`] for `executor` on `runtime`.
     pub fn builder(runtime: R, executor: E) -> ServerBuilder<E, NoHooks, R> {
         ServerBuilder::new(runtime, executor)
     }
+}
 
+impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     /// The server's gauges.
     pub fn gauges(&self) -> &Arc<Gauges> {
         &self.inner.gauges
@@ -157,7 +159,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     /// # Cancel safety
     /// Dropping this future stops accepting; connections already accepted keep running
     /// until they end or the server shuts down.
-    pub fn serve(&self, listener: R::Listener) -> impl Future<Output = io::Result<()>> + Send {
+    pub fn serve(
+        &self,
+        listener: R::Listener,
+    ) -> impl Future<Output = io::Result<()>> + Send + use<E, H, R> {
         let server = self.clone();
         // The accept loop counts as a live task, so shutdown cannot return while it could
         // still spawn a connection.

@@ -31,16 +31,23 @@ use async_tungstenite::tokio::TokioAdapter;
 use subscope_core::rt::{BoxTask, Runtime, Sleep, Timer};
 use subscope_core::{NoHooks, ServerBuilder};
 
-/// The tokio runtime seam. Must be used from within a tokio runtime with IO and time
-/// enabled (`Runtime::spawn` uses the current runtime).
-#[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
-pub struct TokioRuntime;
+/// The tokio runtime seam. The runtime needs IO and time enabled.
+#[derive(Debug, Clone, Default)]
+pub struct TokioRuntime {
+    handle: Option<tokio::runtime::Handle>,
+}
 
 impl TokioRuntime {
-    /// The seam for the current tokio runtime.
+    /// Spawns onto whichever tokio runtime is current when a connection is accepted.
     pub fn new() -> Self {
-        Self
+        Self { handle: None }
+    }
+
+    /// Spawns onto the runtime of `handle`, from any thread.
+    pub fn from_handle(handle: tokio::runtime::Handle) -> Self {
+        Self {
+            handle: Some(handle),
+        }
     }
 }
 
@@ -60,7 +67,10 @@ impl Runtime for TokioRuntime {
 
     fn spawn(&self, task: BoxTask) {
         // Detached on purpose: the server tracks and ends its tasks itself.
-        drop(tokio::spawn(task));
+        match &self.handle {
+            Some(handle) => drop(handle.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
     }
 
     async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Io, SocketAddr)> {
@@ -76,7 +86,7 @@ pub type Server<E, H = NoHooks> = subscope_core::Server<E, H, TokioRuntime>;
 
 /// Starts building a server for `executor` on tokio.
 pub fn server<E: Executor>(executor: E) -> ServerBuilder<E, NoHooks, TokioRuntime> {
-    ServerBuilder::new(TokioRuntime, executor)
+    ServerBuilder::new(TokioRuntime::new(), executor)
 }
 
 /// Wraps a tokio stream you accepted yourself, for [`subscope_core::Server::serve_io`].

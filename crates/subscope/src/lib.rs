@@ -6,7 +6,14 @@
 //! runtime-free core and, by additive feature, each runtime adapter.
 //!
 //! # Features
-//! - `tokio` (default): [`tokio`] module, the tokio adapter.
+//! Runtimes are additive features; any combination compiles, and libraries built on
+//! subscope should depend on `subscope-core` (or this crate with no runtime) and stay
+//! generic.
+//!
+//! - `tokio` (default): the `tokio` module, the tokio adapter.
+//! - `smol`: the `smol` module, the smol adapter.
+//! - `async-std`: the `async_std` module, the async-std adapter (async-std is discontinued
+//!   upstream; prefer smol).
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
@@ -25,4 +32,17 @@ pub use subscope_core::*;
 #[cfg(feature = "tokio")]
 pub mod tokio {
     pub use subscope_tokio::*;
+}
+
+/// The smol adapter.
+#[cfg(feature = "smol")]
+pub mod smol {
+    pub use subscope_smol::*;
+}
+
+/// The async-std adapter. async-std is discontinued upstream; prefer [`crate::smol`] where
+/// you can.
+#[cfg(feature = "async-std")]
+pub mod async_std {
+    pub use subscope_async_std::*;
 }

@@ -1,17 +1,25 @@
 //! The demo server: the demo schema over both subprotocols on `ws://HOST:PORT/graphql`.
 //!
-//! `cargo run -p subscope-examples --bin demo -- --addr 127.0.0.1:8000`
+//! `cargo run -p subscope-examples --bin demo -- --addr 127.0.0.1:8000 --runtime smol`
+//!
+//! Ctrl-C (SIGINT) or SIGTERM triggers the graceful shutdown: every socket is closed 1001
+//! `Going away`, and the process exits once every connection is gone.
 
+use std::error::Error;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use subscope::Gauges;
+use subscope::rt::Runtime;
+use subscope::{Gauges, Server};
 use subscope_examples::cli::{CliError, DemoArgs, RuntimeChoice};
-use subscope_examples::{Broker, LiveCounter, build_schema};
+use subscope_examples::{Broker, DemoSchema, LiveCounter, build_schema};
 
 /// How long shutdown waits for connections to close before dropping them.
 const GRACE: Duration = Duration::from_secs(5);
+
+type Stop = async_channel::Receiver<()>;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -32,13 +40,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match args.runtime {
-        #[cfg(feature = "tokio")]
-        RuntimeChoice::Tokio => tokio_main::run(args),
-        #[allow(unreachable_patterns)]
-        other => Err(format!("runtime {other:?} is not compiled in").into()),
-    };
-    match result {
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("demo: {err}");
@@ -47,56 +49,104 @@ fn main() -> ExitCode {
     }
 }
 
-fn announce(addr: std::net::SocketAddr) {
+fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
+    // One signal handler for every runtime: it only wakes the async side.
+    let (stop_tx, stop_rx) = async_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })?;
+    match args.runtime {
+        #[cfg(feature = "tokio")]
+        RuntimeChoice::Tokio => on_tokio(args, stop_rx),
+        #[cfg(feature = "smol")]
+        RuntimeChoice::Smol => on_smol(args, stop_rx),
+        #[cfg(feature = "async-std")]
+        RuntimeChoice::AsyncStd => on_async_std(args, stop_rx),
+        #[allow(unreachable_patterns)]
+        other => Err(format!("runtime {other:?} is not compiled in").into()),
+    }
+}
+
+/// The demo server on runtime `rt`, with the library's gauges shared with the schema.
+fn demo_server<R: Runtime>(rt: R, args: &DemoArgs) -> Server<DemoSchema, subscope::NoHooks, R> {
+    let gauges = Arc::new(Gauges::new());
+    let schema = build_schema(
+        Arc::new(rt.clone()),
+        Arc::clone(&gauges),
+        Broker::default(),
+        LiveCounter::default(),
+    );
+    Server::builder(rt, schema)
+        .config(args.config.clone())
+        .gauges(gauges)
+        .build()
+}
+
+fn announce(addr: SocketAddr) {
     println!("listening on ws://{addr}/graphql");
 }
 
+/// Serves until a signal arrives, then shuts down gracefully. Runtime-independent.
+async fn serve_until_signal<R: Runtime>(
+    server: Server<DemoSchema, subscope::NoHooks, R>,
+    listener: R::Listener,
+    stop: Stop,
+) -> std::io::Result<()> {
+    let serving = server.serve(listener);
+    let stopping = async {
+        let _ = stop.recv().await;
+        tracing::info!("shutting down");
+        server.shutdown(GRACE).await;
+    };
+    let (served, ()) = futures_lite::future::zip(serving, stopping).await;
+    served
+}
+
 #[cfg(feature = "tokio")]
-mod tokio_main {
-    use super::*;
-    use subscope::tokio::TokioRuntime;
+fn on_tokio(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let server = demo_server(subscope::tokio::TokioRuntime::new(), &args);
+        let listener = tokio::net::TcpListener::bind(args.addr).await?;
+        announce(listener.local_addr()?);
+        Ok(serve_until_signal(server, listener, stop).await?)
+    })
+}
 
-    pub(super) fn run(args: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
-            let gauges = Arc::new(Gauges::new());
-            let schema = build_schema(
-                Arc::new(TokioRuntime::new()),
-                Arc::clone(&gauges),
-                Broker::default(),
-                LiveCounter::default(),
-            );
-            let server = subscope::tokio::server(schema)
-                .config(args.config)
-                .gauges(gauges)
-                .build();
-            let listener = tokio::net::TcpListener::bind(args.addr).await?;
-            announce(listener.local_addr()?);
-            let serving = tokio::spawn({
-                let server = server.clone();
-                async move { server.serve(listener).await }
-            });
-            wait_for_signal().await?;
-            tracing::info!("shutting down");
-            server.shutdown(GRACE).await;
-            serving.await??;
-            Ok(())
+#[cfg(feature = "smol")]
+fn on_smol(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
+    let ex = Arc::new(async_executor::Executor::new());
+    // Worker threads run the executor until the main future is done.
+    let (done_tx, done_rx) = async_channel::bounded::<()>(1);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers: Vec<_> = (1..threads)
+        .map(|_| {
+            let ex = Arc::clone(&ex);
+            let done = done_rx.clone();
+            std::thread::spawn(move || async_io::block_on(ex.run(done.recv())))
         })
+        .collect();
+    let server = demo_server(subscope::smol::SmolRuntime::new(Arc::clone(&ex)), &args);
+    let result = async_io::block_on(ex.run(async {
+        let listener = async_net::TcpListener::bind(args.addr).await?;
+        announce(listener.local_addr()?);
+        serve_until_signal(server, listener, stop).await
+    }));
+    drop(done_tx);
+    for w in workers {
+        let _ = w.join();
     }
+    Ok(result?)
+}
 
-    async fn wait_for_signal() -> std::io::Result<()> {
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r,
-                _ = term.recv() => Ok(()),
-            }
-        }
-        #[cfg(not(unix))]
-        tokio::signal::ctrl_c().await
-    }
+#[cfg(feature = "async-std")]
+fn on_async_std(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
+    async_std::task::block_on(async {
+        let server = demo_server(subscope::async_std::AsyncStdRuntime::new(), &args);
+        let listener = async_std::net::TcpListener::bind(args.addr).await?;
+        announce(listener.local_addr()?);
+        Ok(serve_until_signal(server, listener, stop).await?)
+    })
 }
