@@ -102,9 +102,8 @@ fn help_and_bad_arguments() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--runtime"));
 }
 
-#[test]
-fn serves_both_subprotocols_and_shuts_down_on_sigint() {
-    let mut demo = start(&["--runtime", "tokio", "--init-timeout-ms", "5000"]);
+fn serves_both_subprotocols_and_shuts_down_on_sigint(runtime: &str) {
+    let mut demo = start(&["--runtime", runtime, "--init-timeout-ms", "5000"]);
     let mut modern = connect(&demo.url, "graphql-transport-ws");
     send(&mut modern, serde_json::json!({"type": "connection_init"}));
     assert_eq!(recv(&mut modern)["type"], "connection_ack");
@@ -154,9 +153,15 @@ fn serves_both_subprotocols_and_shuts_down_on_sigint() {
     }
 }
 
-#[test]
-fn cli_timeouts_and_limits_apply() {
-    let demo = start(&["--init-timeout-ms", "100", "--max-subscriptions", "1"]);
+fn cli_timeouts_and_limits_apply(runtime: &str) {
+    let demo = start(&[
+        "--runtime",
+        runtime,
+        "--init-timeout-ms",
+        "100",
+        "--max-subscriptions",
+        "1",
+    ]);
     let mut ws = connect(&demo.url, "graphql-transport-ws");
     assert_eq!(close_code(&mut ws), 4408);
     let mut ws = connect(&demo.url, "graphql-ws");
@@ -175,4 +180,29 @@ fn cli_timeouts_and_limits_apply() {
         m,
         serde_json::json!({"id": "b", "type": "error", "payload": {"message": "Subscription limit reached"}})
     );
+}
+
+macro_rules! per_runtime {
+    ($($rt:ident => $name:literal, $feature:literal;)*) => {
+        $(
+            #[cfg(feature = $feature)]
+            mod $rt {
+                #[test]
+                fn serves_both_subprotocols_and_shuts_down_on_sigint() {
+                    super::serves_both_subprotocols_and_shuts_down_on_sigint($name);
+                }
+
+                #[test]
+                fn cli_timeouts_and_limits_apply() {
+                    super::cli_timeouts_and_limits_apply($name);
+                }
+            }
+        )*
+    };
+}
+
+per_runtime! {
+    tokio => "tokio", "tokio";
+    smol => "smol", "smol";
+    async_std => "async-std", "async-std";
 }

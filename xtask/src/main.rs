@@ -7,7 +7,15 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// The runtimes the socket suite runs on, each as a feature of `subscope-tests`.
-const RUNTIMES: &[&str] = &["tokio"];
+const RUNTIMES: &[&str] = &["tokio", "smol", "async-std"];
+
+/// Library crates, each linted alone so a missing feature or dependency shows up.
+const CRATES: &[&str] = &[
+    "subscope-core",
+    "subscope-tokio",
+    "subscope-smol",
+    "subscope-async-std",
+];
 
 fn usage() -> &'static str {
     "usage: cargo xtask <command>
@@ -35,7 +43,7 @@ fn step(name: impl Into<String>, args: &[&str]) -> Step {
 }
 
 fn lint_steps() -> Vec<Step> {
-    vec![
+    let mut steps = vec![
         step("fmt --check", &["fmt", "--all", "--", "--check"]),
         step(
             "clippy (workspace, all features)",
@@ -49,19 +57,34 @@ fn lint_steps() -> Vec<Step> {
                 "warnings",
             ],
         ),
-        step(
-            "clippy subscope-core (alone: no runtime in its tree)",
+    ];
+    for krate in CRATES {
+        steps.push(step(
+            format!("clippy {krate} (alone)"),
             &[
                 "clippy",
                 "-p",
-                "subscope-core",
+                krate,
                 "--all-targets",
                 "--",
                 "-D",
                 "warnings",
             ],
-        ),
-    ]
+        ));
+    }
+    steps.push(step(
+        "clippy subscope (no runtime feature)",
+        &[
+            "clippy",
+            "-p",
+            "subscope",
+            "--no-default-features",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ));
+    steps
 }
 
 fn suite_steps(runtimes: &[&str]) -> Vec<Step> {
@@ -105,7 +128,7 @@ fn ci_steps() -> Vec<Step> {
     ));
     steps.extend(suite_steps(RUNTIMES));
     steps.push(step(
-        "demo binary tests",
+        "demo binary tests (every runtime)",
         &["test", "-p", "subscope-examples"],
     ));
     for rt in RUNTIMES {
