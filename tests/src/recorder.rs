@@ -1,5 +1,6 @@
 //! Hooks that record every call, and steer `on_connect` from the init payload.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,24 @@ pub struct Events {
 #[derive(Debug, Clone, Default)]
 pub struct Recorder {
     inner: Arc<(Mutex<Events>, Condvar)>,
+    hanging: Arc<AtomicUsize>,
+}
+
+/// Counts an `on_subscribe` future that never resolves, until it is dropped.
+struct Hanging(Arc<AtomicUsize>);
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Recorder {
+    /// `on_subscribe` futures for `Hang` operations that are still alive (not dropped).
+    pub fn hanging_hooks(&self) -> usize {
+        self.hanging.load(Ordering::SeqCst)
+    }
+
     fn update(&self, f: impl FnOnce(&mut Events)) {
         let (lock, cv) = &*self.inner;
         f(&mut lock.lock().unwrap_or_else(PoisonError::into_inner));
@@ -72,7 +88,7 @@ impl Recorder {
 /// Hooks recording into a [`Recorder`]. `on_connect` reads the init payload:
 /// `{"reject": "msg"}` refuses, `{"fail": true}` fails internally, `{"panic": true}`
 /// panics, `{"ack": {...}}` becomes the ack payload. `on_subscribe` refuses operations
-/// whose `operationName` is `Refused`.
+/// whose `operationName` is `Refused` and never resolves for `Hang`.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingHooks {
     /// Where calls are recorded.
@@ -109,8 +125,16 @@ impl Hooks for RecordingHooks {
         request: Request,
     ) -> Result<Request, Vec<ServerError>> {
         self.recorder.update(|e| e.subscribes.push(id.to_owned()));
-        if request.operation_name.as_deref() == Some("Refused") {
-            return Err(vec![ServerError::new("refused by on_subscribe", None)]);
+        match request.operation_name.as_deref() {
+            Some("Refused") => {
+                return Err(vec![ServerError::new("refused by on_subscribe", None)]);
+            }
+            Some("Hang") => {
+                self.recorder.hanging.fetch_add(1, Ordering::SeqCst);
+                let _alive = Hanging(Arc::clone(&self.recorder.hanging));
+                std::future::pending::<()>().await;
+            }
+            _ => {}
         }
         Ok(request)
     }

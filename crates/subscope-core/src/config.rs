@@ -20,6 +20,7 @@ pub struct Config {
     pub(crate) max_message_size: usize,
     pub(crate) max_connections: Option<usize>,
     pub(crate) subprotocols: Vec<Subprotocol>,
+    pub(crate) detect_leaks: bool,
 }
 
 impl Default for Config {
@@ -35,6 +36,7 @@ impl Default for Config {
             max_message_size: 1024 * 1024,
             max_connections: None,
             subprotocols: Subprotocol::ALL.to_vec(),
+            detect_leaks: false,
         }
     }
 }
@@ -118,6 +120,17 @@ impl Config {
     #[must_use]
     pub fn subprotocols(mut self, protocols: &[Subprotocol]) -> Self {
         self.subprotocols = protocols.to_vec();
+        self
+    }
+
+    /// Leak detection: each operation gets an [`crate::OperationToken`] in its request
+    /// data; if a clone of it outlives the operation's stream (user code kept it), the
+    /// operation is reported through `tracing` (target `subscope::leak`, with its id and
+    /// operation name) and counted in the gauges. Costs one small allocation per
+    /// operation. Default is off.
+    #[must_use]
+    pub fn detect_leaks(mut self, on: bool) -> Self {
+        self.detect_leaks = on;
         self
     }
 

@@ -56,6 +56,7 @@ pub(crate) struct ConnectionParts<E, H, R> {
     pub(crate) gauges: Arc<Gauges>,
     pub(crate) timer: R,
     pub(crate) close_timeout: Duration,
+    pub(crate) detect_leaks: bool,
     pub(crate) stop: StopFuture,
 }
 
@@ -180,6 +181,7 @@ where
                     let op = Operation::start(
                         id.clone(),
                         *request,
+                        self.parts.detect_leaks,
                         &self.parts.executor,
                         self.session.clone(),
                         &self.end.conn,

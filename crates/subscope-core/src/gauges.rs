@@ -14,6 +14,7 @@ pub struct Gauges {
     subscriptions: AtomicU64,
     connections_total: AtomicU64,
     subscriptions_total: AtomicU64,
+    leaked_operations: AtomicU64,
     closes: [AtomicU64; CloseKind::ALL.len()],
 }
 
@@ -29,6 +30,9 @@ pub struct GaugeSnapshot {
     pub connections_total: u64,
     /// Operations ever accepted.
     pub subscriptions_total: u64,
+    /// Operations whose state outlived their stream (leak detection on; see
+    /// [`crate::Config::detect_leaks`]).
+    pub leaked_operations: u64,
     /// Finished connections per [`CloseKind`], in the order of [`CloseKind::ALL`].
     pub closes: [u64; CloseKind::ALL.len()],
 }
@@ -57,6 +61,7 @@ impl Gauges {
             subscriptions: self.subscriptions.load(Ordering::Relaxed),
             connections_total: self.connections_total.load(Ordering::Relaxed),
             subscriptions_total: self.subscriptions_total.load(Ordering::Relaxed),
+            leaked_operations: self.leaked_operations.load(Ordering::Relaxed),
             closes,
         }
     }
@@ -94,6 +99,10 @@ impl Gauges {
     pub(crate) fn open_subscription(&self) {
         self.subscriptions.fetch_add(1, Ordering::Relaxed);
         self.subscriptions_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_leak(&self) {
+        self.leaked_operations.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn close_subscription(&self) {

@@ -52,6 +52,7 @@ pub use driver::Transport;
 pub use gauges::{GaugeSnapshot, Gauges};
 pub use hooks::{Accept, ConnectionInfo, EndReason, Hooks, NoHooks, Reject};
 pub use machine::{ConnectOutcome, Machine, Output};
+pub use operation::OperationToken;
 pub use protocol::{Subprotocol, negotiate};
 pub use server::{HandshakeError, Server, ServerBuilder, handshake, websocket_config};
 

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use async_graphql::{Data, Executor, Request, Response, ServerError};
@@ -11,6 +11,41 @@ use futures_core::Stream;
 use futures_core::stream::BoxStream;
 
 use crate::{ConnectionInfo, EndReason, Gauges, Hooks};
+
+/// A marker of one operation's execution state, present in its request data when leak
+/// detection is on ([`crate::Config::detect_leaks`]); resolvers reach it with
+/// `ctx.data::<OperationToken>()`.
+///
+/// subscope drops the operation's stream, and with it every clone it owns, when the
+/// operation ends. A clone still alive then was kept by user code (a spawned task, a
+/// global), and is reported through `tracing` (target `subscope::leak`) and counted in
+/// [`crate::GaugeSnapshot::leaked_operations`].
+#[derive(Debug, Clone)]
+pub struct OperationToken(Arc<TokenInner>);
+
+#[derive(Debug)]
+pub(crate) struct TokenInner {
+    conn: u64,
+    id: String,
+    operation_name: Option<String>,
+}
+
+impl OperationToken {
+    /// The operation id.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The connection number ([`ConnectionInfo::id`]).
+    pub fn connection(&self) -> u64 {
+        self.0.conn
+    }
+
+    /// The `operationName` of the request, if any.
+    pub fn operation_name(&self) -> Option<&str> {
+        self.0.operation_name.as_deref()
+    }
+}
 
 /// What an operation stream yields to the connection.
 #[derive(Debug)]
@@ -41,11 +76,26 @@ pub(crate) struct CompletionGuard<H: Hooks> {
     conn: Arc<ConnectionInfo>,
     hooks: Arc<H>,
     gauges: Arc<Gauges>,
+    /// With leak detection on: the operation's token, also held by its execution state.
+    token: Option<Weak<TokenInner>>,
 }
 
 impl<H: Hooks> Drop for CompletionGuard<H> {
     fn drop(&mut self) {
         self.gauges.close_subscription();
+        // The stream (and with it the execution state) was dropped before this guard; only
+        // a clone kept by user code can still hold the token.
+        if let Some(inner) = self.token.as_ref().and_then(Weak::upgrade) {
+            self.gauges.count_leak();
+            tracing::warn!(
+                target: "subscope::leak",
+                conn = self.conn.id,
+                id = %self.id,
+                operation = inner.operation_name.as_deref().unwrap_or("<anonymous>"),
+                holders = Arc::strong_count(&inner) - 1,
+                "operation state still alive after its stream was dropped (a clone kept by user code?)"
+            );
+        }
         tracing::debug!(
             conn = self.conn.id,
             id = %self.id,
@@ -57,9 +107,11 @@ impl<H: Hooks> Drop for CompletionGuard<H> {
 }
 
 impl<H: Hooks> Operation<H> {
+    #[allow(clippy::too_many_arguments)] // a private constructor fed from one call site
     pub(crate) fn start<E: Executor>(
         id: String,
-        request: Request,
+        mut request: Request,
+        detect_leaks: bool,
         executor: &E,
         session: Option<Arc<Data>>,
         conn: &Arc<ConnectionInfo>,
@@ -67,6 +119,16 @@ impl<H: Hooks> Operation<H> {
         gauges: &Arc<Gauges>,
     ) -> Self {
         gauges.open_subscription();
+        let token = detect_leaks.then(|| {
+            let token = OperationToken(Arc::new(TokenInner {
+                conn: conn.id,
+                id: id.clone(),
+                operation_name: request.operation_name.clone(),
+            }));
+            let weak = Arc::downgrade(&token.0);
+            request.data.insert(token);
+            weak
+        });
         let hook: HookFuture = {
             let hooks = Arc::clone(hooks);
             let conn = Arc::clone(conn);
@@ -84,6 +146,7 @@ impl<H: Hooks> Operation<H> {
                 conn: Arc::clone(conn),
                 hooks: Arc::clone(hooks),
                 gauges: Arc::clone(gauges),
+                token,
             },
         }
     }

@@ -284,6 +284,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 gauges: Arc::clone(&inner.gauges),
                 timer: inner.runtime.clone(),
                 close_timeout: inner.config.close_timeout,
+                detect_leaks: inner.config.detect_leaks,
                 stop: Box::pin(Arc::clone(&inner.stop).wait()),
             };
             Driver::new(ws, machine, conn, parts)
