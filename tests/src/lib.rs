@@ -4,6 +4,7 @@
 //! Every wait has a deadline and waits for an event (a frame, a hook call, a counter
 //! reaching a value); nothing sleeps and hopes.
 
+pub mod churn;
 pub mod client;
 pub mod recorder;
 pub mod server;

@@ -49,6 +49,16 @@ impl Recorder {
         cv.notify_all();
     }
 
+    /// Forgets the events so far (keeps the allocations' capacity).
+    pub fn clear(&self) {
+        self.update(|e| {
+            e.completes.clear();
+            e.closes.clear();
+            e.disconnects.clear();
+            e.subscribes.clear();
+        });
+    }
+
     /// A copy of the events so far.
     pub fn events(&self) -> Events {
         self.inner

@@ -44,7 +44,13 @@ fn with_live_subscriptions(s: &TestServer, proto: Proto, k: usize, delay_ms: u64
 /// Waits for the one connection's `on_close`, then asserts the cleanup: no live stream,
 /// gauges at zero, one `on_complete` per operation with the connection's end reason.
 fn assert_cleaned_up(s: &TestServer, k: usize, expected: &CloseReason, started: Instant) {
-    assert_cleaned_up_as(s, k, expected, &EndReason::ConnectionClosed(expected.clone()), started);
+    assert_cleaned_up_as(
+        s,
+        k,
+        expected,
+        &EndReason::ConnectionClosed(expected.clone()),
+        started,
+    );
 }
 
 /// Like [`assert_cleaned_up`], with the end reason every operation must report.
@@ -78,7 +84,11 @@ fn assert_cleaned_up_as(
     for (_, _, reason) in &e.completes {
         assert_eq!(reason, op_reason);
     }
-    assert_eq!(s.recorder.hanging_hooks(), 0, "a pending on_subscribe outlived its connection");
+    assert_eq!(
+        s.recorder.hanging_hooks(),
+        0,
+        "a pending on_subscribe outlived its connection"
+    );
     assert!(
         started.elapsed() < CLEANUP,
         "cleanup took {:?}",
@@ -299,8 +309,14 @@ fn client_stops_each(proto: Proto, s: &TestServer) {
         c.send(stop_message(proto, &i.to_string()));
     }
     s.wait_live(0);
-    let e = s.recorder.wait("4 completes", CLEANUP, |e| e.completes.len() == 4);
-    assert!(e.completes.iter().all(|(_, _, r)| *r == EndReason::ClientStopped));
+    let e = s
+        .recorder
+        .wait("4 completes", CLEANUP, |e| e.completes.len() == 4);
+    assert!(
+        e.completes
+            .iter()
+            .all(|(_, _, r)| *r == EndReason::ClientStopped)
+    );
     assert_eq!(s.gauges.snapshot().subscriptions, 0);
     assert!(e.closes.is_empty(), "the connection stays open");
 }
@@ -331,8 +347,14 @@ fn streams_end_by_themselves(proto: Proto, s: &TestServer) {
         }
     }
     s.wait_live(0);
-    let e = s.recorder.wait("4 completes", CLEANUP, |e| e.completes.len() == 4);
-    assert!(e.completes.iter().all(|(_, _, r)| *r == EndReason::Completed));
+    let e = s
+        .recorder
+        .wait("4 completes", CLEANUP, |e| e.completes.len() == 4);
+    assert!(
+        e.completes
+            .iter()
+            .all(|(_, _, r)| *r == EndReason::Completed)
+    );
     assert_eq!(s.gauges.snapshot().subscriptions, 0);
 }
 
@@ -354,7 +376,10 @@ fn reset_while_the_server_is_sending(proto: Proto, s: &TestServer) {
     s.wait_live(3);
     // Let the flood fill the socket buffers, so the server is mid-write.
     let first = c.recv_json_skip_ka();
-    assert!(first["type"] == "next" || first["type"] == "data", "{first}");
+    assert!(
+        first["type"] == "next" || first["type"] == "data",
+        "{first}"
+    );
     let started = Instant::now();
     c.reset();
     assert_cleaned_up(s, 3, &CloseReason::PeerGone, started);
@@ -524,7 +549,9 @@ fn client_complete_cancels_a_pending_hook<R: TestRuntime>() {
         s.recorder.hanging_hooks() == 1
     });
     c.send(json!({"id": "h", "type": "complete"}));
-    let e = s.recorder.wait("complete", CLEANUP, |e| e.completes.len() == 1);
+    let e = s
+        .recorder
+        .wait("complete", CLEANUP, |e| e.completes.len() == 1);
     assert_eq!(e.completes[0].2, EndReason::ClientStopped);
     assert_eq!(s.recorder.hanging_hooks(), 0);
     c.expect_silence(Duration::from_millis(200));

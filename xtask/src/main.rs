@@ -25,7 +25,10 @@ commands:
                      demo tests, examples per runtime, docs
   test [RUNTIME]     the socket suite, on one runtime or all of them
   lint               fmt --check and clippy -D warnings
-  doc                rustdoc with -D warnings"
+  doc                rustdoc with -D warnings
+  soak [--minutes F] [--runtime NAME] [--clients N]
+                     churn against the release demo server in its own process, sampling
+                     its RSS and gauges; writes target/soak/soak-RUNTIME.{md,csv,svg}"
 }
 
 struct Step {
@@ -128,6 +131,18 @@ fn ci_steps() -> Vec<Step> {
     ));
     steps.extend(suite_steps(RUNTIMES));
     steps.push(step(
+        "heap growth under churn (dhat, every runtime)",
+        &[
+            "test",
+            "-p",
+            "subscope-tests",
+            "--features",
+            "dhat-heap",
+            "--test",
+            "heap",
+        ],
+    ));
+    steps.push(step(
         "demo binary tests (every runtime)",
         &["test", "-p", "subscope-examples"],
     ));
@@ -188,6 +203,49 @@ fn run(steps: Vec<Step>) -> ExitCode {
     }
 }
 
+fn soak(options: &[&str]) -> ExitCode {
+    let build = run(vec![
+        step(
+            "build release demo",
+            &[
+                "build",
+                "--release",
+                "-p",
+                "subscope-examples",
+                "--bin",
+                "demo",
+            ],
+        ),
+        step(
+            "build release soak tool",
+            &[
+                "build",
+                "--release",
+                "-p",
+                "subscope-tests",
+                "--bin",
+                "soak",
+            ],
+        ),
+    ]);
+    if build != ExitCode::SUCCESS {
+        return build;
+    }
+    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+    let ok = Command::new(format!("{target}/release/soak"))
+        .args(["--demo", &format!("{target}/release/demo")])
+        .args(["--out", &format!("{target}/soak")])
+        .args(options)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -197,6 +255,7 @@ fn main() -> ExitCode {
         ["test", rt] if RUNTIMES.contains(rt) => run(suite_steps(&[rt])),
         ["lint"] => run(lint_steps()),
         ["doc"] => run(vec![doc_step()]),
+        ["soak", rest @ ..] => soak(rest),
         _ => {
             eprintln!("{}", usage());
             ExitCode::from(2)
