@@ -103,6 +103,16 @@ impl Client {
         self.ws.send(Message::text(text)).expect("send");
     }
 
+    /// Sends a raw text frame, reporting failure instead of panicking (for floods).
+    pub fn try_send_text(&mut self, text: &str) -> Result<(), tungstenite::Error> {
+        self.try_send(Message::text(text))
+    }
+
+    /// Sends any message, reporting failure instead of panicking (for floods).
+    pub fn try_send(&mut self, message: Message) -> Result<(), tungstenite::Error> {
+        self.ws.send(message)
+    }
+
     /// Sends any message (binary, ping...).
     pub fn send_message(&mut self, message: Message) {
         self.ws.send(message).expect("send");

@@ -15,6 +15,8 @@ pub mod code {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// No close frame was exchanged: what a peer observes after an abrupt end.
     pub const ABNORMAL: u16 = 1006;
+    /// Policy violation: the inbound rate limit was exceeded.
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// The message was larger than the configured limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Internal error (legacy subprotocol: init rejected).
@@ -110,6 +112,8 @@ pub enum CloseReason {
     BinaryFrame,
     /// An inbound message above `max_message_size`: close 1009 `Message too big`.
     MessageTooBig,
+    /// More inbound messages than `inbound_rate` allows: close 1008 `Rate limit exceeded`.
+    RateLimited,
     /// No sign of life within the keepalive timeout after a ping: socket dropped, no close frame.
     KeepaliveTimeout,
     /// A write could not complete within the write timeout: socket dropped, no close frame.
@@ -141,6 +145,7 @@ impl CloseReason {
             Self::InvalidMessage(_) => code::BAD_REQUEST,
             Self::BinaryFrame => code::PROTOCOL_ERROR,
             Self::MessageTooBig => code::MESSAGE_TOO_BIG,
+            Self::RateLimited => code::POLICY_VIOLATION,
         }
     }
 
@@ -165,6 +170,7 @@ impl CloseReason {
             Self::InvalidMessage(text) => Cow::Borrowed(text.as_ref()),
             Self::BinaryFrame => Cow::Borrowed("WebSocket message type must be text"),
             Self::MessageTooBig => Cow::Borrowed("Message too big"),
+            Self::RateLimited => Cow::Borrowed("Rate limit exceeded"),
             Self::KeepaliveTimeout => Cow::Borrowed("Keepalive timeout"),
             Self::WriteTimeout => Cow::Borrowed("Write timeout"),
             Self::Dropped => Cow::Borrowed("Connection dropped"),
@@ -199,7 +205,8 @@ impl CloseReason {
             | Self::DuplicateOperationId(_)
             | Self::InvalidMessage(_)
             | Self::BinaryFrame
-            | Self::MessageTooBig => CloseKind::ProtocolViolation,
+            | Self::MessageTooBig
+            | Self::RateLimited => CloseKind::ProtocolViolation,
             Self::Dropped => CloseKind::Dropped,
         }
     }

@@ -21,6 +21,28 @@ pub struct Config {
     pub(crate) max_connections: Option<usize>,
     pub(crate) subprotocols: Vec<Subprotocol>,
     pub(crate) detect_leaks: bool,
+    pub(crate) max_id_length: usize,
+    pub(crate) max_init_size: usize,
+    pub(crate) inbound_rate: Option<Rate>,
+}
+
+/// A token-bucket rate: `per_second` sustained, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Messages per second, sustained.
+    pub per_second: f64,
+    /// Messages allowed at once after a quiet period.
+    pub burst: f64,
+}
+
+impl Rate {
+    /// `per_second` sustained, `burst` at once.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second: f64::from(per_second),
+            burst: f64::from(burst.max(1)),
+        }
+    }
 }
 
 impl Default for Config {
@@ -37,6 +59,9 @@ impl Default for Config {
             max_connections: None,
             subprotocols: Subprotocol::ALL.to_vec(),
             detect_leaks: false,
+            max_id_length: 128,
+            max_init_size: 64 * 1024,
+            inbound_rate: Some(Rate::new(1000, 2000)),
         }
     }
 }
@@ -131,6 +156,33 @@ impl Config {
     #[must_use]
     pub fn detect_leaks(mut self, on: bool) -> Self {
         self.detect_leaks = on;
+        self
+    }
+
+    /// Longest operation id in bytes. A longer one is an invalid message: close 4400
+    /// `Invalid message received` (legacy: `connection_error`, socket stays open).
+    /// Default is 128.
+    #[must_use]
+    pub fn max_id_length(mut self, bytes: usize) -> Self {
+        self.max_id_length = bytes;
+        self
+    }
+
+    /// Largest `connection_init` message in bytes (its payload is what `on_connect`
+    /// parses). A larger one is an invalid message: close 4400 (legacy:
+    /// `connection_error`). Default is 64 KiB.
+    #[must_use]
+    pub fn max_init_size(mut self, bytes: usize) -> Self {
+        self.max_init_size = bytes;
+        self
+    }
+
+    /// Inbound messages (text, binary and ping frames) allowed per connection, as a token
+    /// bucket. Past it the peer sees close 1008 `Rate limit exceeded`. `None` disables.
+    /// Default is 1000 per second with bursts of 2000, far above any real client.
+    #[must_use]
+    pub fn inbound_rate(mut self, rate: Option<Rate>) -> Self {
+        self.inbound_rate = rate;
         self
     }
 

@@ -272,7 +272,7 @@ where
                 Some(Ok(Message::Ping(_))) => {
                     // tungstenite queued the pong; make sure a flush sends it.
                     self.unflushed = true;
-                    self.machine.handle_sign_of_life(now);
+                    self.machine.handle_ping_frame(now);
                 }
                 Some(Ok(Message::Pong(_) | Message::Frame(_))) => {
                     self.machine.handle_sign_of_life(now);

@@ -47,7 +47,7 @@ mod sync;
 
 pub use children::{ChildEvent, ChildScope, ChildSet};
 pub use close::{CloseKind, CloseReason, truncate_reason};
-pub use config::Config;
+pub use config::{Config, Rate};
 pub use driver::Transport;
 pub use gauges::{GaugeSnapshot, Gauges};
 pub use hooks::{Accept, ConnectionInfo, EndReason, Hooks, NoHooks, Reject};

@@ -107,6 +107,9 @@ struct Settings {
     keepalive_timeout: Duration,
     write_timeout: Option<Duration>,
     max_subscriptions: usize,
+    max_id_length: usize,
+    max_init_size: usize,
+    rate: Option<crate::config::Rate>,
 }
 
 fn nonzero(d: Duration) -> Option<Duration> {
@@ -124,6 +127,9 @@ pub struct Machine {
     ops: HashMap<String, OpPhase>,
     out: VecDeque<Output>,
     deadlines: [Option<Instant>; TIMERS.len()],
+    /// Token bucket of the inbound rate limit, and when it was last refilled.
+    tokens: f64,
+    refilled: Instant,
 }
 
 impl Machine {
@@ -135,6 +141,9 @@ impl Machine {
             keepalive_timeout: config.keepalive_timeout,
             write_timeout: nonzero(config.write_timeout),
             max_subscriptions: config.max_subscriptions,
+            max_id_length: config.max_id_length,
+            max_init_size: config.max_init_size,
+            rate: config.inbound_rate,
         };
         let mut machine = Self {
             protocol,
@@ -144,6 +153,8 @@ impl Machine {
             ops: HashMap::new(),
             out: VecDeque::new(),
             deadlines: [None; TIMERS.len()],
+            tokens: settings.rate.map_or(0.0, |r| r.burst),
+            refilled: now,
         };
         if let Some(d) = settings.init_timeout {
             machine.arm(TimerKind::InitWait, now + d);
@@ -221,17 +232,42 @@ impl Machine {
         self.disarm(TimerKind::PongDeadline);
     }
 
+    /// A WebSocket ping frame: a sign of life that counts against the inbound rate.
+    pub fn handle_ping_frame(&mut self, now: Instant) {
+        if !self.is_closed() {
+            self.admit(now);
+        }
+    }
+
+    /// Counts one inbound message against the rate limit (closing 1008 past it) and
+    /// notes the sign of life. Returns whether the message may be processed.
+    fn admit(&mut self, now: Instant) -> bool {
+        self.handle_sign_of_life(now);
+        let Some(rate) = self.settings.rate else {
+            return true;
+        };
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.close(CloseReason::RateLimited);
+            false
+        }
+    }
+
     /// An inbound text frame.
     pub fn handle_text(&mut self, now: Instant, text: &str) {
-        if self.is_closed() {
+        if self.is_closed() || !self.admit(now) {
             return;
         }
-        self.handle_sign_of_life(now);
         let decoded = match self.protocol {
             Subprotocol::GraphqlTransportWs => transport_ws::decode(text),
             Subprotocol::GraphqlWs => legacy::decode(text),
         };
-        match decoded {
+        match decoded.and_then(|m| self.check_limits(text, m)) {
             Ok(message) => self.handle_message(now, message),
             Err(err) => self.handle_invalid(err),
         }
@@ -239,10 +275,9 @@ impl Machine {
 
     /// An inbound binary frame: invalid on both subprotocols.
     pub fn handle_binary(&mut self, now: Instant) {
-        if self.is_closed() {
+        if self.is_closed() || !self.admit(now) {
             return;
         }
-        self.handle_sign_of_life(now);
         if self.is_legacy() {
             self.close(CloseReason::BinaryFrame);
         } else {
@@ -260,6 +295,21 @@ impl Machine {
     /// An inbound message above the size limit.
     pub fn handle_too_big(&mut self) {
         self.close(CloseReason::MessageTooBig);
+    }
+
+    /// Size limits on ids and on `connection_init`, applied like any invalid message.
+    fn check_limits(&self, text: &str, message: Inbound) -> Result<Inbound, DecodeError> {
+        match &message {
+            Inbound::Subscribe { id, .. } | Inbound::Complete { id }
+                if id.len() > self.settings.max_id_length =>
+            {
+                Err(DecodeError::new("Invalid message received: id too long"))
+            }
+            Inbound::Init { .. } if text.len() > self.settings.max_init_size => Err(
+                DecodeError::new("Invalid message received: connection_init too large"),
+            ),
+            _ => Ok(message),
+        }
     }
 
     fn handle_invalid(&mut self, err: DecodeError) {

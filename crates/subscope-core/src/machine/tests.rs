@@ -257,3 +257,39 @@ fn client_complete_stops_silently_on_modern_and_with_complete_on_legacy() {
         ["STOP 1 ClientStopped", r#"{"id":"1","type":"complete"}"#]
     );
 }
+
+#[test]
+fn inbound_rate_is_a_token_bucket() {
+    let config = Config::default().inbound_rate(Some(crate::Rate::new(10, 3)));
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config);
+    for _ in 0..3 {
+        m.handle_text(t0, r#"{"type":"ping"}"#);
+    }
+    assert_eq!(drain(&mut m).len(), 3);
+    // 100 ms later one token came back.
+    m.handle_text(t0 + 100 * MS, r#"{"type":"ping"}"#);
+    assert_eq!(drain(&mut m), [r#"{"type":"pong"}"#]);
+    m.handle_text(t0 + 100 * MS, r#"{"type":"ping"}"#);
+    assert_eq!(drain(&mut m), ["CLOSE 1008"]);
+}
+
+#[test]
+fn long_ids_and_large_inits_are_invalid_messages() {
+    let config = Config::default().max_id_length(4).max_init_size(64);
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config.clone());
+    let big = format!(r#"{{"type":"connection_init","payload":{{"k":"{}"}}}}"#, "x".repeat(64));
+    m.handle_text(t0, &big);
+    assert_eq!(drain(&mut m), ["CLOSE 4400"]);
+
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, config.clone());
+    m.handle_text(t0, r#"{"type":"subscribe","id":"1234","payload":{"query":"{a}"}}"#);
+    assert_eq!(drain(&mut m), ["START 1234"]);
+    m.handle_text(t0, r#"{"type":"subscribe","id":"12345","payload":{"query":"{a}"}}"#);
+    assert_eq!(drain(&mut m), ["CLOSE 4400"]);
+
+    let (mut m, t0) = acked(Subprotocol::GraphqlWs, config);
+    m.handle_text(t0, r#"{"type":"start","id":"12345","payload":{"query":"{a}"}}"#);
+    let out = drain(&mut m);
+    assert!(out[0].contains("connection_error") && out[0].contains("id too long"), "{out:?}");
+    assert!(!m.is_closed());
+}
