@@ -21,6 +21,7 @@
 //! streams not yet dropped. Time comes from a [`subscope::rt::Timer`], so the schema runs
 //! on any runtime.
 
+pub mod auth;
 pub mod broker;
 mod schema;
 

@@ -1,0 +1,70 @@
+//! An example `on_connect`: checks a token from the `connection_init` payload and hands
+//! the user to resolvers.
+//!
+//! The payload may carry the token as `{"token": "..."}` or as
+//! `{"Authorization": "Bearer ..."}` (what many clients put in `connectionParams`).
+//! Resolvers read the user with `ctx.data::<User>()`; there is no way to reach a resolver
+//! without passing this hook, on either subprotocol: an operation before the ack closes
+//! the socket 4401.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use subscope::{Accept, ConnectionInfo, Hooks, Reject};
+
+/// The authenticated user, in every resolver's context data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User(pub String);
+
+/// Accepts connections whose init payload carries a known token.
+#[derive(Debug, Clone, Default)]
+pub struct TokenAuth {
+    users: Arc<HashMap<String, String>>,
+}
+
+impl TokenAuth {
+    /// Accepts each `(token, user)` pair.
+    pub fn new<I, T, U>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (T, U)>,
+        T: Into<String>,
+        U: Into<String>,
+    {
+        Self {
+            users: Arc::new(
+                pairs
+                    .into_iter()
+                    .map(|(t, u)| (t.into(), u.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn token(payload: &Value) -> Option<&str> {
+        payload.get("token").and_then(Value::as_str).or_else(|| {
+            payload
+                .get("Authorization")
+                .or_else(|| payload.get("authorization"))
+                .and_then(Value::as_str)
+                .and_then(|h| h.strip_prefix("Bearer "))
+        })
+    }
+}
+
+impl Hooks for TokenAuth {
+    async fn on_connect(
+        &self,
+        conn: &ConnectionInfo,
+        payload: Option<Value>,
+    ) -> Result<Accept, Reject> {
+        let token = payload.as_ref().and_then(Self::token);
+        match token.and_then(|t| self.users.get(t)) {
+            Some(user) => {
+                tracing::debug!(conn = conn.id, user = %user, "authenticated");
+                Ok(Accept::new().data(User(user.clone())))
+            }
+            None => Err(Reject::forbidden("invalid or missing token")),
+        }
+    }
+}
