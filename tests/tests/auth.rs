@@ -115,7 +115,11 @@ fn nothing_reaches_a_resolver_without_a_good_token<R: TestRuntime>() {
         c.send(operation(legacy, "1", "{ me }"));
         let _ = c.expect_close_skipping_data();
     }
-    assert_eq!(f.calls.load(Ordering::SeqCst), 0, "a resolver ran without authentication");
+    assert_eq!(
+        f.calls.load(Ordering::SeqCst),
+        0,
+        "a resolver ran without authentication"
+    );
 
     // The good token reaches resolvers, with the user in their data.
     for legacy in [false, true] {

@@ -51,8 +51,14 @@ impl Bystander {
         std::thread::sleep(Duration::from_millis(200));
         self.stop.store(true, Ordering::Relaxed);
         let (count, worst) = self.thread.join().expect("bystander thread");
-        assert!(count >= 3, "bystander got only {count} events during {during}");
-        assert!(worst < STARVED, "bystander starved for {worst:?} during {during}");
+        assert!(
+            count >= 3,
+            "bystander got only {count} events during {during}"
+        );
+        assert!(
+            worst < STARVED,
+            "bystander starved for {worst:?} during {during}"
+        );
     }
 }
 
@@ -108,7 +114,11 @@ fn subscribe_flood_with_fresh_ids_hits_the_limit<R: TestRuntime>() {
     let mut refused = 0;
     while refused < 400 {
         let m = c.recv_json();
-        assert_eq!(m["payload"], json!([{"message": "Subscription limit reached"}]), "{m}");
+        assert_eq!(
+            m["payload"],
+            json!([{"message": "Subscription limit reached"}]),
+            "{m}"
+        );
         refused += 1;
     }
     s.wait_live(before + 100);
@@ -132,7 +142,10 @@ fn ping_flood_is_rate_limited<R: TestRuntime>() {
         sent += 1;
     }
     assert!(sent > 400, "only {sent} pings went out");
-    assert_eq!(c.expect_close_skipping_data(), (1008, "Rate limit exceeded".into()));
+    assert_eq!(
+        c.expect_close_skipping_data(),
+        (1008, "Rate limit exceeded".into())
+    );
     let e = s.recorder.wait("the flooder's close", DEADLINE, |e| {
         e.closes.iter().any(|(_, r)| *r == CloseReason::RateLimited)
     });
@@ -188,7 +201,8 @@ fn unfinished_upgrades_are_dropped<R: TestRuntime>() {
     let mut lorises: Vec<TcpStream> = (0..200)
         .map(|_| {
             let mut t = TcpStream::connect(s.addr).expect("connect");
-            t.write_all(b"GET /graphql HTTP/1.1\r\nHost: x\r\n").expect("write");
+            t.write_all(b"GET /graphql HTTP/1.1\r\nHost: x\r\n")
+                .expect("write");
             t
         })
         .collect();
@@ -233,13 +247,17 @@ fn thousands_of_half_open_connections_are_dropped<R: TestRuntime>() {
         })
         .collect();
     // Nobody reads: no pong ever comes back.
-    let e = s.recorder.wait(&format!("{n} keepalive closes"), Duration::from_secs(60), |e| {
-        e.closes
-            .iter()
-            .filter(|(_, r)| *r == CloseReason::KeepaliveTimeout)
-            .count()
-            >= n
-    });
+    let e = s.recorder.wait(
+        &format!("{n} keepalive closes"),
+        Duration::from_secs(60),
+        |e| {
+            e.closes
+                .iter()
+                .filter(|(_, r)| *r == CloseReason::KeepaliveTimeout)
+                .count()
+                >= n
+        },
+    );
     assert!(e.closes.len() >= n);
     b.assert_unharmed("thousands of half-open connections");
     drop(silent);

@@ -26,6 +26,8 @@ commands:
   test [RUNTIME]     the socket suite, on one runtime or all of them
   lint               fmt --check and clippy -D warnings
   doc                rustdoc with -D warnings
+  fuzz [--seconds N]  every fuzz target for N seconds each (default 20; needs cargo-fuzz),
+                     reporting executions; crashes land in fuzz/artifacts
   soak [--minutes F] [--runtime NAME] [--clients N]
                      churn against the release demo server in its own process, sampling
                      its RSS and gauges; writes target/soak/soak-RUNTIME.{md,csv,svg}"
@@ -162,6 +164,10 @@ fn ci_steps() -> Vec<Step> {
         steps.push(s);
     }
     steps.push(doc_step());
+    steps.push(step(
+        "fuzz both targets (bounded: 15 s each)",
+        &["xtask", "fuzz", "--seconds", "15"],
+    ));
     steps
 }
 
@@ -197,6 +203,71 @@ fn run(steps: Vec<Step>) -> ExitCode {
     // Alone on its line, so CI's log reader can count steps.
     println!("xtask: {passed} passed, {failed} failed");
     if failed == 0 && results.len() == steps.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The fuzz targets (see `fuzz/fuzz_targets`).
+const FUZZ_TARGETS: &[&str] = &["machine", "frames"];
+
+/// Runs each fuzz target for `seconds`. cargo-fuzz passes `-Z` flags; the stable
+/// toolchain accepts them with `RUSTC_BOOTSTRAP=1`, so no nightly is needed.
+fn fuzz(seconds: u64) -> ExitCode {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut failed = 0;
+    let mut results = Vec::new();
+    for target in FUZZ_TARGETS {
+        let scratch = format!("target/fuzz-corpus/{target}");
+        let _ = std::fs::create_dir_all(&scratch);
+        let t = Instant::now();
+        let out = Command::new(&cargo)
+            .args(["fuzz", "run", "--fuzz-dir", "fuzz", "-s", "none", target])
+            .args([scratch.as_str(), &format!("fuzz/corpus/{target}")])
+            .args([
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-rss_limit_mb=2048",
+            ])
+            .env("RUSTC_BOOTSTRAP", "1")
+            .output();
+        let (ok, runs) = match out {
+            Ok(out) => {
+                let log = String::from_utf8_lossy(&out.stderr);
+                let runs = log
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("Done ").and_then(|r| r.split(' ').next()))
+                    .unwrap_or("?")
+                    .to_owned();
+                if !out.status.success() {
+                    eprintln!("{log}");
+                }
+                (out.status.success(), runs)
+            }
+            Err(err) => {
+                eprintln!(
+                    "cargo fuzz could not start ({err}); install it with `cargo install cargo-fuzz`"
+                );
+                (false, "0".to_owned())
+            }
+        };
+        if !ok {
+            failed += 1;
+        }
+        results.push((*target, ok, runs, t.elapsed()));
+    }
+    println!("\nfuzz summary:");
+    for (target, ok, runs, took) in &results {
+        let verdict = if *ok { "ok    " } else { "FAILED" };
+        println!(
+            "  {verdict} {:>7.1}s  {target}: {runs} executions",
+            took.as_secs_f64()
+        );
+    }
+    println!("fuzz: {} passed, {failed} failed", results.len() - failed);
+    if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -256,6 +327,14 @@ fn main() -> ExitCode {
         ["lint"] => run(lint_steps()),
         ["doc"] => run(vec![doc_step()]),
         ["soak", rest @ ..] => soak(rest),
+        ["fuzz"] => fuzz(20),
+        ["fuzz", "--seconds", n] => match n.parse() {
+            Ok(n) => fuzz(n),
+            Err(_) => {
+                eprintln!("{}", usage());
+                ExitCode::from(2)
+            }
+        },
         _ => {
             eprintln!("{}", usage());
             ExitCode::from(2)

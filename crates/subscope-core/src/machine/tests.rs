@@ -277,19 +277,34 @@ fn inbound_rate_is_a_token_bucket() {
 fn long_ids_and_large_inits_are_invalid_messages() {
     let config = Config::default().max_id_length(4).max_init_size(64);
     let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config.clone());
-    let big = format!(r#"{{"type":"connection_init","payload":{{"k":"{}"}}}}"#, "x".repeat(64));
+    let big = format!(
+        r#"{{"type":"connection_init","payload":{{"k":"{}"}}}}"#,
+        "x".repeat(64)
+    );
     m.handle_text(t0, &big);
     assert_eq!(drain(&mut m), ["CLOSE 4400"]);
 
     let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, config.clone());
-    m.handle_text(t0, r#"{"type":"subscribe","id":"1234","payload":{"query":"{a}"}}"#);
+    m.handle_text(
+        t0,
+        r#"{"type":"subscribe","id":"1234","payload":{"query":"{a}"}}"#,
+    );
     assert_eq!(drain(&mut m), ["START 1234"]);
-    m.handle_text(t0, r#"{"type":"subscribe","id":"12345","payload":{"query":"{a}"}}"#);
+    m.handle_text(
+        t0,
+        r#"{"type":"subscribe","id":"12345","payload":{"query":"{a}"}}"#,
+    );
     assert_eq!(drain(&mut m), ["CLOSE 4400"]);
 
     let (mut m, t0) = acked(Subprotocol::GraphqlWs, config);
-    m.handle_text(t0, r#"{"type":"start","id":"12345","payload":{"query":"{a}"}}"#);
+    m.handle_text(
+        t0,
+        r#"{"type":"start","id":"12345","payload":{"query":"{a}"}}"#,
+    );
     let out = drain(&mut m);
-    assert!(out[0].contains("connection_error") && out[0].contains("id too long"), "{out:?}");
+    assert!(
+        out[0].contains("connection_error") && out[0].contains("id too long"),
+        "{out:?}"
+    );
     assert!(!m.is_closed());
 }
