@@ -21,9 +21,18 @@ pub struct User(pub String);
 #[derive(Debug, Clone, Default)]
 pub struct TokenAuth {
     users: Arc<HashMap<String, String>>,
+    open: bool,
 }
 
 impl TokenAuth {
+    /// Accepts every connection (as user `anonymous`), token or not.
+    pub fn open() -> Self {
+        Self {
+            users: Arc::default(),
+            open: true,
+        }
+    }
+
     /// Accepts each `(token, user)` pair.
     pub fn new<I, T, U>(pairs: I) -> Self
     where
@@ -38,6 +47,7 @@ impl TokenAuth {
                     .map(|(t, u)| (t.into(), u.into()))
                     .collect(),
             ),
+            open: false,
         }
     }
 
@@ -58,6 +68,9 @@ impl Hooks for TokenAuth {
         conn: &ConnectionInfo,
         payload: Option<Value>,
     ) -> Result<Accept, Reject> {
+        if self.open {
+            return Ok(Accept::new().data(User("anonymous".into())));
+        }
         let token = payload.as_ref().and_then(Self::token);
         match token.and_then(|t| self.users.get(t)) {
             Some(user) => {

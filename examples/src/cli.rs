@@ -29,6 +29,9 @@ pub struct DemoArgs {
     /// Server settings from `--init-timeout-ms`, `--keepalive-ms`, `--write-timeout-ms`,
     /// `--max-subscriptions`.
     pub config: Config,
+    /// `--auth-token TOKEN`: require `{"token": TOKEN}` in `connection_init` (close 4403
+    /// otherwise). Off by default.
+    pub auth_token: Option<String>,
 }
 
 /// A command line the demo cannot run with.
@@ -62,14 +65,15 @@ pub enum CliError {
 /// The usage text.
 pub const USAGE: &str =
     "usage: demo [--addr HOST:PORT] [--runtime tokio|smol|async-std] [--init-timeout-ms N] \
-[--keepalive-ms N] [--write-timeout-ms N] [--max-subscriptions N]
+[--keepalive-ms N] [--write-timeout-ms N] [--max-subscriptions N] [--auth-token TOKEN]
 
   --addr HOST:PORT        listen address (default 127.0.0.1:8000; port 0 picks a free port)
   --runtime NAME          tokio, smol or async-std (default tokio)
   --init-timeout-ms N     time to send connection_init, 0 disables (default 3000)
   --keepalive-ms N        ping interval and liveness timeout, 0 disables (default 12000)
   --write-timeout-ms N    stuck-write timeout, 0 disables (default 10000)
-  --max-subscriptions N   live operations per connection (default 100)";
+  --max-subscriptions N   live operations per connection (default 100)
+  --auth-token TOKEN      require {\"token\": TOKEN} in connection_init (default: open)";
 
 fn runtime(name: &str) -> Result<RuntimeChoice, CliError> {
     match name {
@@ -103,6 +107,7 @@ impl DemoArgs {
                 .find_map(|name| runtime(name).ok())
                 .unwrap_or(RuntimeChoice::Tokio),
             config: Config::default(),
+            auth_token: None,
         };
         let mut explicit_runtime = None;
         let mut args = args.into_iter();
@@ -121,6 +126,7 @@ impl DemoArgs {
                 "--keepalive-ms",
                 "--write-timeout-ms",
                 "--max-subscriptions",
+                "--auth-token",
             ];
             if !known.contains(&option.as_str()) {
                 return Err(CliError::UnknownOption(option));
@@ -138,6 +144,7 @@ impl DemoArgs {
                     })?;
                 }
                 "--runtime" => explicit_runtime = Some(value),
+                "--auth-token" => out.auth_token = Some(value),
                 "--init-timeout-ms" => out.config = out.config.init_timeout(ms(&value)?),
                 "--keepalive-ms" => {
                     let d = ms(&value)?;

@@ -135,8 +135,9 @@ where
         }
     }
 
-    /// Runs the connection to its end and returns why it ended.
-    pub(crate) async fn run(mut self) -> CloseReason {
+    /// Runs the connection to its end and returns why it ended, with the socket (for a
+    /// lingering close). Every operation is gone and the end hooks have run by then.
+    pub(crate) async fn run(mut self) -> (CloseReason, T) {
         let reason = poll_fn(|cx| self.poll_run(cx)).await;
         self.teardown(reason).await
     }
@@ -146,7 +147,7 @@ where
     }
 
     /// The exit order of `docs/PROTOCOL.md` 4.4: operations first, then the network.
-    async fn teardown(mut self, reason: CloseReason) -> CloseReason {
+    async fn teardown(mut self, reason: CloseReason) -> (CloseReason, T) {
         for op in self.children.drain() {
             op.finish(EndReason::ConnectionClosed(reason.clone()));
         }
@@ -157,12 +158,18 @@ where
             // tungstenite already queued the answer to the peer's close frame.
             CloseReason::ClientClosed { .. } => None,
             r if r.sends_close_frame() => Some(close_frame(r)),
-            _ => return reason,
+            _ => return (reason, self.into_socket()),
         };
         let deadline = self.parts.timer.sleep(self.parts.close_timeout);
         let outbound = std::mem::take(&mut self.outbound);
         futures_lite::future::or(close_handshake(&mut self.ws, outbound, frame), deadline).await;
-        reason
+        (reason, self.into_socket())
+    }
+
+    /// Takes the socket out; everything else is dropped here, the end hooks last.
+    fn into_socket(self) -> T {
+        let Self { ws, .. } = self;
+        ws
     }
 
     fn apply_outputs(&mut self) -> Option<CloseReason> {

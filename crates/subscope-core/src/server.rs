@@ -223,7 +223,17 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 Err(HandshakeError::TimedOut)
             };
             match future::or(handshake, timeout).await {
-                Ok((ws, protocol)) => Some(server.serve_websocket(ws, protocol, peer).await),
+                Ok((ws, protocol)) => {
+                    let (reason, ws) = server.connection(ws, protocol, peer).await;
+                    if reason.sends_close_frame() {
+                        // Our close frame is out; let the peer's unread bytes drain so the
+                        // kernel does not answer them with a reset that would eat it.
+                        let linger = lingering_close(ws.into_inner());
+                        let bound = inner.runtime.sleep(inner.config.close_timeout);
+                        future::or(linger, bound).await;
+                    }
+                    Some(reason)
+                }
                 Err(err) => {
                     tracing::debug!(?peer, error = %err, "handshake failed");
                     None
@@ -244,10 +254,21 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     /// Dropping the future drops every operation before `drop` returns.
     pub fn serve_websocket<T: Transport>(
         &self,
-        mut ws: T,
+        ws: T,
         protocol: Option<Subprotocol>,
         peer: Option<SocketAddr>,
     ) -> impl Future<Output = CloseReason> + Send + use<T, E, H, R> {
+        let connection = self.connection(ws, protocol, peer);
+        async move { connection.await.0 }
+    }
+
+    /// Runs one WebSocket connection; returns why it ended and the socket.
+    fn connection<T: Transport>(
+        &self,
+        mut ws: T,
+        protocol: Option<Subprotocol>,
+        peer: Option<SocketAddr>,
+    ) -> impl Future<Output = (CloseReason, T)> + Send + use<T, E, H, R> {
         let inner = Arc::clone(&self.inner);
         async move {
             let refuse = match protocol {
@@ -272,7 +293,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     deadline,
                 )
                 .await;
-                return reason;
+                return (reason, ws);
             };
             let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
             let conn = Arc::new(ConnectionInfo::new(id, peer, protocol));
@@ -320,6 +341,16 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             }
         }
     }
+}
+
+/// Half-closes our side, then reads and discards until the peer closes too.
+async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    if io.close().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 8192];
+    while let Ok(1..) = io.read(&mut sink).await {}
 }
 
 /// Why an HTTP upgrade failed.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use subscope::rt::Runtime;
 use subscope::{Gauges, Server};
+use subscope_examples::auth::TokenAuth;
 use subscope_examples::cli::{CliError, DemoArgs, RuntimeChoice};
 use subscope_examples::{Broker, DemoSchema, LiveCounter, build_schema};
 
@@ -68,7 +69,8 @@ fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
 }
 
 /// The demo server on runtime `rt`, with the library's gauges shared with the schema.
-fn demo_server<R: Runtime>(rt: R, args: &DemoArgs) -> Server<DemoSchema, subscope::NoHooks, R> {
+/// Without `--auth-token` every connection is accepted.
+fn demo_server<R: Runtime>(rt: R, args: &DemoArgs) -> Server<DemoSchema, TokenAuth, R> {
     let gauges = Arc::new(Gauges::new());
     let schema = build_schema(
         Arc::new(rt.clone()),
@@ -76,7 +78,12 @@ fn demo_server<R: Runtime>(rt: R, args: &DemoArgs) -> Server<DemoSchema, subscop
         Broker::default(),
         LiveCounter::default(),
     );
+    let auth = match &args.auth_token {
+        Some(token) => TokenAuth::new([(token.as_str(), "demo")]),
+        None => TokenAuth::open(),
+    };
     Server::builder(rt, schema)
+        .hooks(auth)
         .config(args.config.clone())
         .gauges(gauges)
         .build()
@@ -88,7 +95,7 @@ fn announce(addr: SocketAddr) {
 
 /// Serves until a signal arrives, then shuts down gracefully. Runtime-independent.
 async fn serve_until_signal<R: Runtime>(
-    server: Server<DemoSchema, subscope::NoHooks, R>,
+    server: Server<DemoSchema, TokenAuth, R>,
     listener: R::Listener,
     stop: Stop,
 ) -> std::io::Result<()> {
