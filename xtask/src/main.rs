@@ -26,6 +26,8 @@ commands:
   test [RUNTIME]     the socket suite, on one runtime or all of them
   lint               fmt --check and clippy -D warnings
   doc                rustdoc with -D warnings
+  interop            npm graphql-ws, subscriptions-transport-ws, Python gql and headless
+                     Chromium against the demo server on every runtime (installs them)
   fuzz [--seconds N]  every fuzz target for N seconds each (default 20; needs cargo-fuzz),
                      reporting executions; crashes land in fuzz/artifacts
   soak [--minutes F] [--runtime NAME] [--clients N]
@@ -165,6 +167,10 @@ fn ci_steps() -> Vec<Step> {
     }
     steps.push(doc_step());
     steps.push(step(
+        "interop: third-party clients and a browser, every runtime",
+        &["xtask", "interop"],
+    ));
+    steps.push(step(
         "fuzz both targets (bounded: 15 s each)",
         &["xtask", "fuzz", "--seconds", "15"],
     ));
@@ -216,6 +222,15 @@ const FUZZ_TARGETS: &[&str] = &["machine", "frames"];
 /// toolchain accepts them with `RUSTC_BOOTSTRAP=1`, so no nightly is needed.
 fn fuzz(seconds: u64) -> ExitCode {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let have_fuzz = Command::new(&cargo)
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have_fuzz && !sh(".", &cargo, &["install", "cargo-fuzz", "--locked"]) {
+        eprintln!("fuzz: could not install cargo-fuzz");
+        return ExitCode::FAILURE;
+    }
     let mut failed = 0;
     let mut results = Vec::new();
     for target in FUZZ_TARGETS {
@@ -267,6 +282,125 @@ fn fuzz(seconds: u64) -> ExitCode {
         );
     }
     println!("fuzz: {} passed, {failed} failed", results.len() - failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs `program args` in `dir`, returning whether it succeeded.
+fn sh(dir: &str, program: &str, args: &[&str]) -> bool {
+    eprintln!("==> ({dir}) {program} {}", args.join(" "));
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Installs what the interop tests need, each only when missing: the pinned npm packages,
+/// the pinned Python packages and Debian's Chromium.
+fn interop_setup() -> bool {
+    let npm_ok = std::path::Path::new("interop/node_modules/.package-lock.json").exists()
+        || sh("interop", "npm", &["ci", "--no-audit", "--no-fund"]);
+    let py_ok = sh("interop", "python3", &["-c", "import gql, websockets"])
+        || sh(
+            "interop",
+            "python3",
+            &["-m", "pip", "install", "--quiet", "-r", "requirements.txt"],
+        );
+    let chromium_ok = std::path::Path::new(CHROMIUM).exists()
+        || (sh(".", "apt-get", &["update", "-qq"])
+            && sh(
+                ".",
+                "apt-get",
+                &[
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "chromium",
+                ],
+            ));
+    npm_ok && py_ok && chromium_ok
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The interop clients: (name, program, script).
+const CLIENTS: &[(&str, &str, &str)] = &[
+    ("npm graphql-ws", "node", "graphql-ws.mjs"),
+    (
+        "npm subscriptions-transport-ws",
+        "node",
+        "subscriptions-transport-ws.mjs",
+    ),
+    ("python gql (both subprotocols)", "python3", "gql_client.py"),
+    ("chromium + graphql-ws", "node", "browser.mjs"),
+];
+
+/// Starts the demo server on `runtime` with the interop settings; returns it and its URL.
+fn start_demo(runtime: &str) -> Option<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+    let mut child = Command::new(format!("{target}/debug/demo"))
+        .args(["--addr", "127.0.0.1:0", "--runtime", runtime])
+        .args(["--auth-token", "interop", "--keepalive-ms", "300"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    let url = line.trim().strip_prefix("listening on ")?.to_owned();
+    Some((child, url))
+}
+
+/// Every interop client against the demo server on every runtime.
+fn interop() -> ExitCode {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    if !interop_setup() {
+        eprintln!("interop: could not install the clients");
+        return ExitCode::FAILURE;
+    }
+    let built = Command::new(&cargo)
+        .args(["build", "-p", "subscope-examples", "--bin", "demo"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !built {
+        return ExitCode::FAILURE;
+    }
+    let mut results = Vec::new();
+    for runtime in RUNTIMES {
+        for (name, program, script) in CLIENTS {
+            let t = Instant::now();
+            let ok = match start_demo(runtime) {
+                Some((mut demo, url)) => {
+                    let ok = sh("interop", program, &[script, &url]);
+                    let _ = demo.kill();
+                    let _ = demo.wait();
+                    ok
+                }
+                None => false,
+            };
+            results.push((format!("{name} on {runtime}"), ok, t.elapsed()));
+        }
+    }
+    println!("\ninterop summary:");
+    for (name, ok, took) in &results {
+        let verdict = if *ok { "ok    " } else { "FAILED" };
+        println!("  {verdict} {:>7.1}s  {name}", took.as_secs_f64());
+    }
+    let failed = results.iter().filter(|r| !r.1).count();
+    println!(
+        "interop: {} passed, {failed} failed",
+        results.len() - failed
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -327,6 +461,7 @@ fn main() -> ExitCode {
         ["lint"] => run(lint_steps()),
         ["doc"] => run(vec![doc_step()]),
         ["soak", rest @ ..] => soak(rest),
+        ["interop"] => interop(),
         ["fuzz"] => fuzz(20),
         ["fuzz", "--seconds", n] => match n.parse() {
             Ok(n) => fuzz(n),
