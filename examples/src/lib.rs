@@ -22,6 +22,8 @@
 //! on any runtime.
 
 pub mod auth;
+#[cfg(feature = "axum")]
+pub mod axum_app;
 pub mod broker;
 mod schema;
 

@@ -15,6 +15,7 @@ const CRATES: &[&str] = &[
     "subscope-tokio",
     "subscope-smol",
     "subscope-async-std",
+    "subscope-axum",
 ];
 
 fn usage() -> &'static str {
@@ -146,6 +147,7 @@ fn ci_steps() -> Vec<Step> {
             "heap",
         ],
     ));
+    steps.push(step("axum mount tests", &["test", "-p", "subscope-axum"]));
     steps.push(step(
         "demo binary tests (every runtime)",
         &["test", "-p", "subscope-examples"],

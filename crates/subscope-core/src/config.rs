@@ -186,6 +186,11 @@ impl Config {
         self
     }
 
+    /// The largest inbound message in bytes (see [`Config::max_message_size`]).
+    pub fn max_message_size_bytes(&self) -> usize {
+        self.max_message_size
+    }
+
     /// The subprotocols enabled.
     pub fn enabled_subprotocols(&self) -> &[Subprotocol] {
         &self.subprotocols

@@ -58,11 +58,14 @@ pub(crate) struct ConnectionParts<E, H, R> {
     pub(crate) close_timeout: Duration,
     pub(crate) detect_leaks: bool,
     pub(crate) stop: StopFuture,
+    /// The connection's span; the close code and reason are recorded on it at the end.
+    pub(crate) span: tracing::Span,
 }
 
 /// Runs the end hooks when the connection is gone, on every path (also when the driver
 /// is dropped from outside, which reports [`CloseReason::Dropped`]).
 struct EndGuard<H: Hooks> {
+    span: tracing::Span,
     conn: Arc<ConnectionInfo>,
     hooks: Arc<H>,
     gauges: Arc<Gauges>,
@@ -74,7 +77,10 @@ impl<H: Hooks> Drop for EndGuard<H> {
     fn drop(&mut self) {
         let reason = self.reason.take().unwrap_or(CloseReason::Dropped);
         self.gauges.close_connection(reason.kind());
-        tracing::debug!(conn = self.conn.id, code = reason.code(), reason = %reason.reason(), "connection closed");
+        self.span.record("close_code", reason.code());
+        self.span
+            .record("close_reason", tracing::field::display(reason.reason()));
+        tracing::debug!(parent: &self.span, code = reason.code(), reason = %reason.reason(), "connection closed");
         if self.acknowledged {
             self.hooks.on_disconnect(&self.conn, &reason);
         }
@@ -113,6 +119,7 @@ where
         parts: ConnectionParts<E, H, R>,
     ) -> Self {
         let end = EndGuard {
+            span: parts.span.clone(),
             conn,
             hooks: Arc::clone(&parts.hooks),
             gauges: Arc::clone(&parts.gauges),

@@ -38,6 +38,66 @@ pub struct GaugeSnapshot {
 }
 
 impl GaugeSnapshot {
+    /// The snapshot in the Prometheus text exposition format (metric names prefixed
+    /// `subscope_`).
+    ///
+    /// ```
+    /// let text = subscope_core::Gauges::new().snapshot().to_prometheus();
+    /// assert!(text.contains("subscope_connections 0"));
+    /// assert!(text.contains(r#"subscope_closes_total{kind="peer_gone"} 0"#));
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = write!(
+                out,
+                "# HELP subscope_{name} {help}\n# TYPE subscope_{name} {kind}\nsubscope_{name} {value}\n"
+            );
+        };
+        metric(
+            "connections",
+            "gauge",
+            "WebSocket connections alive now.",
+            self.connections,
+        );
+        metric(
+            "subscriptions",
+            "gauge",
+            "Operations alive now.",
+            self.subscriptions,
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "WebSocket connections ever upgraded.",
+            self.connections_total,
+        );
+        metric(
+            "subscriptions_total",
+            "counter",
+            "Operations ever accepted.",
+            self.subscriptions_total,
+        );
+        metric(
+            "leaked_operations_total",
+            "counter",
+            "Operations whose state outlived their stream (leak detection on).",
+            self.leaked_operations,
+        );
+        out.push_str("# HELP subscope_closes_total Finished connections by kind of ending.\n");
+        out.push_str("# TYPE subscope_closes_total counter\n");
+        for kind in CloseKind::ALL {
+            let _ = writeln!(
+                out,
+                "subscope_closes_total{{kind=\"{}\"}} {}",
+                kind.as_str(),
+                self.closes_of(kind)
+            );
+        }
+        out
+    }
+
     /// Finished connections of one kind.
     pub fn closes_of(&self, kind: CloseKind) -> u64 {
         self.closes[kind.index()]

@@ -65,12 +65,15 @@ enum Stage {
 /// A live operation. Field order matters: the stream is dropped before the guard, so
 /// `on_complete` runs after the user's stream (and everything it owns) is gone.
 pub(crate) struct Operation<H: Hooks> {
+    /// Entered whenever the operation is polled, so resolver logs carry it.
+    span: tracing::Span,
     stage: Stage,
     execute: Box<dyn FnOnce(Request) -> BoxStream<'static, Response> + Send>,
     guard: CompletionGuard<H>,
 }
 
 pub(crate) struct CompletionGuard<H: Hooks> {
+    span: tracing::Span,
     id: String,
     reason: EndReason,
     conn: Arc<ConnectionInfo>,
@@ -96,12 +99,9 @@ impl<H: Hooks> Drop for CompletionGuard<H> {
                 "operation state still alive after its stream was dropped (a clone kept by user code?)"
             );
         }
-        tracing::debug!(
-            conn = self.conn.id,
-            id = %self.id,
-            reason = ?self.reason,
-            "operation ended"
-        );
+        self.span
+            .record("end_reason", tracing::field::debug(&self.reason));
+        tracing::debug!(parent: &self.span, reason = ?self.reason, "operation ended");
         self.hooks.on_complete(&self.conn, &self.id, &self.reason);
     }
 }
@@ -129,6 +129,14 @@ impl<H: Hooks> Operation<H> {
             request.data.insert(token);
             weak
         });
+        let span = tracing::debug_span!(
+            "operation",
+            conn = conn.id,
+            id = %id,
+            operation_name = request.operation_name.as_deref().unwrap_or(""),
+            subprotocol = %conn.subprotocol,
+            end_reason = tracing::field::Empty,
+        );
         let hook: HookFuture = {
             let hooks = Arc::clone(hooks);
             let conn = Arc::clone(conn);
@@ -137,9 +145,11 @@ impl<H: Hooks> Operation<H> {
         };
         let executor = executor.clone();
         Self {
+            span: span.clone(),
             stage: Stage::Subscribing(hook),
             execute: Box::new(move |request| executor.execute_stream(request, session)),
             guard: CompletionGuard {
+                span,
                 id,
                 // What a drop without an explicit reason means: the owner was dropped.
                 reason: EndReason::Dropped,
@@ -165,6 +175,7 @@ impl<H: Hooks> Stream for Operation<H> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OpItem>> {
         let this = &mut *self;
+        let _entered = this.span.enter();
         loop {
             match &mut this.stage {
                 Stage::Subscribing(hook) => match hook.as_mut().poll(cx) {

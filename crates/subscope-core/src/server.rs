@@ -258,8 +258,15 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         protocol: Option<Subprotocol>,
         peer: Option<SocketAddr>,
     ) -> impl Future<Output = CloseReason> + Send + use<T, E, H, R> {
+        // Tracked like `serve_io`, so shutdown waits for sockets another server upgraded.
         let connection = self.connection(ws, protocol, peer);
-        async move { connection.await.0 }
+        let force = Arc::clone(&self.inner.force).wait();
+        let forced = async move {
+            force.await;
+            CloseReason::Dropped
+        };
+        let task = async move { connection.await.0 };
+        Tracked::new(future::or(forced, task), self.inner.tracker.token())
     }
 
     /// Runs one WebSocket connection; returns why it ended and the socket.
@@ -297,7 +304,14 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             };
             let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
             let conn = Arc::new(ConnectionInfo::new(id, peer, protocol));
-            let span = tracing::debug_span!("connection", id, %protocol, ?peer);
+            let span = tracing::debug_span!(
+                "connection",
+                id,
+                subprotocol = %protocol,
+                ?peer,
+                close_code = tracing::field::Empty,
+                close_reason = tracing::field::Empty,
+            );
             let machine = Machine::new(protocol, &inner.config, inner.runtime.now());
             let parts = ConnectionParts {
                 executor: inner.executor.clone(),
@@ -307,6 +321,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 close_timeout: inner.config.close_timeout,
                 detect_leaks: inner.config.detect_leaks,
                 stop: Box::pin(Arc::clone(&inner.stop).wait()),
+                span: span.clone(),
             };
             Driver::new(ws, machine, conn, parts)
                 .run()
