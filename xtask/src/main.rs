@@ -27,6 +27,8 @@ commands:
   test [RUNTIME]     the socket suite, on one runtime or all of them
   lint               fmt --check and clippy -D warnings
   doc                rustdoc with -D warnings
+  bench [--quick]    contenders (subscope per runtime, async-graphql's handler, a raw-frame
+                     limit) under one load generator; writes target/bench/
   interop            npm graphql-ws, subscriptions-transport-ws, Python gql and headless
                      Chromium against the demo server on every runtime (installs them)
   fuzz [--seconds N]  every fuzz target for N seconds each (default 20; needs cargo-fuzz),
@@ -410,6 +412,326 @@ fn interop() -> ExitCode {
     }
 }
 
+/// A benchmark contender: name, binary, arguments, whether it runs the GraphQL schema.
+struct Contender {
+    name: &'static str,
+    binary: &'static str,
+    args: &'static [&'static str],
+    graphql: bool,
+}
+
+const CONTENDERS: &[Contender] = &[
+    Contender {
+        name: "subscope-tokio",
+        binary: "demo",
+        args: &["--runtime", "tokio"],
+        graphql: true,
+    },
+    Contender {
+        name: "subscope-smol",
+        binary: "demo",
+        args: &["--runtime", "smol"],
+        graphql: true,
+    },
+    Contender {
+        name: "subscope-async-std",
+        binary: "demo",
+        args: &["--runtime", "async-std"],
+        graphql: true,
+    },
+    Contender {
+        name: "async-graphql",
+        binary: "bench-server",
+        args: &["--kind", "async-graphql"],
+        graphql: true,
+    },
+    Contender {
+        name: "limit",
+        binary: "bench-server",
+        args: &["--kind", "limit"],
+        graphql: false,
+    },
+];
+
+/// (scenario, loadgen arguments quick, full, metrics shown: (json key, label, higher is better)).
+type Metric = (&'static str, &'static str, bool);
+struct Scenario {
+    name: &'static str,
+    title: &'static str,
+    quick: &'static [&'static str],
+    full: &'static [&'static str],
+    metrics: &'static [Metric],
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "fanout",
+        title: "Fan-out: C connections x S subscriptions to messages(topic), P published messages",
+        quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
+        full: &["--connections", "20", "--subs", "20", "--messages", "1000"],
+        metrics: &[
+            ("events_per_s", "events/s", true),
+            ("p50_ms", "p50 latency (ms)", false),
+            ("p99_ms", "p99 latency (ms)", false),
+            ("delivered", "delivered", true),
+        ],
+    },
+    Scenario {
+        name: "idle",
+        title: "Many idle subscriptions: N connections, 1 then 5 quiet subscriptions each",
+        quick: &["--connections", "200"],
+        full: &["--connections", "1000"],
+        metrics: &[
+            (
+                "kib_per_connection",
+                "RSS KiB per connection (with 1 subscription)",
+                false,
+            ),
+            (
+                "kib_per_subscription",
+                "RSS KiB per extra subscription",
+                false,
+            ),
+        ],
+    },
+    Scenario {
+        name: "churn",
+        title: "Churn: connect, subscribe, TCP reset, as fast as possible",
+        quick: &["--seconds", "3"],
+        full: &["--seconds", "15"],
+        metrics: &[
+            ("cycles_per_s", "cycles/s", true),
+            ("live_after", "live streams after", false),
+            ("rss_growth_kib", "RSS growth (KiB)", false),
+        ],
+    },
+    Scenario {
+        name: "cleanup",
+        title: "Cleanup latency: client TCP reset to the stream dropped on the server",
+        quick: &["--samples", "20"],
+        full: &["--samples", "100"],
+        metrics: &[("p50_ms", "p50 (ms)", false), ("p99_ms", "p99 (ms)", false)],
+    },
+];
+
+/// A number from a flat JSON object line (`None` for null or missing).
+fn json_number(line: &str, key: &str) -> Option<f64> {
+    let rest = line.split(&format!("\"{key}\":")).nth(1)?;
+    let value: String = rest
+        .chars()
+        .take_while(|c| !matches!(c, ',' | '}'))
+        .collect();
+    value.trim().parse().ok()
+}
+
+/// Starts a contender and returns it with its URL.
+fn start_contender(dir: &str, c: &Contender) -> Option<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let mut child = Command::new(format!("{dir}/{}", c.binary))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(c.args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    let url = line.trim().strip_prefix("listening on ")?.to_owned();
+    Some((child, url))
+}
+
+fn fmt_value(v: Option<f64>) -> String {
+    match v {
+        None => "n/a".to_owned(),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.2}"),
+    }
+}
+
+/// A horizontal bar chart of one metric across contenders.
+fn bar_chart(title: &str, label: &str, rows: &[(&str, Option<f64>)]) -> String {
+    let max = rows
+        .iter()
+        .filter_map(|r| r.1)
+        .fold(0.0_f64, f64::max)
+        .max(1e-9);
+    let (w, bar_h, left) = (720.0, 26.0, 170.0);
+    let h = 50.0 + bar_h * rows.len() as f64 + 20.0;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
+         <text x=\"10\" y=\"20\" font-size=\"14\">{title}</text><text x=\"10\" y=\"38\">{label}</text>"
+    );
+    for (i, (name, v)) in rows.iter().enumerate() {
+        let y = 50.0 + bar_h * i as f64;
+        let len = v.map_or(0.0, |v| (w - left - 90.0) * v / max);
+        out.push_str(&format!(
+            "<text x=\"10\" y=\"{}\">{name}</text><rect x=\"{left}\" y=\"{y}\" width=\"{len:.1}\" height=\"{}\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            y + 17.0,
+            bar_h - 6.0,
+            if name.starts_with("subscope") { "#1f77b4" } else { "#999999" },
+            left + len + 6.0,
+            y + 17.0,
+            fmt_value(*v)
+        ));
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Runs every scenario against every contender; writes target/bench/*.{md,json,svg}.
+fn bench(quick: bool) -> ExitCode {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let built = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "subscope-examples",
+            "--bin",
+            "demo",
+        ])
+        .args(["-p", "subscope-bench", "--bins"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !built {
+        return ExitCode::FAILURE;
+    }
+    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+    let bin = format!("{target}/release");
+    let out_dir = format!("{target}/bench");
+    let _ = std::fs::create_dir_all(&out_dir);
+    let started = Instant::now();
+    let mut markdown = format!(
+        "# subscope benchmarks ({} run)\n\nEach contender runs in its own process on 127.0.0.1; one Rust load generator \
+         (its own process) measures. Ratios are against subscope-tokio measured in the same run.\n",
+        if quick { "quick" } else { "full" }
+    );
+    let mut json = String::from("{");
+    let mut fanout_ratio = None;
+    let mut failed = false;
+    for (si, sc) in SCENARIOS.iter().enumerate() {
+        let mut results: Vec<(&str, String)> = Vec::new();
+        for c in CONTENDERS {
+            let Some((mut server, url)) = start_contender(&bin, c) else {
+                eprintln!("bench: {} did not start", c.name);
+                failed = true;
+                continue;
+            };
+            let params = if quick { sc.quick } else { sc.full };
+            let out = Command::new(format!("{bin}/loadgen"))
+                .args(["--url", &url, "--pid", &server.id().to_string()])
+                .args([
+                    "--scenario",
+                    sc.name,
+                    "--graphql",
+                    if c.graphql { "true" } else { "false" },
+                ])
+                .args(params)
+                .output();
+            let _ = server.kill();
+            let _ = server.wait();
+            match out {
+                Ok(o) if o.status.success() => {
+                    let line = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+                    eprintln!("bench {} {}: {line}", sc.name, c.name);
+                    results.push((c.name, line));
+                }
+                Ok(o) => {
+                    eprintln!(
+                        "bench {} {} failed: {}",
+                        sc.name,
+                        c.name,
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    failed = true;
+                }
+                Err(e) => {
+                    eprintln!("bench: loadgen did not run: {e}");
+                    failed = true;
+                }
+            }
+        }
+        let base = results
+            .iter()
+            .find(|r| r.0 == "subscope-tokio")
+            .map(|r| r.1.clone());
+        markdown.push_str(&format!("\n## {}\n\n| contender |", sc.title));
+        for (_, label, _) in sc.metrics {
+            markdown.push_str(&format!(" {label} | ratio |"));
+        }
+        markdown.push_str("\n| --- |");
+        for _ in sc.metrics {
+            markdown.push_str(" ---: | ---: |");
+        }
+        markdown.push('\n');
+        for (name, line) in &results {
+            markdown.push_str(&format!("| {name} |"));
+            for (key, _, _) in sc.metrics {
+                let v = json_number(line, key);
+                let b = base.as_deref().and_then(|b| json_number(b, key));
+                let ratio = match (v, b) {
+                    (Some(v), Some(b)) if b != 0.0 => format!("{:.2}x", v / b),
+                    _ => "n/a".to_owned(),
+                };
+                markdown.push_str(&format!(" {} | {ratio} |", fmt_value(v)));
+            }
+            markdown.push('\n');
+        }
+        let (key, label, _) = sc.metrics[0];
+        let rows: Vec<(&str, Option<f64>)> = results
+            .iter()
+            .map(|(n, l)| (*n, json_number(l, key)))
+            .collect();
+        let _ = std::fs::write(
+            format!("{out_dir}/{}.svg", sc.name),
+            bar_chart(sc.title, label, &rows),
+        );
+        if sc.name == "fanout" {
+            let get = |n: &str| {
+                results
+                    .iter()
+                    .find(|r| r.0 == n)
+                    .and_then(|r| json_number(&r.1, "events_per_s"))
+            };
+            if let (Some(s), Some(a)) = (get("subscope-tokio"), get("async-graphql")) {
+                fanout_ratio = Some(s / a);
+            }
+        }
+        json.push_str(&format!(
+            "{}\"{}\":{{",
+            if si > 0 { "," } else { "" },
+            sc.name
+        ));
+        for (i, (name, line)) in results.iter().enumerate() {
+            json.push_str(&format!(
+                "{}\"{name}\":{line}",
+                if i > 0 { "," } else { "" }
+            ));
+        }
+        json.push('}');
+    }
+    json.push_str("}\n");
+    let _ = std::fs::write(format!("{out_dir}/results.md"), &markdown);
+    let _ = std::fs::write(format!("{out_dir}/results.json"), &json);
+    println!("{markdown}");
+    println!(
+        "wrote {out_dir}/results.{{md,json}} and one SVG per scenario ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    match fanout_ratio {
+        Some(r) => println!("fan-out events/s subscope-tokio / async-graphql = {r:.2}x"),
+        None => println!("fan-out events/s subscope-tokio / async-graphql = n/a"),
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn soak(options: &[&str]) -> ExitCode {
     let build = run(vec![
         step(
@@ -464,6 +786,8 @@ fn main() -> ExitCode {
         ["doc"] => run(vec![doc_step()]),
         ["soak", rest @ ..] => soak(rest),
         ["interop"] => interop(),
+        ["bench"] => bench(false),
+        ["bench", "--quick"] => bench(true),
         ["fuzz"] => fuzz(20),
         ["fuzz", "--seconds", n] => match n.parse() {
             Ok(n) => fuzz(n),

@@ -1,0 +1,152 @@
+//! Contender servers for the benchmark, beside the subscope `demo` binary:
+//!
+//! - `--kind async-graphql`: async-graphql's own WebSocket handler (`async-graphql-axum`'s
+//!   `GraphQLSubscription`) serving the same demo schema, same async-graphql version.
+//! - `--kind limit`: the ceiling for this machine: the same WebSocket library pushing
+//!   pre-serialized `next` frames, with no GraphQL execution at all.
+//!
+//! `bench-server --kind KIND [--addr HOST:PORT]`
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::handshake::server::{Request, Response};
+use async_tungstenite::tungstenite::http::HeaderValue;
+use futures_lite::StreamExt;
+use subscope::Gauges;
+use subscope::tokio::TokioRuntime;
+use subscope_examples::{Broker, LiveCounter, build_schema};
+use tokio::sync::mpsc;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let addr: SocketAddr = get("--addr")
+        .unwrap_or_else(|| "127.0.0.1:0".into())
+        .parse()
+        .map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    subscope_bench::announce(listener.local_addr()?);
+    match get("--kind").as_deref() {
+        Some("async-graphql") => async_graphql_handler(listener).await,
+        Some("limit") => limit(listener).await,
+        other => Err(std::io::Error::other(format!("unknown --kind {other:?}"))),
+    }
+}
+
+async fn async_graphql_handler(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let schema = build_schema(
+        Arc::new(TokioRuntime::new()),
+        Arc::new(Gauges::new()),
+        Broker::default(),
+        LiveCounter::default(),
+    );
+    let app = axum::Router::new().route_service(
+        "/graphql",
+        async_graphql_axum::GraphQLSubscription::new(schema),
+    );
+    axum::serve(listener, app).await
+}
+
+/// Subscribers of the limit server: (connection, subscription id) -> outbound queue.
+type Registry = Arc<Mutex<HashMap<(u64, String), mpsc::UnboundedSender<Message>>>>;
+
+/// The raw-frame ceiling: speaks just enough `graphql-transport-ws` for the load generator.
+async fn limit(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let registry = Registry::default();
+    let mut next_conn = 0u64;
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        tcp.set_nodelay(true)?;
+        next_conn += 1;
+        let conn = next_conn;
+        let registry = Arc::clone(&registry);
+        tokio::spawn(async move {
+            // The error type is tungstenite's own HTTP response; never built here.
+            #[allow(clippy::result_large_err)]
+            let callback = |_: &Request, mut response: Response| {
+                response.headers_mut().insert(
+                    "sec-websocket-protocol",
+                    HeaderValue::from_static("graphql-transport-ws"),
+                );
+                Ok(response)
+            };
+            let Ok(ws) = async_tungstenite::tokio::accept_hdr_async(tcp, callback).await else {
+                return;
+            };
+            let (mut sink, mut stream) = ws.split();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+            let writer = tokio::spawn(async move {
+                while let Some(m) = rx.recv().await {
+                    if sink.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Some(Ok(Message::Text(text))) = stream.next().await {
+                let text = text.as_str();
+                let Ok(msg) = serde_json::from_str::<serde_json::Value>(text) else {
+                    continue;
+                };
+                let id = msg["id"].as_str().unwrap_or_default().to_owned();
+                let query = msg["payload"]["query"].as_str().unwrap_or_default();
+                let reply = match msg["type"].as_str() {
+                    Some("connection_init") => vec![r#"{"type":"connection_ack"}"#.to_owned()],
+                    Some("subscribe") if query.starts_with("subscription") => {
+                        registry
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert((conn, id), tx.clone());
+                        Vec::new()
+                    }
+                    Some("subscribe") => {
+                        // `mutation { publish(topic: "...", message: "M") }`: fan M out.
+                        let message = query
+                            .split("message: \"")
+                            .nth(1)
+                            .and_then(|r| r.split('"').next())
+                            .unwrap_or_default();
+                        let subs = registry.lock().unwrap_or_else(|e| e.into_inner());
+                        for ((_, sub_id), out) in subs.iter() {
+                            let frame = format!(
+                                r#"{{"id":"{sub_id}","type":"next","payload":{{"data":{{"messages":"{message}"}}}}}}"#
+                            );
+                            let _ = out.send(Message::text(frame));
+                        }
+                        let n = subs.len();
+                        vec![
+                            format!(
+                                r#"{{"id":"{id}","type":"next","payload":{{"data":{{"publish":{n}}}}}}}"#
+                            ),
+                            format!(r#"{{"id":"{id}","type":"complete"}}"#),
+                        ]
+                    }
+                    Some("complete") => {
+                        registry
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&(conn, id));
+                        Vec::new()
+                    }
+                    _ => Vec::new(),
+                };
+                for r in reply {
+                    let _ = tx.send(Message::text(r));
+                }
+            }
+            registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(c, _), _| *c != conn);
+            writer.abort();
+        });
+    }
+}

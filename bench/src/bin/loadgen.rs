@@ -1,0 +1,369 @@
+//! The load generator: one process, real sockets on 127.0.0.1, `graphql-transport-ws`.
+//! Prints one JSON line with the scenario's figures.
+//!
+//! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup [--graphql true|false]
+//!          [--connections C] [--subs S] [--messages P] [--seconds T] [--samples K]`
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tokio::TokioAdapter;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::http::HeaderValue;
+use futures_lite::StreamExt;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+type Ws = WebSocketStream<TokioAdapter<TcpStream>>;
+
+/// Every wait in the load generator is bounded by this.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn get(&self, k: &str, default: &str) -> String {
+        self.0.get(k).cloned().unwrap_or_else(|| default.to_owned())
+    }
+    fn num(&self, k: &str, default: u64) -> u64 {
+        self.0
+            .get(k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+}
+
+async fn connect(url: &str) -> Ws {
+    let mut request = url.into_client_request().expect("url");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut ws, _) = async_tungstenite::tokio::connect_async(request)
+        .await
+        .expect("connect");
+    send(&mut ws, json!({"type": "connection_init"})).await;
+    loop {
+        if recv(&mut ws).await["type"] == "connection_ack" {
+            return ws;
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.expect("send");
+}
+
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match tokio::time::timeout(DEADLINE, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return serde_json::from_str(t.as_str()).expect("json");
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+fn reset(ws: Ws) {
+    let tcp = ws.into_inner().into_inner();
+    let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+    drop(tcp);
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// Issues queries on one connection (the observer).
+struct Observer {
+    ws: Ws,
+    n: u64,
+}
+
+impl Observer {
+    async fn new(url: &str) -> Self {
+        Self {
+            ws: connect(url).await,
+            n: 0,
+        }
+    }
+
+    async fn query(&mut self, q: &str) -> Value {
+        self.n += 1;
+        let id = format!("q{}", self.n);
+        send(
+            &mut self.ws,
+            json!({"id": id, "type": "subscribe", "payload": {"query": q}}),
+        )
+        .await;
+        let mut data = Value::Null;
+        loop {
+            let m = recv(&mut self.ws).await;
+            if m["id"] != id.as_str() {
+                continue;
+            }
+            match m["type"].as_str() {
+                Some("next") => data = m["payload"]["data"].clone(),
+                _ => return data,
+            }
+        }
+    }
+
+    async fn live_streams(&mut self) -> u64 {
+        self.query("{ liveStreams }").await["liveStreams"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until `liveStreams == n` (GraphQL contenders), or a fixed settle time.
+    async fn wait_live(&mut self, graphql: bool, n: u64) {
+        if !graphql {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return;
+        }
+        let end = Instant::now() + DEADLINE;
+        while self.live_streams().await != n {
+            assert!(Instant::now() < end, "liveStreams never reached {n}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
+    let (c, s, p) = (
+        a.num("--connections", 10),
+        a.num("--subs", 10),
+        a.num("--messages", 500),
+    );
+    let mut obs = Observer::new(url).await;
+    let base = if graphql { obs.live_streams().await } else { 0 };
+    let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; p as usize]));
+    let received = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..c {
+        let mut ws = connect(url).await;
+        for i in 0..s {
+            send(
+                &mut ws,
+                json!({"id": format!("s{i}"), "type": "subscribe",
+                "payload": {"query": "subscription { messages(topic: \"bench\") }"}}),
+            )
+            .await;
+        }
+        let (sent, received) = (Arc::clone(&sent), Arc::clone(&received));
+        let expected = p * c * s;
+        readers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut last = None;
+            let end = Instant::now() + DEADLINE;
+            // Until every expected event arrived (anywhere), or the deadline.
+            while received.load(Ordering::Relaxed) < expected && Instant::now() < end {
+                let t = match tokio::time::timeout(Duration::from_millis(50), ws.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) => t,
+                    Ok(Some(Ok(_))) | Err(_) => continue,
+                    Ok(_) => break,
+                };
+                let now = Instant::now();
+                let Some(rest) = t.as_str().split("\"messages\":\"").nth(1) else {
+                    continue;
+                };
+                let Some(idx) = rest.split('"').next().and_then(|i| i.parse::<usize>().ok()) else {
+                    continue;
+                };
+                if let Some(Some(at)) = sent.lock().await.get(idx) {
+                    lat.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+                }
+                last = Some(now);
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+            (lat, last)
+        }));
+    }
+    obs.wait_live(graphql, base + c * s).await;
+    let mut publisher = Observer::new(url).await;
+    let started = Instant::now();
+    for i in 0..p {
+        sent.lock().await[i as usize] = Some(Instant::now());
+        publisher
+            .query(&format!(
+                "mutation {{ publish(topic: \"bench\", message: \"{i}\") }}"
+            ))
+            .await;
+    }
+    let expected = p * c * s;
+    let end = Instant::now() + DEADLINE;
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Readers stop once everything arrived; their latencies come back with them.
+    let mut lat = Vec::new();
+    let mut last = started;
+    for r in readers {
+        let (l, t) = r.await.expect("reader");
+        lat.extend(l);
+        if let Some(t) = t {
+            last = last.max(t);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    let delivered = received.load(Ordering::Relaxed);
+    let secs = last.duration_since(started).as_secs_f64().max(1e-9);
+    json!({
+        "events_per_s": delivered as f64 / secs,
+        "delivered": delivered,
+        "expected": expected,
+        "p50_ms": percentile(&lat, 0.50),
+        "p99_ms": percentile(&lat, 0.99),
+    })
+}
+
+async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
+    let n = a.num("--connections", 200);
+    let extra = 4;
+    let mut obs = Observer::new(url).await;
+    let base_live = if graphql { obs.live_streams().await } else { 0 };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let mut ws = connect(url).await;
+        send(
+            &mut ws,
+            json!({"id": "i0", "type": "subscribe",
+            "payload": {"query": "subscription { messages(topic: \"idle\") }"}}),
+        )
+        .await;
+        conns.push(ws);
+    }
+    obs.wait_live(graphql, base_live + n).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let with_one = rss_kib(pid);
+    for ws in &mut conns {
+        for i in 1..=extra {
+            send(
+                ws,
+                json!({"id": format!("i{i}"), "type": "subscribe",
+                "payload": {"query": "subscription { messages(topic: \"idle\") }"}}),
+            )
+            .await;
+        }
+    }
+    obs.wait_live(graphql, base_live + n * (1 + extra)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let with_more = rss_kib(pid);
+    drop(conns);
+    json!({
+        "kib_per_connection": with_one.saturating_sub(before) as f64 / n as f64,
+        "kib_per_subscription": with_more.saturating_sub(with_one) as f64 / (n * extra) as f64,
+        "rss_before_kib": before,
+        "rss_after_kib": with_more,
+    })
+}
+
+async fn churn(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
+    let seconds = a.num("--seconds", 3);
+    let mut obs = Observer::new(url).await;
+    let base_live = if graphql { obs.live_streams().await } else { 0 };
+    let before = rss_kib(pid);
+    let started = Instant::now();
+    let mut cycles = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let mut ws = connect(url).await;
+        send(
+            &mut ws,
+            json!({"id": "c", "type": "subscribe",
+            "payload": {"query": "subscription { messages(topic: \"churn\") }"}}),
+        )
+        .await;
+        reset(ws);
+        cycles += 1;
+    }
+    let rate = cycles as f64 / started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let live_after = if graphql {
+        Some(obs.live_streams().await.saturating_sub(base_live))
+    } else {
+        None
+    };
+    json!({
+        "cycles_per_s": rate,
+        "cycles": cycles,
+        "live_after": live_after,
+        "rss_growth_kib": rss_kib(pid) as i64 - before as i64,
+    })
+}
+
+async fn cleanup(url: &str, a: &Args, graphql: bool) -> Value {
+    if !graphql {
+        return json!({"p50_ms": null, "p99_ms": null});
+    }
+    let k = a.num("--samples", 30);
+    let mut obs = Observer::new(url).await;
+    let base = obs.live_streams().await;
+    let mut times = Vec::new();
+    for _ in 0..k {
+        let mut ws = connect(url).await;
+        send(
+            &mut ws,
+            json!({"id": "d", "type": "subscribe",
+            "payload": {"query": "subscription { delayed(ms: 600000) }"}}),
+        )
+        .await;
+        obs.wait_live(true, base + 1).await;
+        let t = Instant::now();
+        reset(ws);
+        while obs.live_streams().await != base {
+            assert!(
+                t.elapsed() < DEADLINE,
+                "the reset subscription was never dropped"
+            );
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    json!({"p50_ms": percentile(&times, 0.5), "p99_ms": percentile(&times, 0.99)})
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let args = Args(
+        raw.chunks(2)
+            .filter_map(|kv| Some((kv.first()?.clone(), kv.get(1)?.clone())))
+            .collect(),
+    );
+    let url = args.get("--url", "ws://127.0.0.1:8000/graphql");
+    let pid: u32 = args.num("--pid", 0) as u32;
+    let graphql = args.get("--graphql", "true") == "true";
+    let scenario = args.get("--scenario", "fanout");
+    let result = match scenario.as_str() {
+        "fanout" => fanout(&url, &args, graphql).await,
+        "idle" => idle(&url, &args, pid, graphql).await,
+        "churn" => churn(&url, &args, pid, graphql).await,
+        "cleanup" => cleanup(&url, &args, graphql).await,
+        other => panic!("unknown scenario {other}"),
+    };
+    println!("{result}");
+}
