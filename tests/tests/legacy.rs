@@ -221,4 +221,23 @@ per_runtime!(
     stop_drops_the_stream_then_sends_complete,
     messages_fan_out_and_refusals_are_errors,
     connection_terminate_drops_everything_and_closes_1000,
+    start_right_behind_init_runs_after_the_ack,
 );
+
+/// The Apollo client sends `start` right behind `connection_init`, without waiting for the
+/// ack: it is processed once `on_connect` has decided, in order.
+fn start_right_behind_init_runs_after_the_ack<R: TestRuntime>() {
+    let s = R::start(Config::default());
+    let mut c = Client::legacy(s.addr);
+    c.send(json!({"type": "connection_init"}));
+    c.start("q", "{ hello }");
+    assert_eq!(c.recv_json()["type"], "connection_ack");
+    assert_eq!(c.recv_json_skip_ka()["payload"]["data"]["hello"], "world");
+    // Behind a rejected init, nothing runs.
+    let mut c = Client::legacy(s.addr);
+    c.send(json!({"type": "connection_init", "payload": {"reject": "no"}}));
+    c.start("q", "{ hello }");
+    assert_eq!(c.recv_json()["type"], "connection_error");
+    assert_eq!(c.expect_close().0, 1011);
+    assert_eq!(s.recorder.events().subscribes.len(), 1);
+}

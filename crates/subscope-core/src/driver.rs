@@ -270,7 +270,8 @@ where
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, CloseReason> {
         let mut progress = false;
         for _ in 0..READ_BUDGET {
-            if self.machine.is_closed() {
+            // Closed, or `on_connect` is deciding with enough messages queued behind it.
+            if self.machine.is_closed() || self.machine.is_input_paused() {
                 break;
             }
             let item = match Pin::new(&mut self.ws).poll_next(cx) {

@@ -130,7 +130,14 @@ pub struct Machine {
     /// Token bucket of the inbound rate limit, and when it was last refilled.
     tokens: f64,
     refilled: Instant,
+    /// Text messages that arrived while `on_connect` runs: processed, in order, once it
+    /// has decided (so a client that sends `start` right behind `connection_init`, as the
+    /// legacy Apollo client does, is neither refused nor let past the hook).
+    held: VecDeque<String>,
 }
+
+/// Messages held while `on_connect` runs before the driver stops reading.
+const HOLD_LIMIT: usize = 64;
 
 impl Machine {
     /// A machine for a freshly upgraded socket that negotiated `protocol`.
@@ -155,6 +162,7 @@ impl Machine {
             deadlines: [None; TIMERS.len()],
             tokens: settings.rate.map_or(0.0, |r| r.burst),
             refilled: now,
+            held: VecDeque::new(),
         };
         if let Some(d) = settings.init_timeout {
             machine.arm(TimerKind::InitWait, now + d);
@@ -178,6 +186,12 @@ impl Machine {
     /// Whether [`Output::Close`] has been emitted.
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
+    }
+
+    /// Whether the driver should stop reading for now: `on_connect` is running and enough
+    /// messages are already waiting for its decision.
+    pub fn is_input_paused(&self) -> bool {
+        self.held.len() >= HOLD_LIMIT
     }
 
     /// Operations live now (preparing or streaming).
@@ -263,6 +277,14 @@ impl Machine {
         if self.is_closed() || !self.admit(now) {
             return;
         }
+        if self.phase == Phase::Initialising {
+            self.held.push_back(text.to_owned());
+            return;
+        }
+        self.process_text(now, text);
+    }
+
+    fn process_text(&mut self, now: Instant, text: &str) {
         let decoded = match self.protocol {
             Subprotocol::GraphqlTransportWs => transport_ws::decode(text),
             Subprotocol::GraphqlWs => legacy::decode(text),
@@ -356,6 +378,18 @@ impl Machine {
         if self.phase != Phase::Initialising {
             return;
         }
+        self.decide_connect(now, outcome);
+        // What arrived meanwhile, in order; dropped unheard if the hook refused.
+        while let Some(text) = self.held.pop_front() {
+            if self.is_closed() {
+                self.held.clear();
+                break;
+            }
+            self.process_text(now, &text);
+        }
+    }
+
+    fn decide_connect(&mut self, now: Instant, outcome: ConnectOutcome) {
         match outcome {
             ConnectOutcome::Accepted(payload) => {
                 // Acknowledged before the ack is written: a subscribe sent right after the

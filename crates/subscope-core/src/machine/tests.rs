@@ -58,19 +58,58 @@ fn init_timer_only_times_the_arrival_of_init() {
 }
 
 #[test]
-fn subscribe_while_the_hook_runs_is_4401_and_second_init_is_4429() {
+fn messages_behind_init_wait_for_the_hook_and_follow_its_decision() {
+    for protocol in Subprotocol::ALL {
+        let sub = match protocol {
+            Subprotocol::GraphqlWs => r#"{"type":"start","id":"1","payload":{"query":"{a}"}}"#,
+            _ => r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
+        };
+        // Accepted: the operation runs after the ack, never before it.
+        let config = Config::default().keepalive_interval(Duration::ZERO);
+        let (mut m, t0) = machine(protocol, config);
+        m.handle_text(t0, r#"{"type":"connection_init"}"#);
+        m.handle_text(t0, sub);
+        assert_eq!(drain(&mut m), ["CONNECT None"]);
+        m.handle_connect(t0, ConnectOutcome::Accepted(None));
+        assert_eq!(drain(&mut m), [r#"{"type":"connection_ack"}"#, "START 1"]);
+        // Rejected: the held operation is never heard.
+        let (mut m, t0) = machine(protocol, Config::default());
+        m.handle_text(t0, r#"{"type":"connection_init"}"#);
+        m.handle_text(t0, sub);
+        drain(&mut m);
+        m.handle_connect(t0, ConnectOutcome::Rejected("no".into()));
+        let out = drain(&mut m);
+        assert!(
+            out.last().is_some_and(|o| o.starts_with("CLOSE")),
+            "{out:?}"
+        );
+        assert!(!out.iter().any(|o| o.starts_with("START")), "{out:?}");
+    }
+}
+
+#[test]
+fn subscribe_before_init_is_4401_and_second_init_is_4429() {
     let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
-    m.handle_text(t0, r#"{"type":"connection_init"}"#);
-    drain(&mut m);
     m.handle_text(
         t0,
         r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
     );
     assert_eq!(drain(&mut m), ["CLOSE 4401"]);
-    // A closed machine ignores everything, including a late hook result.
-    m.handle_connect(t0, ConnectOutcome::Accepted(None));
+    // A closed machine ignores everything.
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
     assert!(drain(&mut m).is_empty());
 
+    // A second init, whether sent while the hook runs or after the ack.
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
+    m.handle_connect(t0, ConnectOutcome::Accepted(None));
+    let out = drain(&mut m);
+    assert_eq!(
+        out.last().map(String::as_str),
+        Some("CLOSE 4429"),
+        "{out:?}"
+    );
     let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
     assert_eq!(drain(&mut m), ["CLOSE 4429"]);
