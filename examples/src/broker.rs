@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures_core::Stream;
 use slab::Slab;
 
-/// Messages a slow subscriber may have queued before new ones are dropped for it.
-const QUEUE: usize = 1024;
+/// Messages a slow subscriber may have queued before new ones are dropped for it. Bounded
+/// queues are allocated up front, so this is also memory per subscription.
+const QUEUE: usize = 256;
 
 /// Topic broker. Clones share the topics.
 #[derive(Debug, Clone, Default)]

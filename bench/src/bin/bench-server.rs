@@ -53,6 +53,12 @@ async fn async_graphql_handler(listener: tokio::net::TcpListener) -> std::io::Re
         "/graphql",
         async_graphql_axum::GraphQLSubscription::new(schema),
     );
+    // TCP_NODELAY, as every subscope runtime sets: otherwise delayed ACKs cost 40 ms per
+    // request/response and the comparison would measure Nagle, not the handler.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await
 }
 
@@ -85,9 +91,21 @@ async fn limit(listener: tokio::net::TcpListener) -> std::io::Result<()> {
             let (mut sink, mut stream) = ws.split();
             let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
             let writer = tokio::spawn(async move {
-                while let Some(m) = rx.recv().await {
-                    if sink.send(m).await.is_err() {
-                        break;
+                use futures_sink::Sink;
+                use std::pin::Pin;
+                // Batch like subscope does: queue every ready frame, flush once.
+                while let Some(first) = rx.recv().await {
+                    let mut next = Some(first);
+                    while let Some(m) = next.take() {
+                        let ready = std::future::poll_fn(|cx| Pin::new(&mut sink).poll_ready(cx));
+                        if ready.await.is_err() || Pin::new(&mut sink).start_send(m).is_err() {
+                            return;
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    let flushed = std::future::poll_fn(|cx| Pin::new(&mut sink).poll_flush(cx));
+                    if flushed.await.is_err() {
+                        return;
                     }
                 }
             });

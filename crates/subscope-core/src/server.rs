@@ -384,6 +384,10 @@ pub enum HandshakeError {
 pub fn websocket_config(config: &Config) -> WebSocketConfig {
     let max = config.max_message_size;
     WebSocketConfig::default()
+        // tungstenite allocates its read buffer eagerly (128 KiB by default) for every
+        // socket; subscription clients send small messages, and a larger one still fits
+        // (the buffer grows for it), so idle connections stay cheap.
+        .read_buffer_size(8 * 1024)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
         // Bounded outbound memory: what tungstenite may buffer beyond one batch.
