@@ -8,7 +8,7 @@ use slab::Slab;
 
 /// Messages a slow subscriber may have queued before new ones are dropped for it. Bounded
 /// queues are allocated up front, so this is also memory per subscription.
-const QUEUE: usize = 256;
+const QUEUE: usize = 32;
 
 /// Topic broker. Clones share the topics.
 #[derive(Debug, Clone, Default)]
