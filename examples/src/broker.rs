@@ -1,4 +1,5 @@
-//! An in-memory topic broker for the `messages` subscription and `publish` mutation.
+//! The topic broker behind the `messages` subscription and `publish` mutation: in memory by
+//! default, or Redis pub/sub across processes (`demo --redis URL`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,15 +12,55 @@ use slab::Slab;
 const QUEUE: usize = 32;
 
 /// Topic broker. Clones share the topics.
+#[derive(Debug, Clone)]
+pub enum Broker {
+    /// In this process only.
+    Memory(MemoryBroker),
+    /// Redis pub/sub: reaches every process connected to the same Redis.
+    #[cfg(feature = "redis")]
+    Redis(subscope_redis::RedisTopics),
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self::Memory(MemoryBroker::default())
+    }
+}
+
+/// A boxed stream of messages.
+pub type Messages = std::pin::Pin<Box<dyn Stream<Item = String> + Send>>;
+
+impl Broker {
+    /// Every message published to `topic` from now on, until the stream is dropped.
+    pub fn subscribe(&self, topic: &str) -> Messages {
+        match self {
+            Self::Memory(m) => Box::pin(m.subscribe(topic)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => Box::pin(r.subscribe(topic)),
+        }
+    }
+
+    /// Publishes `message`; returns how many receivers it reached (local subscribers in
+    /// memory; subscribed server processes with Redis).
+    pub async fn publish(&self, topic: &str, message: &str) -> Result<usize, String> {
+        match self {
+            Self::Memory(m) => Ok(m.publish(topic, message)),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.publish(topic, message).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The in-memory broker. Clones share the topics.
 #[derive(Debug, Clone, Default)]
-pub struct Broker {
+pub struct MemoryBroker {
     topics: Arc<Mutex<HashMap<String, Slab<async_channel::Sender<String>>>>>,
 }
 
 /// Unregisters a subscriber when its stream is dropped.
 #[derive(Debug)]
 struct Registration {
-    broker: Broker,
+    broker: MemoryBroker,
     topic: String,
     key: usize,
 }
@@ -36,7 +77,7 @@ impl Drop for Registration {
     }
 }
 
-impl Broker {
+impl MemoryBroker {
     fn lock(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, Slab<async_channel::Sender<String>>>> {

@@ -32,6 +32,8 @@ pub struct DemoArgs {
     /// `--auth-token TOKEN`: require `{"token": TOKEN}` in `connection_init` (close 4403
     /// otherwise). Off by default.
     pub auth_token: Option<String>,
+    /// `--redis URL`: back `messages`/`publish` with Redis pub/sub (feature `redis`).
+    pub redis: Option<String>,
 }
 
 /// A command line the demo cannot run with.
@@ -58,14 +60,14 @@ pub enum CliError {
         why: &'static str,
     },
     /// A runtime this binary was built without.
-    #[error("runtime `{0}` is not compiled in: rebuild with `--features {0}`")]
+    #[error("`{0}` is not compiled in: rebuild with `--features {0}`")]
     RuntimeNotCompiled(String),
 }
 
 /// The usage text.
 pub const USAGE: &str =
     "usage: demo [--addr HOST:PORT] [--runtime tokio|smol|async-std] [--init-timeout-ms N] \
-[--keepalive-ms N] [--write-timeout-ms N] [--max-subscriptions N] [--auth-token TOKEN]
+[--keepalive-ms N] [--write-timeout-ms N] [--max-subscriptions N] [--auth-token TOKEN] [--redis URL]
 
   --addr HOST:PORT        listen address (default 127.0.0.1:8000; port 0 picks a free port)
   --runtime NAME          tokio, smol or async-std (default tokio)
@@ -73,7 +75,8 @@ pub const USAGE: &str =
   --keepalive-ms N        ping interval and liveness timeout, 0 disables (default 12000)
   --write-timeout-ms N    stuck-write timeout, 0 disables (default 10000)
   --max-subscriptions N   live operations per connection (default 100)
-  --auth-token TOKEN      require {\"token\": TOKEN} in connection_init (default: open)";
+  --auth-token TOKEN      require {\"token\": TOKEN} in connection_init (default: open)
+  --redis URL             messages/publish through Redis pub/sub, e.g. redis://127.0.0.1:6379";
 
 fn runtime(name: &str) -> Result<RuntimeChoice, CliError> {
     match name {
@@ -108,6 +111,7 @@ impl DemoArgs {
                 .unwrap_or(RuntimeChoice::Tokio),
             config: Config::default(),
             auth_token: None,
+            redis: None,
         };
         let mut explicit_runtime = None;
         let mut args = args.into_iter();
@@ -127,6 +131,7 @@ impl DemoArgs {
                 "--write-timeout-ms",
                 "--max-subscriptions",
                 "--auth-token",
+                "--redis",
             ];
             if !known.contains(&option.as_str()) {
                 return Err(CliError::UnknownOption(option));
@@ -145,6 +150,8 @@ impl DemoArgs {
                 }
                 "--runtime" => explicit_runtime = Some(value),
                 "--auth-token" => out.auth_token = Some(value),
+                "--redis" if cfg!(feature = "redis") => out.redis = Some(value),
+                "--redis" => return Err(CliError::RuntimeNotCompiled("redis".into())),
                 "--init-timeout-ms" => out.config = out.config.init_timeout(ms(&value)?),
                 "--keepalive-ms" => {
                     let d = ms(&value)?;

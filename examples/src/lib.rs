@@ -27,7 +27,7 @@ pub mod axum_app;
 pub mod broker;
 mod schema;
 
-pub use broker::Broker;
+pub use broker::{Broker, MemoryBroker};
 pub use schema::{
     DemoSchema, LiveStreams, Mutation, Query, ServerStats, Subscription, build_schema,
 };

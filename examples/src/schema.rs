@@ -84,7 +84,10 @@ pub struct Mutation;
 impl Mutation {
     /// Publishes `message` to `topic`; returns how many subscribers it reached.
     async fn publish(&self, ctx: &Context<'_>, topic: String, message: String) -> Result<usize> {
-        Ok(ctx.data::<Broker>()?.publish(&topic, &message))
+        ctx.data::<Broker>()?
+            .publish(&topic, &message)
+            .await
+            .map_err(Error::new)
     }
 }
 

@@ -1,90 +1,12 @@
 //! The `demo` binary as a user runs it: its CLI, its announcement line, both subprotocols,
 //! and Ctrl-C (SIGINT) as a graceful shutdown that closes sockets 1001.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tungstenite::client::IntoClientRequest;
-use tungstenite::{Message, WebSocket};
+mod common;
 
-const DEADLINE: Duration = Duration::from_secs(20);
-
-struct Demo {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Demo {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    assert!(
-        url.starts_with("ws://127.0.0.1:") && url.ends_with("/graphql"),
-        "{url}"
-    );
-    assert!(!url.contains(":0/"), "the real port is printed: {url}");
-    Demo { child, url }
-}
-
-fn connect(url: &str, protocol: &str) -> WebSocket<TcpStream> {
-    let mut request = url.into_client_request().expect("request");
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().expect("header"));
-    let addr = url.trim_start_matches("ws://").trim_end_matches("/graphql");
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    let (ws, response) = tungstenite::client(request, stream).expect("handshake");
-    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
-    ws
-}
-
-fn send(ws: &mut WebSocket<TcpStream>, v: serde_json::Value) {
-    ws.send(Message::text(v.to_string())).expect("send");
-}
-
-fn recv(ws: &mut WebSocket<TcpStream>) -> serde_json::Value {
-    loop {
-        match ws.read().expect("read") {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
-            Message::Close(f) => panic!("closed: {f:?}"),
-            _ => {}
-        }
-    }
-}
-
-fn close_code(ws: &mut WebSocket<TcpStream>) -> u16 {
-    loop {
-        match ws.read() {
-            Ok(Message::Close(Some(f))) => return f.code.into(),
-            Ok(_) => {}
-            Err(e) => panic!("no close frame: {e}"),
-        }
-    }
-}
+use common::{DEADLINE, Demo, close_code, connect, recv, send};
 
 #[test]
 fn help_and_bad_arguments() {
@@ -103,7 +25,7 @@ fn help_and_bad_arguments() {
 }
 
 fn serves_both_subprotocols_and_shuts_down_on_sigint(runtime: &str) {
-    let mut demo = start(&["--runtime", runtime, "--init-timeout-ms", "5000"]);
+    let mut demo = Demo::start(&["--runtime", runtime, "--init-timeout-ms", "5000"]);
     let mut modern = connect(&demo.url, "graphql-transport-ws");
     send(&mut modern, serde_json::json!({"type": "connection_init"}));
     assert_eq!(recv(&mut modern)["type"], "connection_ack");
@@ -154,7 +76,7 @@ fn serves_both_subprotocols_and_shuts_down_on_sigint(runtime: &str) {
 }
 
 fn cli_timeouts_and_limits_apply(runtime: &str) {
-    let demo = start(&[
+    let demo = Demo::start(&[
         "--runtime",
         runtime,
         "--init-timeout-ms",

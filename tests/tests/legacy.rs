@@ -177,7 +177,10 @@ fn messages_fan_out_and_refusals_are_errors<R: TestRuntime>() {
     let (s, mut c) = ready::<R>(Config::default());
     c.start("m", r#"subscription { messages(topic: "news") }"#);
     s.wait_live(1);
-    assert_eq!(s.broker.publish("news", "hi"), 1);
+    assert_eq!(
+        futures_lite::future::block_on(s.broker.publish("news", "hi")),
+        Ok(1)
+    );
     assert_eq!(c.recv_json_skip_ka()["payload"]["data"]["messages"], "hi");
     c.send(json!({"id": "r", "type": "start",
         "payload": {"query": "subscription Refused { ticks }", "operationName": "Refused"}}));

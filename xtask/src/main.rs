@@ -151,7 +151,11 @@ fn ci_steps() -> Vec<Step> {
     ));
     steps.push(step("axum mount tests", &["test", "-p", "subscope-axum"]));
     steps.push(step(
-        "demo binary tests (every runtime)",
+        "install redis-server if missing",
+        &["xtask", "setup-redis"],
+    ));
+    steps.push(step(
+        "demo binary tests, incl. two processes behind Redis (every runtime)",
         &["test", "-p", "subscope-examples"],
     ));
     for rt in RUNTIMES {
@@ -332,6 +336,27 @@ fn interop_setup() -> bool {
 }
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Debian's redis-server, for the multi-process tests and the cross-process bench.
+fn redis_setup() -> bool {
+    let have = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    have || (sh(".", "apt-get", &["update", "-qq"])
+        && sh(
+            ".",
+            "apt-get",
+            &[
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "redis-server",
+            ],
+        ))
+}
 
 /// The interop clients: (name, program, script).
 const CLIENTS: &[(&str, &str, &str)] = &[
@@ -580,6 +605,79 @@ fn bar_chart(title: &str, label: &str, rows: &[(&str, Option<f64>)]) -> String {
     out
 }
 
+/// The in-memory subscope-tokio fan-out result from the JSON built so far.
+fn memory_fanout_line(json: &str) -> String {
+    json.split("\"fanout\":{\"subscope-tokio\":")
+        .nth(1)
+        .and_then(|r| r.split('}').next())
+        .map(|r| format!("{r}}}"))
+        .unwrap_or_default()
+}
+
+/// Two demo processes (tokio) behind one redis-server: subscribers on one, the publisher on
+/// the other. Returns the load generator's JSON line.
+fn redis_fanout(bin: &str, quick: bool) -> Option<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let mut redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let url = format!("redis://127.0.0.1:{port}");
+    let demo = |name| Contender {
+        name,
+        binary: "demo",
+        args: &["--runtime", "tokio"],
+        graphql: true,
+    };
+    let result = (|| {
+        let with_redis = |c: &Contender| {
+            use std::io::BufRead;
+            let mut child = Command::new(format!("{bin}/{}", c.binary))
+                .args(["--addr", "127.0.0.1:0", "--redis", &url])
+                .args(c.args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()?;
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take()?)
+                .read_line(&mut line)
+                .ok()?;
+            Some((child, line.trim().strip_prefix("listening on ")?.to_owned()))
+        };
+        let (mut subs, sub_url) = with_redis(&demo("subscribers"))?;
+        let (mut publ, pub_url) = with_redis(&demo("publisher"))?;
+        let params = if quick {
+            SCENARIOS[0].quick
+        } else {
+            SCENARIOS[0].full
+        };
+        let out = Command::new(format!("{bin}/loadgen"))
+            .args(["--url", &sub_url, "--publish-url", &pub_url])
+            .args(["--pid", &subs.id().to_string(), "--scenario", "fanout"])
+            .args(params)
+            .output();
+        for child in [&mut subs, &mut publ] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let out = out.ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    })();
+    let _ = redis.kill();
+    let _ = redis.wait();
+    result
+}
+
 /// Runs every scenario against every contender; writes target/bench/*.{md,json,svg}.
 fn bench(quick: bool) -> ExitCode {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -713,6 +811,35 @@ fn bench(quick: bool) -> ExitCode {
         }
         json.push('}');
     }
+    match redis_fanout(&bin, quick) {
+        Some(line) => {
+            let base = json_number(&memory_fanout_line(&json), "events_per_s");
+            let v = json_number(&line, "events_per_s");
+            markdown.push_str(&format!(
+                "\n## Cross-process fan-out through Redis (subscope-tokio, subscribers on one process, publisher on another)\n\n\
+                 | setup | events/s | ratio to in-memory | p50 (ms) | p99 (ms) | delivered |\n| --- | ---: | ---: | ---: | ---: | ---: |\n\
+                 | one process, in memory | {} | 1.00x | {} | {} | {} |\n| two processes, Redis | {} | {} | {} | {} | {} |\n",
+                fmt_value(base),
+                fmt_value(json_number(&memory_fanout_line(&json), "p50_ms")),
+                fmt_value(json_number(&memory_fanout_line(&json), "p99_ms")),
+                fmt_value(json_number(&memory_fanout_line(&json), "delivered")),
+                fmt_value(v),
+                match (v, base) {
+                    (Some(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
+                    _ => "n/a".to_owned(),
+                },
+                fmt_value(json_number(&line, "p50_ms")),
+                fmt_value(json_number(&line, "p99_ms")),
+                fmt_value(json_number(&line, "delivered")),
+            ));
+            json.push_str(&format!(",\"redis_fanout\":{{\"subscope-tokio\":{line}}}"));
+        }
+        None => {
+            markdown.push_str(
+                "\n## Cross-process fan-out through Redis\n\nskipped: redis-server not available\n",
+            );
+        }
+    }
     json.push_str("}\n");
     let _ = std::fs::write(format!("{out_dir}/results.md"), &markdown);
     let _ = std::fs::write(format!("{out_dir}/results.json"), &json);
@@ -786,6 +913,13 @@ fn main() -> ExitCode {
         ["doc"] => run(vec![doc_step()]),
         ["soak", rest @ ..] => soak(rest),
         ["interop"] => interop(),
+        ["setup-redis"] => {
+            if redis_setup() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         ["bench"] => bench(false),
         ["bench", "--quick"] => bench(true),
         ["fuzz"] => fuzz(20),

@@ -2,7 +2,8 @@
 //! Prints one JSON line with the scenario's figures.
 //!
 //! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup [--graphql true|false]
-//!          [--connections C] [--subs S] [--messages P] [--seconds T] [--samples K]`
+//!          [--connections C] [--subs S] [--messages P] [--seconds T] [--samples K]
+//!          [--publish-url URL]`
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -202,7 +203,13 @@ async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
         }));
     }
     obs.wait_live(graphql, base + c * s).await;
-    let mut publisher = Observer::new(url).await;
+    // Cross-process runs publish on another server (through Redis).
+    let publish_url = a.get("--publish-url", url);
+    if publish_url != url {
+        // Let the subscriber process's SUBSCRIBE reach Redis.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut publisher = Observer::new(&publish_url).await;
     let started = Instant::now();
     for i in 0..p {
         sent.lock().await[i as usize] = Some(Instant::now());

@@ -69,24 +69,33 @@ fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
 }
 
 /// The demo server on runtime `rt`, with the library's gauges shared with the schema.
-/// Without `--auth-token` every connection is accepted.
-fn demo_server<R: Runtime>(rt: R, args: &DemoArgs) -> Server<DemoSchema, TokenAuth, R> {
+/// Without `--auth-token` every connection is accepted; without `--redis` topics live in
+/// memory.
+fn demo_server<R: Runtime>(
+    rt: R,
+    args: &DemoArgs,
+) -> Result<Server<DemoSchema, TokenAuth, R>, Box<dyn Error>> {
     let gauges = Arc::new(Gauges::new());
+    let broker = match &args.redis {
+        #[cfg(feature = "redis")]
+        Some(url) => Broker::Redis(subscope_redis::RedisTopics::new(&rt, url)?),
+        _ => Broker::default(),
+    };
     let schema = build_schema(
         Arc::new(rt.clone()),
         Arc::clone(&gauges),
-        Broker::default(),
+        broker,
         LiveCounter::default(),
     );
     let auth = match &args.auth_token {
         Some(token) => TokenAuth::new([(token.as_str(), "demo")]),
         None => TokenAuth::open(),
     };
-    Server::builder(rt, schema)
+    Ok(Server::builder(rt, schema)
         .hooks(auth)
         .config(args.config.clone())
         .gauges(gauges)
-        .build()
+        .build())
 }
 
 fn announce(addr: SocketAddr) {
@@ -115,7 +124,7 @@ fn on_tokio(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let server = demo_server(subscope::tokio::TokioRuntime::new(), &args);
+        let server = demo_server(subscope::tokio::TokioRuntime::new(), &args)?;
         let listener = tokio::net::TcpListener::bind(args.addr).await?;
         announce(listener.local_addr()?);
         Ok(serve_until_signal(server, listener, stop).await?)
@@ -135,7 +144,7 @@ fn on_smol(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
             std::thread::spawn(move || async_io::block_on(ex.run(done.recv())))
         })
         .collect();
-    let server = demo_server(subscope::smol::SmolRuntime::new(Arc::clone(&ex)), &args);
+    let server = demo_server(subscope::smol::SmolRuntime::new(Arc::clone(&ex)), &args)?;
     let result = async_io::block_on(ex.run(async {
         let listener = async_net::TcpListener::bind(args.addr).await?;
         announce(listener.local_addr()?);
@@ -151,7 +160,7 @@ fn on_smol(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
 #[cfg(feature = "async-std")]
 fn on_async_std(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
     async_std::task::block_on(async {
-        let server = demo_server(subscope::async_std::AsyncStdRuntime::new(), &args);
+        let server = demo_server(subscope::async_std::AsyncStdRuntime::new(), &args)?;
         let listener = async_std::net::TcpListener::bind(args.addr).await?;
         announce(listener.local_addr()?);
         Ok(serve_until_signal(server, listener, stop).await?)

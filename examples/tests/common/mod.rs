@@ -1,0 +1,95 @@
+//! Helpers shared by the tests that run the `demo` binary as a user does.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{Message, WebSocket};
+
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
+
+pub(crate) struct Demo {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    /// Starts `demo --addr 127.0.0.1:0 ARGS` and reads its announcement.
+    pub(crate) fn start(args: &[&str]) -> Self {
+        start(args)
+    }
+}
+
+fn start(args: &[&str]) -> Demo {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.ends_with("/graphql"),
+        "{url}"
+    );
+    assert!(!url.contains(":0/"), "the real port is printed: {url}");
+    Demo { child, url }
+}
+
+pub(crate) fn connect(url: &str, protocol: &str) -> WebSocket<TcpStream> {
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().expect("header"));
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/graphql");
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let (ws, response) = tungstenite::client(request, stream).expect("handshake");
+    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+    ws
+}
+
+pub(crate) fn send(ws: &mut WebSocket<TcpStream>, v: serde_json::Value) {
+    ws.send(Message::text(v.to_string())).expect("send");
+}
+
+pub(crate) fn recv(ws: &mut WebSocket<TcpStream>) -> serde_json::Value {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
+            Message::Close(f) => panic!("closed: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
+pub(crate) fn close_code(ws: &mut WebSocket<TcpStream>) -> u16 {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => return f.code.into(),
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+}
