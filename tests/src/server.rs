@@ -33,16 +33,25 @@ pub trait TestRuntime: Sized + 'static {
     /// Adopts an accepted std socket (call inside `block_on`).
     fn adopt(stream: std::net::TcpStream) -> <Self::Rt as Runtime>::Io;
 
+    /// Binds 127.0.0.1:0 and serves `server` there in the background; returns the address.
+    fn listen<E: async_graphql::Executor, H: subscope::Hooks>(
+        guard: &Self::Guard,
+        server: &Server<E, H, Self::Rt>,
+    ) -> SocketAddr {
+        let listener = Self::block_on(guard, Self::bind());
+        let addr = Self::local_addr(&listener);
+        let serving = server.serve(listener);
+        server_runtime(server).spawn(Box::pin(async move {
+            let _ = serving.await;
+        }));
+        addr
+    }
+
     /// Starts the demo server with `config` and recording hooks on 127.0.0.1:0.
     fn start(config: Config) -> TestServer {
         let (rt, guard) = Self::runtime();
-        let (server, demo) = demo_server(rt.clone(), config);
-        let listener = Self::block_on(&guard, Self::bind());
-        let addr = Self::local_addr(&listener);
-        let serving = server.serve(listener);
-        rt.spawn(Box::pin(async move {
-            let _ = serving.await;
-        }));
+        let (server, demo) = demo_server(rt, config);
+        let addr = Self::listen(&guard, &server);
         TestServer {
             addr,
             live: demo.live,
@@ -52,6 +61,13 @@ pub trait TestRuntime: Sized + 'static {
             control: Box::new(Controlled::<Self> { guard, server }),
         }
     }
+}
+
+/// The runtime a server spawns on.
+fn server_runtime<E: async_graphql::Executor, H: subscope::Hooks, R: Runtime>(
+    server: &Server<E, H, R>,
+) -> R {
+    server.runtime().clone()
 }
 
 /// The demo's observable state.

@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_graphql::{Context, EmptyMutation, Object, Result, Schema, Subscription};
 use futures_core::Stream;
 use serde_json::json;
-use subscope::rt::Runtime;
 use subscope::{Config, Server};
 use subscope_examples::auth::{TokenAuth, User};
 use subscope_tests::{Client, DEADLINE, TestRuntime, per_runtime};
@@ -55,16 +54,11 @@ fn start<R: TestRuntime>() -> Fixture<R> {
     let schema = Schema::build(Query, EmptyMutation, Sub)
         .data(Arc::clone(&calls))
         .finish();
-    let server = Server::builder(rt.clone(), schema)
+    let server = Server::builder(rt, schema)
         .hooks(TokenAuth::new([("s3cret", "alice")]))
         .config(Config::default())
         .build();
-    let listener = R::block_on(&guard, R::bind());
-    let addr = R::local_addr(&listener);
-    let serving = server.serve(listener);
-    rt.spawn(Box::pin(async move {
-        let _ = serving.await;
-    }));
+    let addr = R::listen(&guard, &server);
     Fixture {
         addr,
         calls,

@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_graphql::{Context, EmptyMutation, Object, Schema, Subscription};
 use futures_core::Stream;
 use serde_json::json;
-use subscope::rt::Runtime;
 use subscope::{Config, OperationToken, Server};
 use subscope_tests::{Client, DEADLINE, TestRuntime, per_runtime, wait_until};
 
@@ -50,15 +49,10 @@ fn reports_only_operations_kept_alive_by_user_code<R: TestRuntime>() {
     let schema = Schema::build(Query, EmptyMutation, Sub)
         .data(Arc::clone(&kept))
         .finish();
-    let server = Server::builder(rt.clone(), schema)
+    let server = Server::builder(rt, schema)
         .config(Config::default().detect_leaks(true))
         .build();
-    let listener = R::block_on(&guard, R::bind());
-    let addr = R::local_addr(&listener);
-    let serving = server.serve(listener);
-    rt.spawn(Box::pin(async move {
-        let _ = serving.await;
-    }));
+    let addr = R::listen(&guard, &server);
     let mut c = Client::modern(addr);
     c.init(None);
     c.subscribe("leaky", "subscription { leaky }");

@@ -143,6 +143,11 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         &self.inner.gauges
     }
 
+    /// The runtime the server spawns connection tasks on.
+    pub fn runtime(&self) -> &R {
+        &self.inner.runtime
+    }
+
     /// The server's configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config

@@ -14,13 +14,7 @@ use subscope_examples::{Broker, LiveCounter, axum_app, build_schema};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    subscope_examples::init_tracing();
     let mut args = std::env::args().skip(1);
     let addr: SocketAddr = match (args.next().as_deref(), args.next()) {
         (Some("--addr"), Some(a)) => a.parse().map_err(std::io::Error::other)?,

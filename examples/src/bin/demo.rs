@@ -23,13 +23,7 @@ const GRACE: Duration = Duration::from_secs(5);
 type Stop = async_channel::Receiver<()>;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    subscope_examples::init_tracing();
     let args = match DemoArgs::parse(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(CliError::Help) => {
