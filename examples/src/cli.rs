@@ -142,10 +142,16 @@ impl DemoArgs {
             let ms = |v: &str| number(&option, v).map(Duration::from_millis);
             match option.as_str() {
                 "--addr" => {
-                    out.addr = value.parse().map_err(|_| CliError::InvalidValue {
+                    // An IP address, or a host name that resolves (the first address wins).
+                    let resolved = value.parse().ok().or_else(|| {
+                        std::net::ToSocketAddrs::to_socket_addrs(value.as_str())
+                            .ok()
+                            .and_then(|mut addrs| addrs.next())
+                    });
+                    out.addr = resolved.ok_or_else(|| CliError::InvalidValue {
                         option: option.clone(),
                         value: value.clone(),
-                        why: "expected HOST:PORT with an IP address",
+                        why: "expected HOST:PORT",
                     })?;
                 }
                 "--runtime" => explicit_runtime = Some(value),
@@ -194,6 +200,9 @@ mod tests {
         ])
         .expect("values");
         assert_eq!(a.addr.port(), 0);
+        let a = parse(&["--addr", "localhost:0"]).expect("host name");
+        assert!(a.addr.ip().is_loopback());
+        assert!(matches!(parse(&["--addr", "nope"]), Err(CliError::InvalidValue { .. })));
         assert_eq!(a.config.enabled_subprotocols().len(), 2);
     }
 
