@@ -202,7 +202,10 @@ mod tests {
         assert_eq!(a.addr.port(), 0);
         let a = parse(&["--addr", "localhost:0"]).expect("host name");
         assert!(a.addr.ip().is_loopback());
-        assert!(matches!(parse(&["--addr", "nope"]), Err(CliError::InvalidValue { .. })));
+        assert!(matches!(
+            parse(&["--addr", "nope"]),
+            Err(CliError::InvalidValue { .. })
+        ));
         assert_eq!(a.config.enabled_subprotocols().len(), 2);
     }
 
