@@ -370,13 +370,12 @@ const CLIENTS: &[(&str, &str, &str)] = &[
     ("chromium + graphql-ws", "node", "browser.mjs"),
 ];
 
-/// Starts the demo server on `runtime` with the interop settings; returns it and its URL.
-fn start_demo(runtime: &str) -> Option<(std::process::Child, String)> {
+/// Starts `program args` (a server that prints `listening on URL` first); returns the
+/// process and the URL.
+fn spawn_server(program: &str, args: &[&str]) -> Option<(std::process::Child, String)> {
     use std::io::BufRead;
-    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
-    let mut child = Command::new(format!("{target}/debug/demo"))
-        .args(["--addr", "127.0.0.1:0", "--runtime", runtime])
-        .args(["--auth-token", "interop", "--keepalive-ms", "300"])
+    let mut child = Command::new(program)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -385,8 +384,32 @@ fn start_demo(runtime: &str) -> Option<(std::process::Child, String)> {
     std::io::BufReader::new(child.stdout.take()?)
         .read_line(&mut line)
         .ok()?;
-    let url = line.trim().strip_prefix("listening on ")?.to_owned();
-    Some((child, url))
+    match line.trim().strip_prefix("listening on ") {
+        Some(url) => Some((child, url.to_owned())),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            None
+        }
+    }
+}
+
+/// Starts the demo server on `runtime` with the interop settings; returns it and its URL.
+fn start_demo(runtime: &str) -> Option<(std::process::Child, String)> {
+    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+    spawn_server(
+        &format!("{target}/debug/demo"),
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--runtime",
+            runtime,
+            "--auth-token",
+            "interop",
+            "--keepalive-ms",
+            "300",
+        ],
+    )
 }
 
 /// Every interop client against the demo server on every runtime.
@@ -549,22 +572,16 @@ fn json_number(line: &str, key: &str) -> Option<f64> {
     value.trim().parse().ok()
 }
 
-/// Starts a contender and returns it with its URL.
-fn start_contender(dir: &str, c: &Contender) -> Option<(std::process::Child, String)> {
-    use std::io::BufRead;
-    let mut child = Command::new(format!("{dir}/{}", c.binary))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(c.args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take()?)
-        .read_line(&mut line)
-        .ok()?;
-    let url = line.trim().strip_prefix("listening on ")?.to_owned();
-    Some((child, url))
+/// Starts a contender (with `extra` arguments) and returns it with its URL.
+fn start_contender(
+    dir: &str,
+    c: &Contender,
+    extra: &[&str],
+) -> Option<(std::process::Child, String)> {
+    let mut args = vec!["--addr", "127.0.0.1:0"];
+    args.extend_from_slice(c.args);
+    args.extend_from_slice(extra);
+    spawn_server(&format!("{dir}/{}", c.binary), &args)
 }
 
 fn fmt_value(v: Option<f64>) -> String {
@@ -637,21 +654,7 @@ fn redis_fanout(bin: &str, quick: bool) -> Option<String> {
         graphql: true,
     };
     let result = (|| {
-        let with_redis = |c: &Contender| {
-            use std::io::BufRead;
-            let mut child = Command::new(format!("{bin}/{}", c.binary))
-                .args(["--addr", "127.0.0.1:0", "--redis", &url])
-                .args(c.args)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .ok()?;
-            let mut line = String::new();
-            std::io::BufReader::new(child.stdout.take()?)
-                .read_line(&mut line)
-                .ok()?;
-            Some((child, line.trim().strip_prefix("listening on ")?.to_owned()))
-        };
+        let with_redis = |c: &Contender| start_contender(bin, c, &["--redis", &url]);
         let (mut subs, sub_url) = with_redis(&demo("subscribers"))?;
         let (mut publ, pub_url) = with_redis(&demo("publisher"))?;
         let params = if quick {
@@ -713,7 +716,7 @@ fn bench(quick: bool) -> ExitCode {
     for (si, sc) in SCENARIOS.iter().enumerate() {
         let mut results: Vec<(&str, String)> = Vec::new();
         for c in CONTENDERS {
-            let Some((mut server, url)) = start_contender(&bin, c) else {
+            let Some((mut server, url)) = start_contender(&bin, c, &[]) else {
                 eprintln!("bench: {} did not start", c.name);
                 failed = true;
                 continue;
