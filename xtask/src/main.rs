@@ -303,6 +303,9 @@ fn sh(dir: &str, program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
         .current_dir(dir)
+        // apt-get must never wait for an answer (CI has no standard input).
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(std::process::Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
