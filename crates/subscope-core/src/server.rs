@@ -219,7 +219,6 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let server = self.clone();
-        let force = Arc::clone(&self.inner.force).wait();
         let task = async move {
             let inner = &server.inner;
             let handshake = handshake(io, &inner.config);
@@ -245,11 +244,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 }
             }
         };
-        let forced = async move {
-            force.await;
-            None
-        };
-        Tracked::new(future::or(forced, task), self.inner.tracker.token())
+        self.track(task, None)
     }
 
     /// Serves a socket that is already a WebSocket (for servers that do the upgrade
@@ -265,12 +260,25 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     ) -> impl Future<Output = CloseReason> + Send + use<T, E, H, R> {
         // Tracked like `serve_io`, so shutdown waits for sockets another server upgraded.
         let connection = self.connection(ws, protocol, peer);
+        self.track(async move { connection.await.0 }, CloseReason::Dropped)
+    }
+
+    /// Counts `task` for shutdown, and lets shutdown's forced phase drop it (the future then
+    /// resolves to `dropped`). The one place a connection future is tracked.
+    fn track<F>(
+        &self,
+        task: F,
+        dropped: F::Output,
+    ) -> Tracked<impl Future<Output = F::Output> + use<F, E, H, R>>
+    where
+        F: Future + Send,
+        F::Output: Send + 'static,
+    {
         let force = Arc::clone(&self.inner.force).wait();
         let forced = async move {
             force.await;
-            CloseReason::Dropped
+            dropped
         };
-        let task = async move { connection.await.0 };
         Tracked::new(future::or(forced, task), self.inner.tracker.token())
     }
 
