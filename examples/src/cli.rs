@@ -139,7 +139,9 @@ impl DemoArgs {
             let Some(value) = inline.or_else(|| args.next()) else {
                 return Err(CliError::MissingValue(option));
             };
-            let ms = |v: &str| number(&option, v).map(Duration::from_millis);
+            // The flags' 0 means "off", which the library spells `None`.
+            let ms =
+                |v: &str| number(&option, v).map(|n| (n > 0).then(|| Duration::from_millis(n)));
             match option.as_str() {
                 "--addr" => {
                     // An IP address, or a host name that resolves (the first address wins).
@@ -207,6 +209,27 @@ mod tests {
             Err(CliError::InvalidValue { .. })
         ));
         assert_eq!(a.config.enabled_subprotocols().len(), 2);
+    }
+
+    #[test]
+    fn zero_flags_disable_their_timers() {
+        let a = parse(&[
+            "--init-timeout-ms",
+            "0",
+            "--keepalive-ms",
+            "0",
+            "--write-timeout-ms",
+            "0",
+        ])
+        .expect("zeros");
+        let shown = format!("{:?}", a.config);
+        assert!(shown.contains("init_timeout: None"), "{shown}");
+        assert!(shown.contains("keepalive_interval: None"), "{shown}");
+        assert!(shown.contains("keepalive_timeout: None"), "{shown}");
+        assert!(shown.contains("write_timeout: None"), "{shown}");
+        let a = parse(&["--init-timeout-ms", "5"]).expect("five");
+        let shown = format!("{:?}", a.config);
+        assert!(shown.contains("init_timeout: Some(5ms)"), "{shown}");
     }
 
     #[test]

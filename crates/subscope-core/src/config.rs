@@ -6,16 +6,19 @@ use crate::Subprotocol;
 
 /// Per-server settings. Build with [`Config::default`] and the setters.
 ///
-/// A zero duration disables the timer it controls (where the setter says so).
+/// Every timeout that can be turned off is an `Option<Duration>`: `None` disables it, and a
+/// zero duration means zero (it fires at once), never a hidden "off". The setters take
+/// `impl Into<Option<Duration>>`, so `init_timeout(Duration::from_secs(5))` and
+/// `init_timeout(None)` both read naturally.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    pub(crate) init_timeout: Duration,
-    pub(crate) keepalive_interval: Duration,
-    pub(crate) keepalive_timeout: Duration,
-    pub(crate) write_timeout: Duration,
+    pub(crate) init_timeout: Option<Duration>,
+    pub(crate) keepalive_interval: Option<Duration>,
+    pub(crate) keepalive_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
     pub(crate) close_timeout: Duration,
-    pub(crate) handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) max_subscriptions: usize,
     pub(crate) max_message_size: usize,
     pub(crate) max_connections: Option<usize>,
@@ -24,6 +27,7 @@ pub struct Config {
     pub(crate) max_id_length: usize,
     pub(crate) max_init_size: usize,
     pub(crate) inbound_rate: Option<Rate>,
+    pub(crate) max_response_size: usize,
 }
 
 /// A token-bucket rate: `per_second` sustained, up to `burst` at once.
@@ -48,12 +52,12 @@ impl Rate {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            init_timeout: Duration::from_secs(3),
-            keepalive_interval: Duration::from_secs(12),
-            keepalive_timeout: Duration::from_secs(12),
-            write_timeout: Duration::from_secs(10),
+            init_timeout: Some(Duration::from_secs(3)),
+            keepalive_interval: Some(Duration::from_secs(12)),
+            keepalive_timeout: Some(Duration::from_secs(12)),
+            write_timeout: Some(Duration::from_secs(10)),
             close_timeout: Duration::from_secs(1),
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Some(Duration::from_secs(10)),
             max_subscriptions: 100,
             max_message_size: 1024 * 1024,
             max_connections: None,
@@ -62,40 +66,43 @@ impl Default for Config {
             max_id_length: 128,
             max_init_size: 64 * 1024,
             inbound_rate: Some(Rate::new(1000, 2000)),
+            max_response_size: 32 * 1024 * 1024,
         }
     }
 }
 
 impl Config {
     /// Time a client has after the upgrade to send `connection_init`; the peer then sees
-    /// close 4408 `Connection initialisation timeout`. Zero disables. Default is 3 s.
+    /// close 4408 `Connection initialisation timeout`. `None` disables. Default is 3 s.
     #[must_use]
-    pub fn init_timeout(mut self, d: Duration) -> Self {
-        self.init_timeout = d;
+    pub fn init_timeout(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.init_timeout = d.into();
         self
     }
 
     /// Interval of WebSocket ping frames, and of `ka` messages on the legacy subprotocol.
-    /// Zero disables both (and the liveness check). Default is 12 s.
+    /// `None` disables both (and with them the liveness check). Default is 12 s.
     #[must_use]
-    pub fn keepalive_interval(mut self, d: Duration) -> Self {
-        self.keepalive_interval = d;
+    pub fn keepalive_interval(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.keepalive_interval = d.into();
         self
     }
 
     /// How long after a ping the peer may stay silent (no frame of any kind) before the
-    /// socket is dropped without a close frame (the peer sees 1006). Default is 12 s.
+    /// socket is dropped without a close frame (the peer sees 1006). `None` keeps sending
+    /// pings but never drops a silent peer for it. Default is 12 s.
     #[must_use]
-    pub fn keepalive_timeout(mut self, d: Duration) -> Self {
-        self.keepalive_timeout = d;
+    pub fn keepalive_timeout(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.keepalive_timeout = d.into();
         self
     }
 
     /// How long a write or flush may stay blocked (peer not reading) before the socket is
-    /// dropped without a close frame. Zero disables. Default is 10 s.
+    /// dropped without a close frame. `None` disables (a peer that never reads then holds
+    /// its connection until the liveness check ends it). Default is 10 s.
     #[must_use]
-    pub fn write_timeout(mut self, d: Duration) -> Self {
-        self.write_timeout = d;
+    pub fn write_timeout(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.write_timeout = d.into();
         self
     }
 
@@ -108,10 +115,10 @@ impl Config {
     }
 
     /// Time a TCP client has to finish the HTTP upgrade; then the TCP connection is dropped.
-    /// Default is 10 s.
+    /// `None` disables (not advisable on a public port). Default is 10 s.
     #[must_use]
-    pub fn handshake_timeout(mut self, d: Duration) -> Self {
-        self.handshake_timeout = d;
+    pub fn handshake_timeout(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.handshake_timeout = d.into();
         self
     }
 
@@ -184,6 +191,22 @@ impl Config {
     pub fn inbound_rate(mut self, rate: Option<Rate>) -> Self {
         self.inbound_rate = rate;
         self
+    }
+
+    /// Largest outbound message in bytes. An operation whose next response would be larger
+    /// ends with `error` `[{"message":"Response too large"}]` (its `on_complete` sees
+    /// [`crate::EndReason::ResponseTooLarge`]); the connection and its other operations go
+    /// on. It also sizes the socket's write buffer, so no single response can overflow it.
+    /// Default is 32 MiB.
+    #[must_use]
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_size = bytes;
+        self
+    }
+
+    /// The largest outbound message in bytes (see [`Config::max_response_size`]).
+    pub fn max_response_size_bytes(&self) -> usize {
+        self.max_response_size
     }
 
     /// The largest inbound message in bytes (see [`Config::max_message_size`]).

@@ -21,7 +21,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 
 use crate::children::{ChildEvent, ChildScope, ChildSet};
-use crate::hooks::{Accept, Reject};
+use crate::hooks::{Accept, Reject, run_guarded};
 use crate::machine::{ConnectOutcome, Machine, Output};
 use crate::operation::{OpItem, Operation};
 use crate::rt::{Sleep, Timer};
@@ -29,8 +29,12 @@ use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
 
 /// Inbound messages handled per loop round before other work gets a turn.
 const READ_BUDGET: usize = 16;
-/// Frames queued before the driver stops pulling operations and writes them out.
-const WRITE_BATCH: usize = 32;
+/// Frames queued before the driver stops pulling operations (and reading) and writes
+/// them out.
+pub(crate) const WRITE_BATCH: usize = 32;
+/// Bytes queued before the driver stops pulling operations (and reading). One frame may
+/// overshoot it.
+pub(crate) const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// Loop rounds per wake-up before yielding to the runtime.
 const ROUNDS: usize = 32;
 
@@ -81,10 +85,15 @@ impl<H: Hooks> Drop for EndGuard<H> {
         self.span
             .record("close_reason", tracing::field::display(reason.reason()));
         tracing::debug!(parent: &self.span, code = reason.code(), reason = %reason.reason(), "connection closed");
+        let (hooks, conn, reason) = (&self.hooks, &self.conn, &reason);
         if self.acknowledged {
-            self.hooks.on_disconnect(&self.conn, &reason);
+            run_guarded(&self.gauges, "on_disconnect", conn.id, || {
+                hooks.on_disconnect(conn, reason);
+            });
         }
-        self.hooks.on_close(&self.conn, &reason);
+        run_guarded(&self.gauges, "on_close", conn.id, || {
+            hooks.on_close(conn, reason);
+        });
     }
 }
 
@@ -96,6 +105,8 @@ pub(crate) struct Driver<T, E, H: Hooks, R> {
     machine: Machine,
     ws: T,
     outbound: VecDeque<Message>,
+    /// Bytes of payload in `outbound`.
+    outbound_bytes: usize,
     unflushed: bool,
     write_blocked: bool,
     sleep: Option<(Instant, Sleep)>,
@@ -132,6 +143,7 @@ where
             machine,
             ws,
             outbound: VecDeque::new(),
+            outbound_bytes: 0,
             unflushed: false,
             write_blocked: false,
             sleep: None,
@@ -161,15 +173,37 @@ where
         self.connect = None;
         self.end.reason = Some(reason.clone());
 
-        let frame = match &reason {
-            // tungstenite already queued the answer to the peer's close frame.
-            CloseReason::ClientClosed { .. } => None,
-            r if r.sends_close_frame() => Some(close_frame(r)),
-            _ => return (reason, self.into_socket()),
-        };
         let deadline = self.parts.timer.sleep(self.parts.close_timeout);
-        let outbound = std::mem::take(&mut self.outbound);
-        futures_lite::future::or(close_handshake(&mut self.ws, outbound, frame), deadline).await;
+        match &reason {
+            CloseReason::ClientClosed { .. } => {
+                // The peer closed: what we still had queued for it can no longer be sent
+                // (tungstenite refuses data after a close), and trying would lose the close
+                // echo tungstenite already queued. Discard it and flush the echo.
+                if !self.outbound.is_empty() {
+                    tracing::debug!(
+                        conn = self.end.conn.id,
+                        frames = self.outbound.len(),
+                        "peer closed: queued frames discarded"
+                    );
+                }
+                self.outbound.clear();
+                let flush = poll_fn(|cx| Pin::new(&mut self.ws).poll_flush(cx));
+                futures_lite::future::or(
+                    async {
+                        let _ = flush.await;
+                    },
+                    deadline,
+                )
+                .await;
+            }
+            r if r.sends_close_frame() => {
+                let frame = Some(close_frame(r));
+                let outbound = std::mem::take(&mut self.outbound);
+                futures_lite::future::or(close_handshake(&mut self.ws, outbound, frame), deadline)
+                    .await;
+            }
+            _ => {}
+        }
         (reason, self.into_socket())
     }
 
@@ -182,8 +216,8 @@ where
     fn apply_outputs(&mut self) -> Option<CloseReason> {
         while let Some(output) = self.machine.poll_output() {
             match output {
-                Output::Text(text) => self.outbound.push_back(Message::text(text)),
-                Output::Ping => self.outbound.push_back(Message::Ping(Default::default())),
+                Output::Text(text) => self.enqueue(Message::text(text)),
+                Output::Ping => self.enqueue(Message::Ping(Default::default())),
                 Output::Connect { payload } => {
                     let hooks = Arc::clone(&self.parts.hooks);
                     let conn = Arc::clone(&self.end.conn);
@@ -216,6 +250,20 @@ where
             }
         }
         None
+    }
+
+    fn enqueue(&mut self, message: Message) {
+        self.outbound_bytes += message.len();
+        self.outbound.push_back(message);
+    }
+
+    /// Whether the outbound side can take more: no write is blocked and the queue is under
+    /// its bounds. Both reading and pulling operations wait for it, so a peer that does not
+    /// read is pushed back by TCP instead of growing the queue.
+    fn can_queue(&self) -> bool {
+        !self.write_blocked
+            && self.outbound.len() < WRITE_BATCH
+            && self.outbound_bytes < WRITE_BATCH_BYTES
     }
 
     fn handle_child(&mut self, event: ChildEvent<Operation<H>>) {
@@ -270,8 +318,9 @@ where
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, CloseReason> {
         let mut progress = false;
         for _ in 0..READ_BUDGET {
-            // Closed, or `on_connect` is deciding with enough messages queued behind it.
-            if self.machine.is_closed() || self.machine.is_input_paused() {
+            // Closed; `on_connect` is deciding with enough queued behind it; or the replies
+            // already queued cannot be written yet (inbound backpressure).
+            if self.machine.is_closed() || self.machine.is_input_paused() || !self.can_queue() {
                 break;
             }
             let item = match Pin::new(&mut self.ws).poll_next(cx) {
@@ -317,6 +366,7 @@ where
             match Pin::new(&mut self.ws).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     if let Some(message) = self.outbound.pop_front() {
+                        self.outbound_bytes -= message.len();
                         Pin::new(&mut self.ws).start_send(message)?;
                         self.unflushed = true;
                         progress = true;
@@ -403,7 +453,7 @@ where
             }
 
             // Operations are pulled only while the socket takes frames: backpressure.
-            while !self.write_blocked && self.outbound.len() < WRITE_BATCH {
+            while self.can_queue() {
                 match self.children.poll_next(cx) {
                     Poll::Pending => break,
                     Poll::Ready(event) => {

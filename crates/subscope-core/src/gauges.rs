@@ -15,6 +15,8 @@ pub struct Gauges {
     connections_total: AtomicU64,
     subscriptions_total: AtomicU64,
     leaked_operations: AtomicU64,
+    hook_panics: AtomicU64,
+    responses_too_large: AtomicU64,
     closes: [AtomicU64; CloseKind::ALL.len()],
 }
 
@@ -33,6 +35,10 @@ pub struct GaugeSnapshot {
     /// Operations whose state outlived their stream (leak detection on; see
     /// [`crate::Config::detect_leaks`]).
     pub leaked_operations: u64,
+    /// Panics caught in `on_complete`, `on_disconnect` or `on_close` (each was logged).
+    pub hook_panics: u64,
+    /// Operations ended because a response exceeded `max_response_size`.
+    pub responses_too_large: u64,
     /// Finished connections per [`CloseKind`], in the order of [`CloseKind::ALL`].
     pub closes: [u64; CloseKind::ALL.len()],
 }
@@ -85,6 +91,18 @@ impl GaugeSnapshot {
             "Operations whose state outlived their stream (leak detection on).",
             self.leaked_operations,
         );
+        metric(
+            "hook_panics_total",
+            "counter",
+            "Panics caught in on_complete, on_disconnect or on_close.",
+            self.hook_panics,
+        );
+        metric(
+            "responses_too_large_total",
+            "counter",
+            "Operations ended because a response exceeded max_response_size.",
+            self.responses_too_large,
+        );
         out.push_str("# HELP subscope_closes_total Finished connections by kind of ending.\n");
         out.push_str("# TYPE subscope_closes_total counter\n");
         for kind in CloseKind::ALL {
@@ -122,6 +140,8 @@ impl Gauges {
             connections_total: self.connections_total.load(Ordering::Relaxed),
             subscriptions_total: self.subscriptions_total.load(Ordering::Relaxed),
             leaked_operations: self.leaked_operations.load(Ordering::Relaxed),
+            hook_panics: self.hook_panics.load(Ordering::Relaxed),
+            responses_too_large: self.responses_too_large.load(Ordering::Relaxed),
             closes,
         }
     }
@@ -163,6 +183,14 @@ impl Gauges {
 
     pub(crate) fn count_leak(&self) {
         self.leaked_operations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_hook_panic(&self) {
+        self.hook_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_too_large(&self) {
+        self.responses_too_large.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn close_subscription(&self) {

@@ -123,6 +123,9 @@ pub enum EndReason {
     Refused,
     /// The stream panicked; the connection and its other operations continue.
     Panicked,
+    /// A response was larger than [`crate::Config::max_response_size`]: the operation
+    /// ended with `error` `[{"message":"Response too large"}]`; the connection goes on.
+    ResponseTooLarge,
     /// Legacy only: a `start` reused its id, so it was stopped for the new one.
     Replaced,
     /// The connection ended while the operation was live.
@@ -139,7 +142,10 @@ pub enum EndReason {
 /// run after every operation of the connection has been dropped and completed.
 ///
 /// The synchronous hooks may run inside `Drop` (when a connection future is dropped from
-/// outside): they must not block or call back into the connection.
+/// outside): they must not block or call back into the connection. A panic in one of them
+/// is caught, logged through `tracing` and counted
+/// ([`crate::GaugeSnapshot::hook_panics`]); it never aborts the process or disturbs other
+/// connections.
 ///
 /// ```
 /// use subscope_core::{Accept, ConnectionInfo, Hooks, Reject};
@@ -204,3 +210,16 @@ pub trait Hooks: Send + Sync + 'static {
 pub struct NoHooks;
 
 impl Hooks for NoHooks {}
+
+/// Runs a drop-time hook, catching a panic: one that escaped a `Drop` during unwinding
+/// would abort the process.
+pub(crate) fn run_guarded(gauges: &crate::Gauges, hook: &'static str, conn: u64, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        gauges.count_hook_panic();
+        tracing::error!(
+            conn,
+            hook,
+            "hook panicked (caught; the connection's cleanup went on)"
+        );
+    }
+}

@@ -44,6 +44,7 @@ pub mod protocol;
 pub mod rt;
 pub mod server;
 mod sync;
+mod variables;
 
 pub use children::{ChildEvent, ChildScope, ChildSet};
 pub use close::{CloseKind, CloseReason, truncate_reason};

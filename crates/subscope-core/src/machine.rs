@@ -104,16 +104,13 @@ enum OpPhase {
 struct Settings {
     init_timeout: Option<Duration>,
     keepalive_interval: Option<Duration>,
-    keepalive_timeout: Duration,
+    keepalive_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     max_subscriptions: usize,
     max_id_length: usize,
     max_init_size: usize,
     rate: Option<crate::config::Rate>,
-}
-
-fn nonzero(d: Duration) -> Option<Duration> {
-    (!d.is_zero()).then_some(d)
+    max_response_size: usize,
 }
 
 /// The per-connection protocol state machine. See the module docs for the call order.
@@ -134,23 +131,29 @@ pub struct Machine {
     /// has decided (so a client that sends `start` right behind `connection_init`, as the
     /// legacy Apollo client does, is neither refused nor let past the hook).
     held: VecDeque<String>,
+    /// Bytes of text in `held`.
+    held_bytes: usize,
 }
 
 /// Messages held while `on_connect` runs before the driver stops reading.
-const HOLD_LIMIT: usize = 64;
+pub const HOLD_LIMIT: usize = 64;
+/// Bytes held while `on_connect` runs before the driver stops reading. One message may
+/// overshoot it, so `held` never exceeds `HOLD_BYTES + max_message_size`.
+pub const HOLD_BYTES: usize = 64 * 1024;
 
 impl Machine {
     /// A machine for a freshly upgraded socket that negotiated `protocol`.
     pub fn new(protocol: Subprotocol, config: &Config, now: Instant) -> Self {
         let settings = Settings {
-            init_timeout: nonzero(config.init_timeout),
-            keepalive_interval: nonzero(config.keepalive_interval),
+            init_timeout: config.init_timeout,
+            keepalive_interval: config.keepalive_interval,
             keepalive_timeout: config.keepalive_timeout,
-            write_timeout: nonzero(config.write_timeout),
+            write_timeout: config.write_timeout,
             max_subscriptions: config.max_subscriptions,
             max_id_length: config.max_id_length,
             max_init_size: config.max_init_size,
             rate: config.inbound_rate,
+            max_response_size: config.max_response_size,
         };
         let mut machine = Self {
             protocol,
@@ -163,6 +166,7 @@ impl Machine {
             tokens: settings.rate.map_or(0.0, |r| r.burst),
             refilled: now,
             held: VecDeque::new(),
+            held_bytes: 0,
         };
         if let Some(d) = settings.init_timeout {
             machine.arm(TimerKind::InitWait, now + d);
@@ -189,9 +193,10 @@ impl Machine {
     }
 
     /// Whether the driver should stop reading for now: `on_connect` is running and enough
-    /// messages are already waiting for its decision.
+    /// messages ([`HOLD_LIMIT`]) or bytes ([`HOLD_BYTES`]) are already waiting for its
+    /// decision.
     pub fn is_input_paused(&self) -> bool {
-        self.held.len() >= HOLD_LIMIT
+        self.held.len() >= HOLD_LIMIT || self.held_bytes >= HOLD_BYTES
     }
 
     /// Operations live now (preparing or streaming).
@@ -278,6 +283,7 @@ impl Machine {
             return;
         }
         if self.phase == Phase::Initialising {
+            self.held_bytes += text.len();
             self.held.push_back(text.to_owned());
             return;
         }
@@ -381,8 +387,10 @@ impl Machine {
         self.decide_connect(now, outcome);
         // What arrived meanwhile, in order; dropped unheard if the hook refused.
         while let Some(text) = self.held.pop_front() {
+            self.held_bytes -= text.len();
             if self.is_closed() {
                 self.held.clear();
+                self.held_bytes = 0;
                 break;
             }
             self.process_text(now, &text);
@@ -498,6 +506,23 @@ impl Machine {
         } else {
             transport_ws::next(id, response)
         };
+        if frame.len() > self.settings.max_response_size {
+            // Only this operation ends, with an error the client can see; the socket goes on.
+            tracing::warn!(
+                id,
+                bytes = frame.len(),
+                limit = self.settings.max_response_size,
+                "response larger than max_response_size: operation ended"
+            );
+            self.ops.remove(id);
+            self.out.push_back(Output::Stop {
+                id: id.to_owned(),
+                reason: EndReason::ResponseTooLarge,
+            });
+            let frame = self.error_frame(id, &protocol::too_large_error());
+            self.text(frame);
+            return;
+        }
         self.text(frame);
     }
 
@@ -584,11 +609,10 @@ impl Machine {
                     if let Some(every) = self.settings.keepalive_interval {
                         self.arm(TimerKind::Ping, now + every);
                     }
-                    if self.deadlines[TimerKind::PongDeadline as usize].is_none() {
-                        self.arm(
-                            TimerKind::PongDeadline,
-                            now + self.settings.keepalive_timeout,
-                        );
+                    if let Some(timeout) = self.settings.keepalive_timeout
+                        && self.deadlines[TimerKind::PongDeadline as usize].is_none()
+                    {
+                        self.arm(TimerKind::PongDeadline, now + timeout);
                     }
                 }
                 TimerKind::PongDeadline => self.close(CloseReason::KeepaliveTimeout),

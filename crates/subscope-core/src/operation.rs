@@ -10,6 +10,7 @@ use async_graphql::{Data, Executor, Request, Response, ServerError};
 use futures_core::Stream;
 use futures_core::stream::BoxStream;
 
+use crate::hooks::run_guarded;
 use crate::{ConnectionInfo, EndReason, Gauges, Hooks};
 
 /// A marker of one operation's execution state, present in its request data when leak
@@ -102,7 +103,13 @@ impl<H: Hooks> Drop for CompletionGuard<H> {
         self.span
             .record("end_reason", tracing::field::debug(&self.reason));
         tracing::debug!(parent: &self.span, reason = ?self.reason, "operation ended");
-        self.hooks.on_complete(&self.conn, &self.id, &self.reason);
+        if self.reason == EndReason::ResponseTooLarge {
+            self.gauges.count_too_large();
+        }
+        let (hooks, conn, id, reason) = (&self.hooks, &self.conn, &self.id, &self.reason);
+        run_guarded(&self.gauges, "on_complete", conn.id, || {
+            hooks.on_complete(conn, id, reason);
+        });
     }
 }
 
@@ -181,6 +188,15 @@ impl<H: Hooks> Stream for Operation<H> {
                 Stage::Subscribing(hook) => match hook.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(request)) => {
+                        let missing = crate::variables::missing_required(&request);
+                        if !missing.is_empty() {
+                            // A request error: one response with no data and pathless errors,
+                            // which the machine turns into `error` (no `complete`).
+                            this.stage = Stage::Done;
+                            return Poll::Ready(Some(OpItem::Response(Response::from_errors(
+                                missing,
+                            ))));
+                        }
                         let execute = std::mem::replace(
                             &mut this.execute,
                             Box::new(|_| Box::pin(futures_lite::stream::empty())),

@@ -223,7 +223,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             let inner = &server.inner;
             let handshake = handshake(io, &inner.config);
             let timeout = async {
-                inner.runtime.sleep(inner.config.handshake_timeout).await;
+                match inner.config.handshake_timeout {
+                    Some(limit) => inner.runtime.sleep(limit).await,
+                    None => future::pending().await,
+                }
                 Err(HandshakeError::TimedOut)
             };
             match future::or(handshake, timeout).await {
@@ -393,9 +396,16 @@ pub enum HandshakeError {
     WebSocket(#[from] async_tungstenite::tungstenite::Error),
 }
 
+/// Bytes tungstenite buffers before it writes to the socket (and the most it holds beyond
+/// one frame once a write blocks).
+pub(crate) const WRITE_BUFFER: usize = 128 * 1024;
+
 /// The WebSocket settings subscope uses for a server socket.
 pub fn websocket_config(config: &Config) -> WebSocketConfig {
     let max = config.max_message_size;
+    // The driver refuses any response above `max_response_size` (the operation ends with
+    // an error), so one frame of that size always fits behind a full write batch.
+    let largest_frame = config.max_response_size.saturating_add(1024);
     WebSocketConfig::default()
         // tungstenite allocates its read buffer eagerly (128 KiB by default) for every
         // socket; subscription clients send small messages, and a larger one still fits
@@ -404,8 +414,8 @@ pub fn websocket_config(config: &Config) -> WebSocketConfig {
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
         // Bounded outbound memory: what tungstenite may buffer beyond one batch.
-        .write_buffer_size(128 * 1024)
-        .max_write_buffer_size(128 * 1024 + max.max(16 * 1024 * 1024))
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER.saturating_add(largest_frame))
 }
 
 /// Performs the HTTP upgrade and picks the subprotocol.

@@ -21,7 +21,7 @@ fn drain(m: &mut Machine) -> Vec<String> {
             Output::Connect { payload } => format!("CONNECT {payload:?}"),
             Output::Start { id, .. } => format!("START {id}"),
             Output::Stop { id, reason } => format!("STOP {id} {reason:?}"),
-            Output::Close(r) => format!("CLOSE {}", r.code()),
+            Output::Close(r) => format!("CLOSE {} {r:?}", r.code()),
         })
         .collect()
 }
@@ -41,7 +41,7 @@ fn init_timeout_fires_exactly_at_its_deadline() {
     m.handle_timeout(t0 + 2999 * MS);
     assert!(drain(&mut m).is_empty());
     m.handle_timeout(t0 + 3000 * MS);
-    assert_eq!(drain(&mut m), ["CLOSE 4408"]);
+    assert_eq!(drain(&mut m), ["CLOSE 4408 InitTimeout"]);
     assert_eq!(m.poll_timeout(), None);
 }
 
@@ -65,7 +65,7 @@ fn messages_behind_init_wait_for_the_hook_and_follow_its_decision() {
             _ => r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
         };
         // Accepted: the operation runs after the ack, never before it.
-        let config = Config::default().keepalive_interval(Duration::ZERO);
+        let config = Config::default().keepalive_interval(None);
         let (mut m, t0) = machine(protocol, config);
         m.handle_text(t0, r#"{"type":"connection_init"}"#);
         m.handle_text(t0, sub);
@@ -94,7 +94,7 @@ fn subscribe_before_init_is_4401_and_second_init_is_4429() {
         t0,
         r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
     );
-    assert_eq!(drain(&mut m), ["CLOSE 4401"]);
+    assert_eq!(drain(&mut m), ["CLOSE 4401 SubscribeBeforeAck"]);
     // A closed machine ignores everything.
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
     assert!(drain(&mut m).is_empty());
@@ -107,12 +107,12 @@ fn subscribe_before_init_is_4401_and_second_init_is_4429() {
     let out = drain(&mut m);
     assert_eq!(
         out.last().map(String::as_str),
-        Some("CLOSE 4429"),
+        Some("CLOSE 4429 TooManyInitRequests"),
         "{out:?}"
     );
     let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
-    assert_eq!(drain(&mut m), ["CLOSE 4429"]);
+    assert_eq!(drain(&mut m), ["CLOSE 4429 TooManyInitRequests"]);
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn duplicate_id_is_4409_on_modern_and_a_replacement_on_legacy() {
     m.handle_text(t0, sub);
     assert_eq!(drain(&mut m), ["START x"]);
     m.handle_text(t0, sub);
-    assert_eq!(drain(&mut m), ["CLOSE 4409"]);
+    assert_eq!(drain(&mut m), [r#"CLOSE 4409 DuplicateOperationId("x")"#]);
 
     let start = r#"{"type":"start","id":"x","payload":{"query":"{a}"}}"#;
     let (mut m, t0) = acked(Subprotocol::GraphqlWs, Config::default());
@@ -205,7 +205,7 @@ fn limit_counts_preparing_operations_and_frees_slots() {
 #[test]
 fn keepalive_pings_then_times_out_without_a_sign_of_life() {
     let config = Config::default()
-        .init_timeout(Duration::ZERO)
+        .init_timeout(None)
         .keepalive_interval(100 * MS)
         .keepalive_timeout(50 * MS);
     let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config);
@@ -218,14 +218,14 @@ fn keepalive_pings_then_times_out_without_a_sign_of_life() {
     m.handle_timeout(t0 + 200 * MS);
     assert_eq!(drain(&mut m), ["PING"]);
     m.handle_timeout(t0 + 250 * MS);
-    assert_eq!(drain(&mut m), ["CLOSE 1006"]);
+    assert_eq!(drain(&mut m), ["CLOSE 1006 KeepaliveTimeout"]);
 }
 
 #[test]
 fn write_timeout_runs_while_blocked_and_resets_when_drained() {
     let config = Config::default()
-        .init_timeout(Duration::ZERO)
-        .keepalive_interval(Duration::ZERO)
+        .init_timeout(None)
+        .keepalive_interval(None)
         .write_timeout(100 * MS);
     let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config);
     m.handle_write_blocked(t0);
@@ -235,7 +235,7 @@ fn write_timeout_runs_while_blocked_and_resets_when_drained() {
     assert_eq!(m.poll_timeout(), None);
     m.handle_write_blocked(t0 + 200 * MS);
     m.handle_timeout(t0 + 300 * MS);
-    assert_eq!(drain(&mut m), ["CLOSE 1006"]);
+    assert_eq!(drain(&mut m), ["CLOSE 1006 WriteTimeout"]);
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn legacy_rejection_and_invalid_input() {
         drain(&mut m),
         [
             r#"{"type":"connection_error","payload":{"message":"no"}}"#,
-            "CLOSE 1011"
+            "CLOSE 1011 LegacyInitRejected"
         ]
     );
 }
@@ -309,7 +309,7 @@ fn inbound_rate_is_a_token_bucket() {
     m.handle_text(t0 + 100 * MS, r#"{"type":"ping"}"#);
     assert_eq!(drain(&mut m), [r#"{"type":"pong"}"#]);
     m.handle_text(t0 + 100 * MS, r#"{"type":"ping"}"#);
-    assert_eq!(drain(&mut m), ["CLOSE 1008"]);
+    assert_eq!(drain(&mut m), ["CLOSE 1008 RateLimited"]);
 }
 
 #[test]
@@ -321,7 +321,10 @@ fn long_ids_and_large_inits_are_invalid_messages() {
         "x".repeat(64)
     );
     m.handle_text(t0, &big);
-    assert_eq!(drain(&mut m), ["CLOSE 4400"]);
+    assert_eq!(
+        drain(&mut m),
+        [r#"CLOSE 4400 InvalidMessage("Invalid message received")"#]
+    );
 
     let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, config.clone());
     m.handle_text(
@@ -333,7 +336,10 @@ fn long_ids_and_large_inits_are_invalid_messages() {
         t0,
         r#"{"type":"subscribe","id":"12345","payload":{"query":"{a}"}}"#,
     );
-    assert_eq!(drain(&mut m), ["CLOSE 4400"]);
+    assert_eq!(
+        drain(&mut m),
+        [r#"CLOSE 4400 InvalidMessage("Invalid message received")"#]
+    );
 
     let (mut m, t0) = acked(Subprotocol::GraphqlWs, config);
     m.handle_text(
@@ -346,4 +352,96 @@ fn long_ids_and_large_inits_are_invalid_messages() {
         "{out:?}"
     );
     assert!(!m.is_closed());
+}
+
+#[test]
+fn none_disables_a_timeout_and_zero_means_zero() {
+    // keepalive_timeout(None): pings go on, a silent peer is never dropped for it.
+    let config = Config::default()
+        .init_timeout(None)
+        .keepalive_interval(100 * MS)
+        .keepalive_timeout(None);
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config);
+    for i in 1..=100u32 {
+        m.handle_timeout(t0 + i * 100 * MS);
+        assert_eq!(drain(&mut m), ["PING"], "round {i}");
+    }
+    assert!(!m.is_closed());
+    // init_timeout(ZERO) is a deadline of zero, not "off".
+    let (mut m, t0) = machine(
+        Subprotocol::GraphqlTransportWs,
+        Config::default().init_timeout(Duration::ZERO),
+    );
+    assert_eq!(m.poll_timeout(), Some(t0));
+    m.handle_timeout(t0);
+    assert_eq!(drain(&mut m), ["CLOSE 4408 InitTimeout"]);
+}
+
+#[test]
+fn input_pauses_behind_on_connect_by_count_and_by_bytes() {
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
+    drain(&mut m);
+    // Small messages: paused at the count bound.
+    for _ in 0..HOLD_LIMIT {
+        assert!(!m.is_input_paused());
+        m.handle_text(t0, r#"{"type":"ping"}"#);
+    }
+    assert!(m.is_input_paused());
+    m.handle_connect(t0, ConnectOutcome::Accepted(None));
+    let out = drain(&mut m);
+    assert_eq!(out.len(), 1 + HOLD_LIMIT, "ack and one pong per held ping");
+    assert!(!m.is_input_paused());
+
+    // Large messages: paused at the byte bound long before the count bound.
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    m.handle_text(t0, r#"{"type":"connection_init"}"#);
+    drain(&mut m);
+    let big = format!(
+        r#"{{"type":"ping","payload":{{"pad":"{}"}}}}"#,
+        "x".repeat(20_000)
+    );
+    let mut held = 0;
+    while !m.is_input_paused() {
+        m.handle_text(t0, &big);
+        held += 1;
+    }
+    assert_eq!(held, HOLD_BYTES.div_ceil(big.len()));
+}
+
+#[test]
+fn a_response_above_max_response_size_ends_only_its_operation() {
+    for protocol in Subprotocol::ALL {
+        let (start, data) = match protocol {
+            Subprotocol::GraphqlWs => ("start", "data"),
+            _ => ("subscribe", "next"),
+        };
+        let (mut m, t0) = acked(
+            protocol,
+            Config::default()
+                .keepalive_interval(None)
+                .max_response_size(200),
+        );
+        for id in ["big", "small"] {
+            m.handle_text(
+                t0,
+                &format!(r#"{{"type":"{start}","id":"{id}","payload":{{"query":"{{a}}"}}}}"#),
+            );
+        }
+        assert_eq!(drain(&mut m), ["START big", "START small"]);
+        let mut big = Response::new(async_graphql::Value::String("x".repeat(500)));
+        big.errors.clear();
+        m.handle_response("big", &big);
+        let out = drain(&mut m);
+        assert_eq!(out[0], "STOP big ResponseTooLarge", "{protocol}");
+        assert!(out[1].contains(r#""type":"error""#), "{out:?}");
+        assert!(out[1].contains("Response too large"), "{out:?}");
+        assert_eq!(out.len(), 2);
+        // The other operation and the socket go on.
+        m.handle_response("small", &Response::new(async_graphql::Value::from(1)));
+        let out = drain(&mut m);
+        assert!(out[0].contains(&format!(r#""type":"{data}""#)), "{out:?}");
+        assert!(!m.is_closed());
+        assert_eq!(m.live_operations(), 1);
+    }
 }

@@ -197,6 +197,11 @@ pub(crate) fn internal_error() -> Vec<ServerError> {
 }
 
 /// The errors sent when the per-connection subscription limit is reached.
+/// The error an operation ends with when a response exceeds `max_response_size`.
+pub(crate) fn too_large_error() -> Vec<ServerError> {
+    vec![ServerError::new("Response too large", None)]
+}
+
 pub(crate) fn limit_error() -> Vec<ServerError> {
     vec![ServerError::new("Subscription limit reached", None)]
 }

@@ -1,0 +1,101 @@
+//! Variable coercion checks async-graphql leaves to execution time.
+//!
+//! A required variable that is missing (or null) is a request error by the GraphQL spec
+//! ("CoerceVariableValues"), like a syntax or validation error: the operation gets one
+//! `error` message and never starts. async-graphql instead resolves the field and reports
+//! "Variable n is not defined." as a field error inside `data: null`, which would reach
+//! the client as `next` then `complete`. Wrongly typed values are already request errors
+//! there, so only presence is checked here.
+
+use async_graphql::parser::types::{DocumentOperations, OperationDefinition};
+use async_graphql::parser::{Positioned, parse_query};
+use async_graphql::{Name, Request, ServerError, Value};
+
+/// The coercion errors of `request`'s required variables, or none. A document that does
+/// not parse, or names no operation unambiguously, is left to async-graphql, which
+/// reports it properly.
+pub(crate) fn missing_required(request: &Request) -> Vec<ServerError> {
+    let Ok(document) = parse_query(&request.query) else {
+        return Vec::new();
+    };
+    let Some(operation) = select(&document.operations, request.operation_name.as_deref()) else {
+        return Vec::new();
+    };
+    operation
+        .node
+        .variable_definitions
+        .iter()
+        .filter(|def| {
+            let def = &def.node;
+            let required = !def.var_type.node.nullable && def.default_value.is_none();
+            let given = request
+                .variables
+                .get(&Name::new(def.name.node.as_str()))
+                .is_some_and(|v| *v != Value::Null);
+            required && !given
+        })
+        .map(|def| {
+            ServerError::new(
+                format!(
+                    "Variable \"${}\" of required type \"{}\" was not provided.",
+                    def.node.name.node, def.node.var_type.node
+                ),
+                Some(def.pos),
+            )
+        })
+        .collect()
+}
+
+fn select<'a>(
+    operations: &'a DocumentOperations,
+    name: Option<&str>,
+) -> Option<&'a Positioned<OperationDefinition>> {
+    match (operations, name) {
+        (DocumentOperations::Single(op), None) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(&Name::new(name)),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(query: &str, variables: serde_json::Value) -> Vec<String> {
+        let request = Request::new(query).variables(async_graphql::Variables::from_json(variables));
+        missing_required(&request)
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    }
+
+    #[test]
+    fn a_missing_or_null_required_variable_is_reported() {
+        let q = "subscription S($n: Int!) { ticks(count: $n) }";
+        let want = [r#"Variable "$n" of required type "Int!" was not provided."#];
+        assert_eq!(errors(q, serde_json::json!({})), want);
+        assert_eq!(errors(q, serde_json::json!({"n": null})), want);
+        assert!(errors(q, serde_json::json!({"n": 3})).is_empty());
+    }
+
+    #[test]
+    fn optional_defaulted_and_unparsable_are_left_alone() {
+        let none = serde_json::json!({});
+        assert!(errors("subscription S($n: Int) { ticks(count: $n) }", none.clone()).is_empty());
+        assert!(errors("query Q($n: Int! = 3) { hello }", none.clone()).is_empty());
+        assert!(errors("subscription {", none.clone()).is_empty());
+        // Two operations and no name: async-graphql reports the ambiguity itself.
+        assert!(errors("query A($a: Int!) { a } query B { b }", none).is_empty());
+    }
+
+    #[test]
+    fn the_named_operation_is_the_one_checked() {
+        let q = "query A($a: Int!) { a } query B($b: String!) { b }";
+        let request = Request::new(q).operation_name("B");
+        let errs = missing_required(&request);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("$b"), "{}", errs[0].message);
+        assert_eq!(errs[0].locations.len(), 1);
+    }
+}
