@@ -162,6 +162,13 @@ impl Pipe {
         self.lock().outbound.len()
     }
 
+    /// Heap bytes the pipe's own buffers hold (what a kernel would hold for a socket), so
+    /// memory tests can tell them from the server's.
+    pub fn buffer_capacity(&self) -> usize {
+        let s = self.lock();
+        s.inbound.capacity() + s.outbound.capacity()
+    }
+
     /// Whether the server shut its writing half down (it closed the socket).
     pub fn server_shut_down_write(&self) -> bool {
         self.lock().server_shut_down_write

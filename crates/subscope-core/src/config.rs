@@ -204,6 +204,40 @@ impl Config {
         self
     }
 
+    /// The most memory one connection's buffers can hold with this configuration,
+    /// whatever the peer sends (operation state, i.e. what resolvers keep, comes on top and
+    /// is bounded by [`Config::max_subscriptions`]). With `M` = `max_message_size` and
+    /// `R` = the largest outbound frame, `max(max_response_size, M + 256)`:
+    ///
+    /// | buffer | bound |
+    /// | --- | --- |
+    /// | tungstenite read buffer and the message being reassembled | 8 KiB + 2·M |
+    /// | messages held while `on_connect` runs | 64 KiB + M |
+    /// | outbound queue (reading and polling stop at 32 frames or 64 KiB) | 64 KiB + 64 KiB + 64·256 + R |
+    /// | tungstenite write buffer (128 KiB, then one more frame) | 128 KiB + R |
+    ///
+    /// Those are lengths; growable buffers may hold up to twice their length in capacity,
+    /// so the bound returned is twice their sum. The defaults (1 MiB messages, 32 MiB
+    /// responses) give about 137 MiB, almost all of it room for the two largest responses
+    /// an operation may produce (lower `max_response_size` if your events are small). A
+    /// peer flooding 15 KiB pings without reading, with 16 KiB limits, holds about 480 KiB
+    /// (bound 848 KiB), measured in `subscope-testbench`'s memory test.
+    pub fn connection_buffer_bound(&self) -> usize {
+        use crate::driver::WRITE_BATCH_BYTES;
+        use crate::machine::{HOLD_BYTES, HOLD_LIMIT};
+        use crate::server::{READ_BUFFER, WRITE_BUFFER};
+        let m = self.max_message_size;
+        let largest_frame = self.max_response_size.max(m.saturating_add(256));
+        let read = READ_BUFFER + 2 * m;
+        let held = HOLD_BYTES + m;
+        let queue = WRITE_BATCH_BYTES + HOLD_BYTES + HOLD_LIMIT * 256 + largest_frame;
+        let write = WRITE_BUFFER + largest_frame;
+        read.saturating_add(held)
+            .saturating_add(queue)
+            .saturating_add(write)
+            .saturating_mul(2)
+    }
+
     /// The largest outbound message in bytes (see [`Config::max_response_size`]).
     pub fn max_response_size_bytes(&self) -> usize {
         self.max_response_size
@@ -217,5 +251,33 @@ impl Config {
     /// The subprotocols enabled.
     pub fn enabled_subprotocols(&self) -> &[Subprotocol] {
         &self.subprotocols
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_bound_follows_the_message_and_response_limits() {
+        let small = Config::default()
+            .max_message_size(16 * 1024)
+            .max_response_size(16 * 1024);
+        // 8K + 32K + 80K + (64K + 64K + 16K + 16.25K) + (128K + 16.25K)
+        assert_eq!(
+            small.connection_buffer_bound(),
+            2 * (8 * 1024
+                + 32 * 1024
+                + 80 * 1024
+                + (144 * 1024 + 16 * 1024 + 256)
+                + (128 * 1024 + 16 * 1024 + 256))
+        );
+        let bigger = small.clone().max_message_size(64 * 1024);
+        assert!(bigger.connection_buffer_bound() > small.connection_buffer_bound());
+        let default = Config::default().connection_buffer_bound();
+        assert!(
+            default > 128 * 1024 * 1024 && default < 140 * 1024 * 1024,
+            "{default}"
+        );
     }
 }

@@ -136,10 +136,10 @@ pub struct Machine {
 }
 
 /// Messages held while `on_connect` runs before the driver stops reading.
-pub const HOLD_LIMIT: usize = 64;
+pub(crate) const HOLD_LIMIT: usize = 64;
 /// Bytes held while `on_connect` runs before the driver stops reading. One message may
 /// overshoot it, so `held` never exceeds `HOLD_BYTES + max_message_size`.
-pub const HOLD_BYTES: usize = 64 * 1024;
+pub(crate) const HOLD_BYTES: usize = 64 * 1024;
 
 impl Machine {
     /// A machine for a freshly upgraded socket that negotiated `protocol`.
@@ -193,8 +193,7 @@ impl Machine {
     }
 
     /// Whether the driver should stop reading for now: `on_connect` is running and enough
-    /// messages ([`HOLD_LIMIT`]) or bytes ([`HOLD_BYTES`]) are already waiting for its
-    /// decision.
+    /// messages (64) or bytes (64 KiB) are already waiting for its decision.
     pub fn is_input_paused(&self) -> bool {
         self.held.len() >= HOLD_LIMIT || self.held_bytes >= HOLD_BYTES
     }

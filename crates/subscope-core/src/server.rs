@@ -396,6 +396,9 @@ pub enum HandshakeError {
     WebSocket(#[from] async_tungstenite::tungstenite::Error),
 }
 
+/// tungstenite's initial read buffer (it grows to hold the largest frame read).
+pub(crate) const READ_BUFFER: usize = 8 * 1024;
+
 /// Bytes tungstenite buffers before it writes to the socket (and the most it holds beyond
 /// one frame once a write blocks).
 pub(crate) const WRITE_BUFFER: usize = 128 * 1024;
@@ -410,7 +413,7 @@ pub fn websocket_config(config: &Config) -> WebSocketConfig {
         // tungstenite allocates its read buffer eagerly (128 KiB by default) for every
         // socket; subscription clients send small messages, and a larger one still fits
         // (the buffer grows for it), so idle connections stay cheap.
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
         // Bounded outbound memory: what tungstenite may buffer beyond one batch.
