@@ -247,7 +247,8 @@ impl Client {
         }
     }
 
-    /// Sends a close frame and reads until the server's answer.
+    /// Sends a close frame (reason `bye`), in the same write as anything [`Client::queue`]d,
+    /// and reads until the server's answer.
     pub fn close(mut self, code: u16) -> Frame {
         self.ws
             .close(Some(CloseFrame {
@@ -275,6 +276,16 @@ impl Client {
     /// Closes the TCP socket without a close frame (FIN).
     pub fn drop_tcp(self) {
         drop(self.ws.into_inner());
+    }
+
+    /// Queues a message without flushing (so several go out in one write).
+    pub fn queue(&mut self, message: Message) {
+        self.ws.write(message).expect("queue");
+    }
+
+    /// Tries to write out what the client has queued; `false` while the socket is full.
+    pub fn try_flush(&mut self) -> bool {
+        self.ws.flush().is_ok()
     }
 
     /// The underlying socket.

@@ -30,6 +30,29 @@ pub fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) 
     }
 }
 
+/// Reads from a raw TCP stream until the server drops it, and returns how long that took.
+/// Fails if the server sends anything, or if nothing happens within [`DEADLINE`] (the
+/// client's own read timeout is not mistaken for the server's doing).
+pub fn expect_dropped_without_a_response(tcp: &mut std::net::TcpStream) -> Duration {
+    use std::io::{ErrorKind, Read};
+    let started = Instant::now();
+    tcp.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    let mut buf = [0u8; 64];
+    match tcp.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("the server did not drop the connection within {DEADLINE:?}")
+        }
+        Err(e) => panic!("unexpected read error {e}"),
+        Ok(n) => panic!(
+            "unexpected response {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+    }
+    started.elapsed()
+}
+
 /// Generates one `#[test]` per listed generic case and per compiled-in runtime, in a
 /// module named for the runtime, so a failure names its runtime.
 #[macro_export]

@@ -1,6 +1,7 @@
 //! Hooks that record every call, and steer `on_connect` from the init payload.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -98,17 +99,30 @@ impl Recorder {
 /// Hooks recording into a [`Recorder`]. `on_connect` reads the init payload:
 /// `{"reject": "msg"}` refuses, `{"fail": true}` fails internally, `{"panic": true}`
 /// panics, `{"ack": {...}}` becomes the ack payload. `on_subscribe` refuses operations
-/// whose `operationName` is `Refused` and never resolves for `Hang`.
+/// whose `operationName` is `Refused` and never resolves for `Hang`. A connection whose
+/// init payload has `{"panicInDropHooks": true}` gets `on_complete`, `on_disconnect` and
+/// `on_close` that record their call and then panic.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingHooks {
     /// Where calls are recorded.
     pub recorder: Recorder,
+    /// Connections whose drop-time hooks panic.
+    panicky: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl RecordingHooks {
+    fn panics_for(&self, conn: &ConnectionInfo) -> bool {
+        self.panicky
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&conn.id)
+    }
 }
 
 impl Hooks for RecordingHooks {
     async fn on_connect(
         &self,
-        _conn: &ConnectionInfo,
+        conn: &ConnectionInfo,
         payload: Option<Value>,
     ) -> Result<Accept, Reject> {
         let payload = payload.unwrap_or(Value::Null);
@@ -120,6 +134,12 @@ impl Hooks for RecordingHooks {
         }
         if payload.get("panic").is_some() {
             panic!("on_connect panics on purpose");
+        }
+        if payload.get("panicInDropHooks").is_some() {
+            self.panicky
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(conn.id);
         }
         let mut accept = Accept::new();
         if let Some(ack) = payload.get("ack") {
@@ -152,14 +172,17 @@ impl Hooks for RecordingHooks {
     fn on_complete(&self, conn: &ConnectionInfo, id: &str, reason: &EndReason) {
         self.recorder
             .update(|e| e.completes.push((conn.id, id.to_owned(), reason.clone())));
+        assert!(!self.panics_for(conn), "on_complete panics on purpose");
     }
 
     fn on_disconnect(&self, conn: &ConnectionInfo, _reason: &CloseReason) {
         self.recorder.update(|e| e.disconnects.push(conn.id));
+        assert!(!self.panics_for(conn), "on_disconnect panics on purpose");
     }
 
     fn on_close(&self, conn: &ConnectionInfo, reason: &CloseReason) {
         self.recorder
             .update(|e| e.closes.push((conn.id, reason.clone())));
+        assert!(!self.panics_for(conn), "on_close panics on purpose");
     }
 }

@@ -591,8 +591,3 @@ per_runtime!(
     shutdown_with_many_connections,
     shutdown_grace_zero_still_waits_for_every_drop,
 );
-
-#[test]
-fn deadline_is_sane() {
-    assert!(CLEANUP <= DEADLINE);
-}

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use subscope::{CloseReason, Config, Rate};
-use subscope_tests::{Client, DEADLINE, TestRuntime, per_runtime, wait_until};
+use subscope_tests::{
+    Client, DEADLINE, TestRuntime, expect_dropped_without_a_response, per_runtime, wait_until,
+};
 use tungstenite::Message;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -207,12 +209,7 @@ fn unfinished_upgrades_are_dropped<R: TestRuntime>() {
         })
         .collect();
     for t in &mut lorises {
-        t.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        let mut buf = [0u8; 16];
-        match t.read(&mut buf) {
-            Ok(0) | Err(_) => {}
-            Ok(n) => panic!("unexpected bytes {:?}", &buf[..n]),
-        }
+        expect_dropped_without_a_response(t);
     }
     b.assert_unharmed("200 unfinished upgrades");
 }

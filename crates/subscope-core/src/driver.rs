@@ -391,6 +391,11 @@ where
         }
         if blocked {
             let now = self.now();
+            if progress {
+                // The peer is reading, just slower than we produce: the write timeout
+                // measures a stall, so it starts again from this progress.
+                self.machine.handle_write_idle();
+            }
             self.machine.handle_write_blocked(now);
         } else {
             self.machine.handle_write_idle();
