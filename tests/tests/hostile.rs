@@ -1,7 +1,7 @@
 //! Hostile clients: each gets its specified answer, and a well-behaved client on the same
 //! server keeps receiving its events at its normal pace meanwhile.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

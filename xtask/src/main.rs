@@ -136,6 +136,22 @@ fn ci_steps() -> Vec<Step> {
         "core unit tests (no runtime)",
         &["test", "-p", "subscope-core", "-p", "subscope"],
     ));
+    steps.push(step(
+        "test bench: the driver hand-polled in virtual time",
+        &["test", "-p", "subscope-testbench"],
+    ));
+    steps.push(step(
+        "test bench: per-connection memory under floods (dhat)",
+        &[
+            "test",
+            "-p",
+            "subscope-testbench",
+            "--features",
+            "dhat-heap",
+            "--test",
+            "memory",
+        ],
+    ));
     steps.extend(suite_steps(RUNTIMES));
     steps.push(step(
         "heap growth under churn (dhat, every runtime)",
