@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use subscope::Config;
+use subscope::{Config, Delivery, Overflow, Rate};
 
 /// The runtimes the demo can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +27,10 @@ pub struct DemoArgs {
     /// compiled in).
     pub runtime: RuntimeChoice,
     /// Server settings from `--init-timeout-ms`, `--keepalive-ms`, `--write-timeout-ms`,
-    /// `--max-subscriptions`.
+    /// `--max-subscriptions`, `--inbound-rate`, `--max-message-size`, `--max-connections`.
     pub config: Config,
+    /// Topic delivery from `--subscriber-buffer` and `--overflow`.
+    pub delivery: Delivery,
     /// `--auth-token TOKEN`: require `{"token": TOKEN}` in `connection_init` (close 4403
     /// otherwise). Off by default.
     pub auth_token: Option<String>,
@@ -67,7 +69,9 @@ pub enum CliError {
 /// The usage text.
 pub const USAGE: &str =
     "usage: demo [--addr HOST:PORT] [--runtime tokio|smol|async-std] [--init-timeout-ms N] \
-[--keepalive-ms N] [--write-timeout-ms N] [--max-subscriptions N] [--auth-token TOKEN] [--redis URL]
+[--keepalive-ms N] [--write-timeout-ms N] [--max-subscriptions N] [--auth-token TOKEN] [--redis URL] \
+[--subscriber-buffer N] [--overflow end|drop-oldest|drop-newest] [--inbound-rate N] \
+[--max-message-size BYTES] [--max-connections N]
 
   --addr HOST:PORT        listen address (default 127.0.0.1:8000; port 0 picks a free port)
   --runtime NAME          tokio, smol or async-std (default tokio)
@@ -76,7 +80,14 @@ pub const USAGE: &str =
   --write-timeout-ms N    stuck-write timeout, 0 disables (default 10000)
   --max-subscriptions N   live operations per connection (default 100)
   --auth-token TOKEN      require {\"token\": TOKEN} in connection_init (default: open)
-  --redis URL             messages/publish through Redis pub/sub, e.g. redis://127.0.0.1:6379";
+  --redis URL             messages/publish through Redis pub/sub, e.g. redis://127.0.0.1:6379
+  --subscriber-buffer N   events one messages() subscriber may have queued (default 1024)
+  --overflow POLICY       end, drop-oldest or drop-newest, when a subscriber's buffer is full
+                          (default end: the subscriber gets a SUBSCRIBER_LAGGED error, then complete)
+  --inbound-rate N        inbound messages per second per connection, bursts of 2N; 0 = off
+                          (default off)
+  --max-message-size B    largest inbound message in bytes (default 1048576)
+  --max-connections N     live connections; past it 1013 Try again later (default unlimited)";
 
 fn runtime(name: &str) -> Result<RuntimeChoice, CliError> {
     match name {
@@ -100,6 +111,10 @@ fn number(option: &str, value: &str) -> Result<u64, CliError> {
     })
 }
 
+fn count(option: &str, value: &str) -> Result<usize, CliError> {
+    number(option, value).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
 impl DemoArgs {
     /// Parses arguments (without the program name). Accepts `--opt value` and `--opt=value`.
     pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Self, CliError> {
@@ -110,6 +125,7 @@ impl DemoArgs {
                 .find_map(|name| runtime(name).ok())
                 .unwrap_or(RuntimeChoice::Tokio),
             config: Config::default(),
+            delivery: Delivery::default(),
             auth_token: None,
             redis: None,
         };
@@ -132,6 +148,11 @@ impl DemoArgs {
                 "--max-subscriptions",
                 "--auth-token",
                 "--redis",
+                "--subscriber-buffer",
+                "--overflow",
+                "--inbound-rate",
+                "--max-message-size",
+                "--max-connections",
             ];
             if !known.contains(&option.as_str()) {
                 return Err(CliError::UnknownOption(option));
@@ -166,6 +187,36 @@ impl DemoArgs {
                     out.config = out.config.keepalive_interval(d).keepalive_timeout(d);
                 }
                 "--write-timeout-ms" => out.config = out.config.write_timeout(ms(&value)?),
+                "--overflow" => {
+                    let policy: Overflow = value.parse().map_err(|_| CliError::InvalidValue {
+                        option: option.clone(),
+                        value: value.clone(),
+                        why: "expected end, drop-oldest or drop-newest",
+                    })?;
+                    out.delivery = out.delivery.overflow(policy);
+                }
+                "--subscriber-buffer" => {
+                    let n = count(&option, &value)?;
+                    if n == 0 {
+                        return Err(CliError::InvalidValue {
+                            option,
+                            value,
+                            why: "expected at least 1",
+                        });
+                    }
+                    out.delivery = out.delivery.buffer(n);
+                }
+                "--inbound-rate" => {
+                    let n = u32::try_from(number(&option, &value)?).unwrap_or(u32::MAX);
+                    let rate = (n > 0).then(|| Rate::new(n, n.saturating_mul(2)));
+                    out.config = out.config.inbound_rate(rate);
+                }
+                "--max-message-size" => {
+                    out.config = out.config.max_message_size(count(&option, &value)?);
+                }
+                "--max-connections" => {
+                    out.config = out.config.max_connections(Some(count(&option, &value)?));
+                }
                 _ => {
                     let n = number(&option, &value)?;
                     out.config = out
@@ -209,6 +260,44 @@ mod tests {
             Err(CliError::InvalidValue { .. })
         ));
         assert_eq!(a.config.enabled_subprotocols().len(), 2);
+    }
+
+    #[test]
+    fn delivery_and_limit_flags() {
+        let a = parse(&[]).expect("defaults");
+        assert_eq!(a.delivery, Delivery::default());
+        assert!(format!("{:?}", a.config).contains("inbound_rate: None"));
+        let a = parse(&[
+            "--subscriber-buffer",
+            "8",
+            "--overflow",
+            "drop-oldest",
+            "--inbound-rate",
+            "100",
+            "--max-message-size",
+            "4096",
+            "--max-connections",
+            "3",
+        ])
+        .expect("values");
+        assert_eq!(
+            a.delivery,
+            Delivery::default().buffer(8).overflow(Overflow::DropOldest)
+        );
+        assert_eq!(a.config.max_message_size_bytes(), 4096);
+        let shown = format!("{:?}", a.config);
+        assert!(shown.contains("max_connections: Some(3)"), "{shown}");
+        assert!(shown.contains("per_second: 100.0, burst: 200.0"), "{shown}");
+        assert!(matches!(
+            parse(&["--overflow", "sometimes"]),
+            Err(CliError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            parse(&["--subscriber-buffer", "0"]),
+            Err(CliError::InvalidValue { .. })
+        ));
+        let a = parse(&["--inbound-rate", "0"]).expect("off");
+        assert!(format!("{:?}", a.config).contains("inbound_rate: None"));
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //!   liveStreams: Int!
 //!   serverStats: ServerStats!
 //! }
+//! type ServerStats {
+//!   connections: Int!  subscriptions: Int!  connectionsTotal: Int!  subscriptionsTotal: Int!
+//!   eventsDropped: Int!  subscriptionsLagged: Int!  brokerGaps: Int!
+//! }
 //! type Mutation { publish(topic: String!, message: String!): Int! }
 //! type Subscription {
 //!   ticks(everyMs: Int! = 1000, count: Int): Int!
@@ -27,7 +31,7 @@ pub mod axum_app;
 pub mod broker;
 mod schema;
 
-pub use broker::{Broker, MemoryBroker};
+pub use broker::Broker;
 pub use schema::{
     DemoSchema, LiveStreams, Mutation, Query, ServerStats, Subscription, build_schema,
 };

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::{Context, Error, Object, Result, Schema, SimpleObject, Subscription};
+use async_graphql::{
+    Context, Error, ErrorExtensions, Object, Result, Schema, SimpleObject, Subscription,
+};
 use futures_core::Stream;
 use futures_lite::stream;
 use subscope::Gauges;
@@ -50,6 +52,12 @@ pub struct ServerStats {
     connections_total: u64,
     /// Operations ever accepted.
     subscriptions_total: u64,
+    /// Topic events a slow subscriber did not receive (its buffer was full).
+    events_dropped: u64,
+    /// Subscriptions ended because their buffer overflowed (`--overflow end`).
+    subscriptions_lagged: u64,
+    /// Subscribers told of a broker gap (Redis connection lost and back).
+    broker_gaps: u64,
 }
 
 #[Object]
@@ -72,6 +80,9 @@ impl Query {
             subscriptions: s.subscriptions,
             connections_total: s.connections_total,
             subscriptions_total: s.subscriptions_total,
+            events_dropped: s.events_dropped,
+            subscriptions_lagged: s.subscriptions_lagged,
+            broker_gaps: s.broker_gaps,
         })
     }
 }
@@ -150,17 +161,21 @@ impl Subscription {
         }))
     }
 
-    /// Everything published to `topic` from now on.
+    /// Everything published to `topic` from now on, in order. A subscriber that falls
+    /// `--subscriber-buffer` events behind is treated under `--overflow`: with `end`, it
+    /// gets one last item with an error whose `extensions.code` is `SUBSCRIBER_LAGGED`
+    /// (or `BROKER_GAP` after a Redis outage), then `complete`.
     async fn messages(
         &self,
         ctx: &Context<'_>,
         topic: String,
-    ) -> Result<impl Stream<Item = String> + use<>> {
+    ) -> Result<impl Stream<Item = Result<String>> + use<>> {
         let guard = ctx.data::<LiveCounter>()?.guard();
         let inner = ctx.data::<Broker>()?.subscribe(&topic);
         Ok(futures_lite::StreamExt::map(inner, move |m| {
             let _ = &guard;
-            m
+            m.map(|event| event.to_string())
+                .map_err(|missed| missed.extend())
         }))
     }
 

@@ -170,11 +170,48 @@ fn two_processes_one_redis(runtime: &str) {
     );
 }
 
-fn redis_restart_mid_stream(runtime: &str) {
+fn stats(url: &str) -> serde_json::Value {
+    let mut ws = connect(url, "graphql-transport-ws");
+    send(&mut ws, serde_json::json!({"type": "connection_init"}));
+    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    let q = "{ serverStats { brokerGaps eventsDropped subscriptionsLagged } }";
+    send(
+        &mut ws,
+        serde_json::json!({"id": "s", "type": "subscribe", "payload": {"query": q}}),
+    );
+    recv(&mut ws)["payload"]["data"]["serverStats"].clone()
+}
+
+/// Publishes on `a` until a process receives it (Redis is back and `live` subscribed).
+fn publish_until_received(a: &Demo, topic: &str) {
+    let end = Instant::now() + DEADLINE;
+    let mut n = 0;
+    loop {
+        n += 1;
+        if publish(&a.url, topic, &format!("after-{n}")) == 1 {
+            return;
+        }
+        assert!(Instant::now() < end, "publishing never worked again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// redis-server killed and restarted under a live stream. With `--overflow end` (the
+/// default) the stream is told of the gap (`BROKER_GAP`) and completes; with a drop
+/// policy it goes on and the gap is counted.
+fn redis_restart_mid_stream(runtime: &str, overflow: &str) {
     let mut redis = Redis::start();
     let port = redis.port;
-    let a = Demo::start(&["--runtime", runtime, "--redis", &redis.url()]);
-    let b = Demo::start(&["--runtime", runtime, "--redis", &redis.url()]);
+    let args = [
+        "--runtime",
+        runtime,
+        "--redis",
+        &redis.url(),
+        "--overflow",
+        overflow,
+    ];
+    let a = Demo::start(&args);
+    let b = Demo::start(&args);
     let mut on_b = subscribe(&b.url, "graphql-transport-ws", "live");
     wait_numsub(&redis, "live", 1);
     assert_eq!(publish(&a.url, "live", "before"), 1);
@@ -183,20 +220,33 @@ fn redis_restart_mid_stream(runtime: &str) {
     redis.kill();
     // During the gap the subscription stays open; publishes fail or reach nobody.
     let mut redis = Redis::start_on(port);
-    // The subscriber process re-subscribes on its own; then delivery resumes.
-    wait_numsub(&redis, "live", 1);
-    let end = Instant::now() + DEADLINE;
-    let mut n = 0;
-    loop {
-        n += 1;
-        if publish(&a.url, "live", &format!("after-{n}")) == 1 {
-            break;
-        }
-        assert!(Instant::now() < end, "publishing never worked again");
-        std::thread::sleep(Duration::from_millis(100));
+    if overflow == "end" {
+        // Once back (and re-subscribed), the process tells the stream of the gap; the
+        // stream then ends, and with it the channel's last local stream.
+        let m = recv(&mut on_b);
+        assert_eq!(m["type"], "next", "{m}");
+        assert_eq!(m["payload"]["data"], serde_json::Value::Null, "{m}");
+        assert_eq!(
+            m["payload"]["errors"][0]["extensions"]["code"], "BROKER_GAP",
+            "{m}"
+        );
+        assert_eq!(recv(&mut on_b)["type"], "complete");
+        // A new subscriber gets what is published from now on.
+        let mut fresh = subscribe(&b.url, "graphql-transport-ws", "live");
+        wait_numsub(&redis, "live", 1);
+        publish_until_received(&a, "live");
+        let got = next_message(&mut fresh);
+        assert!(got.starts_with("after-"), "got {got}");
+    } else {
+        // The subscriber process re-subscribes on its own, and the stream goes on.
+        wait_numsub(&redis, "live", 1);
+        publish_until_received(&a, "live");
+        let got = next_message(&mut on_b);
+        assert!(got.starts_with("after-"), "got {got}");
     }
-    let got = next_message(&mut on_b);
-    assert!(got.starts_with("after-"), "got {got}");
+    let s = stats(&b.url);
+    assert_eq!(s["brokerGaps"], 1, "{s}");
+    assert_eq!(s["subscriptionsLagged"], 0, "{s}");
     redis.kill();
 }
 
@@ -211,8 +261,13 @@ macro_rules! per_runtime {
                 }
 
                 #[test]
-                fn redis_restart_mid_stream() {
-                    super::redis_restart_mid_stream($name);
+                fn redis_restart_mid_stream_ends_with_the_gap() {
+                    super::redis_restart_mid_stream($name, "end");
+                }
+
+                #[test]
+                fn redis_restart_mid_stream_counts_the_gap_and_goes_on() {
+                    super::redis_restart_mid_stream($name, "drop-newest");
                 }
             }
         )*

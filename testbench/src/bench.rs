@@ -13,7 +13,7 @@ use subscope::{
     Accept, CloseReason, Config, ConnectionInfo, EndReason, Gauges, Hooks, Reject, Server,
     Subprotocol,
 };
-use subscope_examples::{Broker, DemoSchema, LiveCounter, MemoryBroker, build_schema};
+use subscope_examples::{Broker, DemoSchema, LiveCounter, build_schema};
 
 use crate::wire::{self, Frame};
 use crate::{ManualClock, Pipe};
@@ -169,11 +169,11 @@ impl BenchBuilder {
         let clock = ManualClock::new();
         let gauges = Arc::new(Gauges::new());
         let live = LiveCounter::default();
-        let broker = MemoryBroker::default();
+        let broker = Broker::memory(Default::default(), Arc::clone(&gauges));
         let schema = build_schema(
             Arc::new(clock.clone()),
             Arc::clone(&gauges),
-            Broker::Memory(broker.clone()),
+            broker.clone(),
             live.clone(),
         );
         let (gate_tx, gate_rx) = async_channel::unbounded();
@@ -249,7 +249,7 @@ pub struct Bench {
     /// What the hooks saw.
     pub record: Arc<Record>,
     /// The demo's topics (`messages` / `publish`).
-    pub broker: MemoryBroker,
+    pub broker: Broker,
     server: Server<DemoSchema, BenchHooks, ManualClock>,
     conn: Option<Task<Option<CloseReason>>>,
     ended: Option<Option<CloseReason>>,

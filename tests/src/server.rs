@@ -7,7 +7,7 @@ use std::time::Duration;
 use std::future::Future;
 
 use subscope::rt::Runtime;
-use subscope::{Config, Gauges, Server};
+use subscope::{Config, Delivery, Gauges, Server};
 use subscope_examples::{Broker, DemoSchema, LiveCounter};
 
 use crate::{DEADLINE, Recorder, RecordingHooks, wait_until};
@@ -49,8 +49,13 @@ pub trait TestRuntime: Sized + 'static {
 
     /// Starts the demo server with `config` and recording hooks on 127.0.0.1:0.
     fn start(config: Config) -> TestServer {
+        Self::start_with(config, Delivery::default())
+    }
+
+    /// Like [`TestRuntime::start`], with the demo's topics delivering under `delivery`.
+    fn start_with(config: Config, delivery: Delivery) -> TestServer {
         let (rt, guard) = Self::runtime();
-        let (server, demo) = demo_server(rt, config);
+        let (server, demo) = demo_server_with(rt, config, delivery);
         let addr = Self::listen(&guard, &server);
         TestServer {
             addr,
@@ -83,14 +88,24 @@ pub struct DemoState {
     pub broker: Broker,
 }
 
-/// The demo server on `rt` with recording hooks.
+/// The demo server on `rt` with recording hooks and default topic delivery.
 pub fn demo_server<Rt: Runtime>(rt: Rt, config: Config) -> (DemoServer<Rt>, DemoState) {
+    demo_server_with(rt, config, Delivery::default())
+}
+
+/// The demo server on `rt` with recording hooks, its topics delivering under `delivery`.
+pub fn demo_server_with<Rt: Runtime>(
+    rt: Rt,
+    config: Config,
+    delivery: Delivery,
+) -> (DemoServer<Rt>, DemoState) {
     let hooks = RecordingHooks::default();
+    let gauges = Arc::new(Gauges::new());
     let state = DemoState {
         live: LiveCounter::default(),
-        gauges: Arc::new(Gauges::new()),
+        broker: Broker::memory(delivery, Arc::clone(&gauges)),
+        gauges,
         recorder: hooks.recorder.clone(),
-        broker: Broker::default(),
     };
     let schema = subscope_examples::build_schema(
         Arc::new(rt.clone()),

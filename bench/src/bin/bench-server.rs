@@ -43,10 +43,12 @@ async fn main() -> std::io::Result<()> {
 }
 
 async fn async_graphql_handler(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    // The same topics (and delivery rules) as the demo, so only the server differs.
+    let gauges = Arc::new(Gauges::new());
     let schema = build_schema(
         Arc::new(TokioRuntime::new()),
-        Arc::new(Gauges::new()),
-        Broker::default(),
+        Arc::clone(&gauges),
+        Broker::memory(Default::default(), gauges),
         LiveCounter::default(),
     );
     let app = axum::Router::new().route_service(

@@ -32,7 +32,7 @@ fn start() -> App {
     let schema = build_schema(
         Arc::new(TokioRuntime::new()),
         Arc::clone(&gauges),
-        Broker::default(),
+        Broker::memory(Default::default(), Arc::clone(&gauges)),
         live.clone(),
     );
     let server = subscope::tokio::server(schema.clone())

@@ -65,7 +65,7 @@ impl Default for Config {
             detect_leaks: false,
             max_id_length: 128,
             max_init_size: 64 * 1024,
-            inbound_rate: Some(Rate::new(1000, 2000)),
+            inbound_rate: None,
             max_response_size: 32 * 1024 * 1024,
         }
     }
@@ -186,7 +186,13 @@ impl Config {
 
     /// Inbound messages (text, binary and ping frames) allowed per connection, as a token
     /// bucket. Past it the peer sees close 1008 `Rate limit exceeded`. `None` disables.
-    /// Default is 1000 per second with bursts of 2000, far above any real client.
+    ///
+    /// Default: off. A legitimate publisher pipelining mutations runs at whatever speed
+    /// the link allows (tens of thousands of messages per second on a LAN), so no fixed
+    /// default is both safe for it and useful against abuse; memory is bounded without it
+    /// (the driver stops reading while its replies cannot be written). On a public
+    /// endpoint, set a rate from your own clients' profile, e.g. `Rate::new(1000, 2000)`
+    /// for browsers that subscribe and ping.
     #[must_use]
     pub fn inbound_rate(mut self, rate: Option<Rate>) -> Self {
         self.inbound_rate = rate;

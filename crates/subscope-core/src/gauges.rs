@@ -17,6 +17,9 @@ pub struct Gauges {
     leaked_operations: AtomicU64,
     hook_panics: AtomicU64,
     responses_too_large: AtomicU64,
+    events_dropped: AtomicU64,
+    subscriptions_lagged: AtomicU64,
+    broker_gaps: AtomicU64,
     closes: [AtomicU64; CloseKind::ALL.len()],
 }
 
@@ -39,6 +42,13 @@ pub struct GaugeSnapshot {
     pub hook_panics: u64,
     /// Operations ended because a response exceeded `max_response_size`.
     pub responses_too_large: u64,
+    /// Topic events a subscriber did not receive (its buffer was full; see
+    /// [`crate::topics::Overflow`]).
+    pub events_dropped: u64,
+    /// Subscriptions ended because their buffer overflowed (`Overflow::End`).
+    pub subscriptions_lagged: u64,
+    /// Subscribers told of a broker gap (events lost while the broker was unreachable).
+    pub broker_gaps: u64,
     /// Finished connections per [`CloseKind`], in the order of [`CloseKind::ALL`].
     pub closes: [u64; CloseKind::ALL.len()],
 }
@@ -103,6 +113,24 @@ impl GaugeSnapshot {
             "Operations ended because a response exceeded max_response_size.",
             self.responses_too_large,
         );
+        metric(
+            "events_dropped_total",
+            "counter",
+            "Topic events a slow subscriber did not receive.",
+            self.events_dropped,
+        );
+        metric(
+            "subscriptions_lagged_total",
+            "counter",
+            "Subscriptions ended because their buffer overflowed.",
+            self.subscriptions_lagged,
+        );
+        metric(
+            "broker_gaps_total",
+            "counter",
+            "Subscribers told of a broker gap.",
+            self.broker_gaps,
+        );
         out.push_str("# HELP subscope_closes_total Finished connections by kind of ending.\n");
         out.push_str("# TYPE subscope_closes_total counter\n");
         for kind in CloseKind::ALL {
@@ -142,6 +170,9 @@ impl Gauges {
             leaked_operations: self.leaked_operations.load(Ordering::Relaxed),
             hook_panics: self.hook_panics.load(Ordering::Relaxed),
             responses_too_large: self.responses_too_large.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            subscriptions_lagged: self.subscriptions_lagged.load(Ordering::Relaxed),
+            broker_gaps: self.broker_gaps.load(Ordering::Relaxed),
             closes,
         }
     }
@@ -191,6 +222,18 @@ impl Gauges {
 
     pub(crate) fn count_too_large(&self) {
         self.responses_too_large.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_dropped(&self, n: u64) {
+        self.events_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_lagged(&self) {
+        self.subscriptions_lagged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_gap(&self) {
+        self.broker_gaps.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn close_subscription(&self) {

@@ -44,6 +44,7 @@ pub mod protocol;
 pub mod rt;
 pub mod server;
 mod sync;
+pub mod topics;
 mod variables;
 
 pub use children::{ChildEvent, ChildScope, ChildSet};
@@ -56,6 +57,7 @@ pub use machine::{ConnectOutcome, Machine, Output};
 pub use operation::OperationToken;
 pub use protocol::{Subprotocol, negotiate};
 pub use server::{HandshakeError, Server, ServerBuilder, handshake, websocket_config};
+pub use topics::{Delivery, Fanout, MemoryTopics, Missed, Overflow, Subscription, Topics};
 
 /// Re-exported so users name the same versions subscope uses.
 pub use async_graphql;

@@ -1,6 +1,11 @@
 //! Redis pub/sub topics for subscope resolvers, so an event published on one server process
 //! reaches subscribers on every process.
 //!
+//! [`RedisTopics`] implements subscope's [`Topics`] contract with the same delivery engine
+//! as the in-memory topics ([`Fanout`]): a bounded buffer per local subscriber, allocated as
+//! it fills, and the configured [`Overflow`](subscope_core::Overflow) policy when one cannot
+//! keep up — never a silent drop.
+//!
 //! All local subscribers of a process share **one** pub/sub connection. A channel is
 //! `SUBSCRIBE`d when its first local stream appears and `UNSUBSCRIBE`d when its last one is
 //! dropped, on every ending path: a stream's `Drop` cannot await, so it only hands the
@@ -8,31 +13,29 @@
 //! queue), which reconciles what Redis has with what local streams want. Publishing goes
 //! through an ordinary (multiplexed) connection.
 //!
-//! **When Redis goes away**, local streams stay open and receive nothing (Redis pub/sub
-//! does not store messages: what is published during the gap is lost); the manager
-//! reconnects with exponential backoff (50 ms doubling to 2 s, no busy loop) and
-//! re-subscribes every channel that still has local streams, after which delivery resumes.
-//! `publish` fails with [`PublishError`] while Redis is unreachable.
+//! **When Redis goes away**, Redis pub/sub stores nothing, so whatever is published until
+//! the connection is back is lost. The manager reconnects with exponential backoff (50 ms
+//! doubling to 2 s, no busy loop), re-subscribes every channel that still has local
+//! streams, and then reports the gap to every local subscriber ([`Fanout::broker_gap`]):
+//! under `Overflow::End` each stream ends with a `BROKER_GAP` error item; under the drop
+//! policies the gap is counted and delivery resumes. `publish` fails with [`PublishError`]
+//! while Redis is unreachable.
 //!
 //! Runtimes: the manager runs on the subscope runtime you pass; under tokio the redis crate
 //! uses tokio, elsewhere (smol, async-std) its smol driver.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use futures_core::Stream;
 use futures_lite::StreamExt;
-use slab::Slab;
 use subscope_core::rt::Runtime;
+use subscope_core::{Delivery, Fanout, Gauges, Subscription, Topics};
 
-/// Messages a slow local subscriber may have queued before new ones are dropped for it.
-const LOCAL_QUEUE: usize = 64;
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-
-type Locals = HashMap<String, Slab<async_channel::Sender<String>>>;
 
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,53 +56,33 @@ pub struct RedisTopics {
 #[derive(Debug)]
 struct Inner {
     client: redis::Client,
-    locals: Mutex<Locals>,
-    /// Channel names to reconcile; the manager's only input.
-    reconcile: async_channel::Sender<String>,
+    /// Local subscribers; a topic gaining its first or losing its last one is sent to the
+    /// manager, the connection's only input, on an unbounded (never blocking) queue.
+    fanout: Fanout,
     publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
     subscribed: AtomicUsize,
     reconnects: AtomicU64,
 }
 
-impl Inner {
-    fn locals(&self) -> std::sync::MutexGuard<'_, Locals> {
-        self.locals.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Unregisters a local stream when it is dropped, and asks for an `UNSUBSCRIBE` if it was
-/// the channel's last.
-struct Registration {
-    inner: Arc<Inner>,
-    channel: String,
-    key: usize,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut locals = self.inner.locals();
-        if let Some(subs) = locals.get_mut(&self.channel) {
-            subs.try_remove(self.key);
-            if subs.is_empty() {
-                locals.remove(&self.channel);
-                drop(locals);
-                // Unbounded: never blocks, fails only if the manager is gone.
-                let _ = self.inner.reconcile.try_send(self.channel.clone());
-            }
-        }
-    }
-}
-
 impl RedisTopics {
-    /// Connects lazily to `url` (e.g. `redis://127.0.0.1:6379`); the shared subscriber
-    /// connection's manager runs on `runtime` until every clone is dropped.
-    pub fn new<R: Runtime>(runtime: &R, url: &str) -> Result<Self, ConfigError> {
+    /// Connects lazily to `url` (e.g. `redis://127.0.0.1:6379`); local subscribers are
+    /// served under `delivery` and counted into `gauges`. The shared subscriber
+    /// connection's manager runs on `runtime` until every clone and every stream is gone.
+    pub fn new<R: Runtime>(
+        runtime: &R,
+        url: &str,
+        delivery: Delivery,
+        gauges: Arc<Gauges>,
+    ) -> Result<Self, ConfigError> {
         let client = redis::Client::open(url)?;
-        let (tx, rx) = async_channel::unbounded();
+        let (tx, rx) = async_channel::unbounded::<String>();
+        let fanout = Fanout::with_topic_changes(delivery, gauges, move |topic, _wanted| {
+            // Unbounded: never blocks, fails only if the manager is gone.
+            let _ = tx.try_send(topic.to_owned());
+        });
         let inner = Arc::new(Inner {
             client,
-            locals: Mutex::default(),
-            reconcile: tx,
+            fanout,
             publisher: Mutex::default(),
             subscribed: AtomicUsize::new(0),
             reconnects: AtomicU64::new(0),
@@ -113,26 +96,9 @@ impl RedisTopics {
     }
 
     /// Every message published to `channel` from now on (once Redis confirms the
-    /// subscription), until the stream is dropped.
-    pub fn subscribe(&self, channel: &str) -> impl Stream<Item = String> + Send + use<> {
-        let (tx, rx) = async_channel::bounded(LOCAL_QUEUE);
-        let (key, first) = {
-            let mut locals = self.inner.locals();
-            let subs = locals.entry(channel.to_owned()).or_default();
-            (subs.insert(tx), subs.len() == 1)
-        };
-        if first {
-            let _ = self.inner.reconcile.try_send(channel.to_owned());
-        }
-        let registration = Registration {
-            inner: Arc::clone(&self.inner),
-            channel: channel.to_owned(),
-            key,
-        };
-        rx.map(move |m| {
-            let _ = &registration;
-            m
-        })
+    /// subscription), until the stream is dropped or its final `Missed` item.
+    pub fn subscribe(&self, channel: &str) -> Subscription {
+        self.inner.fanout.subscribe(channel)
     }
 
     /// Publishes `message`; returns how many Redis subscriber connections (processes)
@@ -179,12 +145,28 @@ impl RedisTopics {
 
     /// Local streams of `channel` now.
     pub fn local_streams(&self, channel: &str) -> usize {
-        self.inner.locals().get(channel).map_or(0, Slab::len)
+        self.inner.fanout.subscribers(channel)
     }
 
     /// Times the shared subscriber connection was lost and re-established.
     pub fn reconnects(&self) -> u64 {
         self.inner.reconnects.load(Ordering::Relaxed)
+    }
+}
+
+impl Topics for RedisTopics {
+    type Error = PublishError;
+
+    fn subscribe(&self, topic: &str) -> Subscription {
+        Self::subscribe(self, topic)
+    }
+
+    fn publish(
+        &self,
+        topic: &str,
+        event: &str,
+    ) -> impl Future<Output = Result<usize, PublishError>> + Send {
+        Self::publish(self, topic, event)
     }
 }
 
@@ -197,6 +179,9 @@ enum Event {
 /// Ends when every `RedisTopics` clone is gone.
 async fn manage<R: Runtime>(inner: Weak<Inner>, rx: async_channel::Receiver<String>, rt: R) {
     let mut backoff = BACKOFF_START;
+    // Set once a connection was lost: the next healthy one reports the gap (and the flag is
+    // set again whenever a connection ends).
+    let mut lost = false;
     loop {
         let Some(client) = inner.upgrade().map(|i| i.client.clone()) else {
             return;
@@ -213,7 +198,7 @@ async fn manage<R: Runtime>(inner: Weak<Inner>, rx: async_channel::Receiver<Stri
         let (mut sink, mut stream) = pubsub.split();
         let mut subscribed: HashSet<String> = HashSet::new();
         let wanted: Vec<String> = match inner.upgrade() {
-            Some(i) => i.locals().keys().cloned().collect(),
+            Some(i) => i.fanout.topics(),
             None => return,
         };
         let mut healthy = true;
@@ -226,6 +211,13 @@ async fn manage<R: Runtime>(inner: Weak<Inner>, rx: async_channel::Receiver<Stri
         }
         if healthy {
             backoff = BACKOFF_START;
+            if lost {
+                // Back, and subscribed again: tell every local stream that what was
+                // published meanwhile is gone, before anything newer is delivered.
+                if let Some(i) = inner.upgrade() {
+                    i.fanout.broker_gap();
+                }
+            }
         }
         while healthy {
             if let Some(i) = inner.upgrade() {
@@ -237,7 +229,7 @@ async fn manage<R: Runtime>(inner: Weak<Inner>, rx: async_channel::Receiver<Stri
                 Event::Reconcile(None) => return,
                 Event::Reconcile(Some(channel)) => {
                     let Some(i) = inner.upgrade() else { return };
-                    let wanted = i.locals().contains_key(&channel);
+                    let wanted = i.fanout.subscribers(&channel) > 0;
                     drop(i);
                     if wanted && !subscribed.contains(&channel) {
                         healthy = sink.subscribe(&channel).await.is_ok();
@@ -250,16 +242,13 @@ async fn manage<R: Runtime>(inner: Weak<Inner>, rx: async_channel::Receiver<Stri
                 Event::Message(Some(msg)) => {
                     let Some(i) = inner.upgrade() else { return };
                     let payload: String = msg.get_payload().unwrap_or_default();
-                    if let Some(subs) = i.locals().get(msg.get_channel_name()) {
-                        for (_, tx) in subs.iter() {
-                            // A full local queue drops the message for that subscriber only.
-                            let _ = tx.try_send(payload.clone());
-                        }
-                    }
+                    // The delivery policy handles a full buffer, visibly.
+                    i.fanout.publish(msg.get_channel_name(), payload);
                 }
             }
         }
         let Some(i) = inner.upgrade() else { return };
+        lost = true;
         i.subscribed.store(0, Ordering::Relaxed);
         i.reconnects.fetch_add(1, Ordering::Relaxed);
         drop(i);

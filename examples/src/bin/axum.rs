@@ -28,7 +28,7 @@ async fn main() -> std::io::Result<()> {
     let schema = build_schema(
         Arc::new(TokioRuntime::new()),
         Arc::clone(&gauges),
-        Broker::default(),
+        Broker::memory(Default::default(), Arc::clone(&gauges)),
         LiveCounter::default(),
     );
     let server = subscope::tokio::server(schema.clone())

@@ -72,8 +72,13 @@ fn demo_server<R: Runtime>(
     let gauges = Arc::new(Gauges::new());
     let broker = match &args.redis {
         #[cfg(feature = "redis")]
-        Some(url) => Broker::Redis(subscope_redis::RedisTopics::new(&rt, url)?),
-        _ => Broker::default(),
+        Some(url) => Broker::Redis(subscope_redis::RedisTopics::new(
+            &rt,
+            url,
+            args.delivery,
+            Arc::clone(&gauges),
+        )?),
+        _ => Broker::memory(args.delivery, Arc::clone(&gauges)),
     };
     let schema = build_schema(
         Arc::new(rt.clone()),
