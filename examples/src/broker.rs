@@ -46,6 +46,15 @@ impl Broker {
         }
     }
 
+    /// Events queued for the local subscribers of `topic` now, in total.
+    pub fn queued(&self, topic: &str) -> usize {
+        match self {
+            Self::Memory(m) => m.fanout().queued(topic),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.queued(topic),
+        }
+    }
+
     /// Local subscribers of `topic` now.
     pub fn subscribers(&self, topic: &str) -> usize {
         match self {

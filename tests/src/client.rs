@@ -46,7 +46,22 @@ impl Client {
     /// The upgrade is written by hand, like a raw-socket client: it does not validate the
     /// echoed subprotocol, so tests can see what the server answers when none fits.
     pub fn connect_lines(addr: SocketAddr, lines: &[&str]) -> Self {
-        let mut stream = TcpStream::connect(addr).expect("tcp connect");
+        let stream = TcpStream::connect(addr).expect("tcp connect");
+        Self::upgrade(stream, addr, lines)
+    }
+
+    /// A `graphql-transport-ws` client whose TCP receive buffer is `bytes` from the start,
+    /// so a client that stops reading stalls the server after little data (as a phone on a
+    /// bad link does), not after the megabytes loopback autotuning would allow.
+    pub fn modern_with_receive_buffer(addr: SocketAddr, bytes: usize) -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        socket.connect(&addr.into()).expect("tcp connect");
+        Self::upgrade(socket.into(), addr, &["graphql-transport-ws"])
+    }
+
+    fn upgrade(mut stream: TcpStream, addr: SocketAddr, lines: &[&str]) -> Self {
         stream.set_nodelay(true).expect("nodelay");
         stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let mut request = format!(

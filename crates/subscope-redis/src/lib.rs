@@ -143,6 +143,11 @@ impl RedisTopics {
         self.inner.subscribed.load(Ordering::Relaxed)
     }
 
+    /// Events queued for the local streams of `channel` now, in total.
+    pub fn queued(&self, channel: &str) -> usize {
+        self.inner.fanout.queued(channel)
+    }
+
     /// Local streams of `channel` now.
     pub fn local_streams(&self, channel: &str) -> usize {
         self.inner.fanout.subscribers(channel)
