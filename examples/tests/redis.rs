@@ -250,6 +250,281 @@ fn redis_restart_mid_stream(runtime: &str, overflow: &str) {
     redis.kill();
 }
 
+/// Whether `got` holds every one of `sent` exactly once.
+fn exactly_once(got: &[String], sent: &[String]) -> bool {
+    let mut got = got.to_vec();
+    got.sort();
+    let mut sent = sent.to_vec();
+    sent.sort();
+    got == sent
+}
+
+/// Publishes `messages` on `url` keeping `window` mutations in flight (a new one as each
+/// completes); returns each publish's receiver count, in message order.
+fn publish_pipelined(url: &str, topic: &str, messages: &[String], window: usize) -> Vec<u64> {
+    let mut ws = connect(url, "graphql-transport-ws");
+    send(&mut ws, serde_json::json!({"type": "connection_init"}));
+    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    let go = |ws: &mut tungstenite::WebSocket<TcpStream>, i: usize| {
+        let q = format!(
+            "mutation {{ publish(topic: {}, message: {}) }}",
+            serde_json::json!(topic),
+            serde_json::json!(messages[i])
+        );
+        send(
+            ws,
+            serde_json::json!({"id": format!("p{i}"), "type": "subscribe", "payload": {"query": q}}),
+        );
+    };
+    let mut next = 0;
+    while next < messages.len().min(window) {
+        go(&mut ws, next);
+        next += 1;
+    }
+    let (mut results, mut done) = (vec![0; messages.len()], 0);
+    while done < messages.len() {
+        let m = recv(&mut ws);
+        let i: usize = m["id"]
+            .as_str()
+            .and_then(|id| id[1..].parse().ok())
+            .expect("id");
+        match m["type"].as_str() {
+            Some("next") => {
+                results[i] = m["payload"]["data"]["publish"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("publish failed: {m}"))
+            }
+            Some("complete") => {
+                done += 1;
+                if next < messages.len() {
+                    go(&mut ws, next);
+                    next += 1;
+                }
+            }
+            _ => panic!("publisher got {m}"),
+        }
+    }
+    results
+}
+
+/// Opens `subs` `messages(topic)` subscriptions on one connection and reads until each
+/// got `want` values (or ended); returns the values per id and the final errors.
+fn read_subscriptions(
+    url: &str,
+    topic: &str,
+    subs: usize,
+    want: usize,
+    ready: std::sync::mpsc::Sender<()>,
+) -> (Vec<Vec<String>>, Vec<serde_json::Value>) {
+    let mut ws = connect(url, "graphql-transport-ws");
+    send(&mut ws, serde_json::json!({"type": "connection_init"}));
+    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    let q = format!(
+        "subscription {{ messages(topic: {}) }}",
+        serde_json::json!(topic)
+    );
+    for i in 0..subs {
+        send(
+            &mut ws,
+            serde_json::json!({"id": format!("s{i}"), "type": "subscribe", "payload": {"query": q}}),
+        );
+    }
+    let _ = ready.send(());
+    let mut values = vec![Vec::new(); subs];
+    let mut errors = Vec::new();
+    let mut open = subs;
+    while open > 0 {
+        let m = recv(&mut ws);
+        let i: usize = m["id"]
+            .as_str()
+            .and_then(|id| id[1..].parse().ok())
+            .expect("id");
+        match m["type"].as_str() {
+            Some("next") => match m["payload"]["data"]["messages"].as_str() {
+                Some(v) => {
+                    values[i].push(v.to_owned());
+                    if values[i].len() == want {
+                        open -= 1;
+                    }
+                }
+                None => errors.push(m["payload"]["errors"][0].clone()),
+            },
+            Some("complete") => open -= 1,
+            _ => panic!("subscriber got {m}"),
+        }
+    }
+    (values, errors)
+}
+
+/// A publisher keeping 64 mutations in flight on one process reaches 1,000 subscriptions
+/// over 50 connections spread over two processes: every one gets every message exactly
+/// once, all in the same order (the channel's).
+fn pipelined_publisher_through_redis(runtime: &str) {
+    let redis = Redis::start();
+    let args = ["--runtime", runtime, "--redis", &redis.url()];
+    let (a, b) = (Demo::start(&args), Demo::start(&args));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let messages: Vec<String> = (0..100).map(|i| format!("{i:04}")).collect();
+    let readers: Vec<_> = (0..50)
+        .map(|c| {
+            let url = if c % 2 == 0 {
+                a.url.clone()
+            } else {
+                b.url.clone()
+            };
+            let tx = tx.clone();
+            std::thread::spawn(move || read_subscriptions(&url, "wide", 20, 100, tx))
+        })
+        .collect();
+    for _ in 0..50 {
+        rx.recv_timeout(DEADLINE).expect("subscribers ready");
+    }
+    // Both processes have subscribed the channel at Redis, and every local stream is
+    // registered (each process counts itself once, so 2 receivers means both).
+    wait_numsub(&redis, "wide", 2);
+    let live = |url: &str| {
+        let mut ws = connect(url, "graphql-transport-ws");
+        send(&mut ws, serde_json::json!({"type": "connection_init"}));
+        assert_eq!(recv(&mut ws)["type"], "connection_ack");
+        send(
+            &mut ws,
+            serde_json::json!({"id": "l", "type": "subscribe", "payload": {"query": "{ liveStreams }"}}),
+        );
+        recv(&mut ws)["payload"]["data"]["liveStreams"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let end = Instant::now() + DEADLINE;
+    while live(&a.url) != 500 || live(&b.url) != 500 {
+        assert!(
+            Instant::now() < end,
+            "1,000 subscriptions never became live"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let receivers = publish_pipelined(&a.url, "wide", &messages, 64);
+    assert!(receivers.iter().all(|&n| n == 2), "{receivers:?}");
+    // Concurrent mutations reach Redis in the order the server runs them; Redis then
+    // orders the channel. So: every message exactly once, and every subscription, on
+    // either process, in the one order Redis published.
+    let mut order: Option<Vec<String>> = None;
+    for r in readers {
+        let (values, errors) = r.join().expect("reader");
+        assert!(errors.is_empty(), "{errors:?}");
+        for v in values {
+            assert!(
+                exactly_once(&v, &messages),
+                "got {} of {}",
+                v.len(),
+                messages.len()
+            );
+            let order = order.get_or_insert_with(|| v.clone());
+            assert!(v == *order, "two subscriptions saw different orders");
+        }
+    }
+    for url in [&a.url, &b.url] {
+        let s = stats(url);
+        assert_eq!(
+            (
+                s["eventsDropped"].as_u64(),
+                s["subscriptionsLagged"].as_u64()
+            ),
+            (Some(0), Some(0)),
+            "{s}"
+        );
+    }
+}
+
+/// Through Redis: a subscriber on the other process that stops reading lags alone — a
+/// contiguous prefix, then SUBSCRIBER_LAGGED with the exact count, then complete — while
+/// a reading subscriber on the same process loses nothing.
+fn stalled_subscriber_through_redis(runtime: &str) {
+    let redis = Redis::start();
+    let args = [
+        "--runtime",
+        runtime,
+        "--redis",
+        &redis.url(),
+        "--write-timeout-ms",
+        "120000",
+        "--keepalive-ms",
+        "0",
+    ];
+    let (a, b) = (Demo::start(&args), Demo::start(&args));
+    // The stalled one: a small receive window, subscribed, never read until the end.
+    let addr = b
+        .url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/graphql");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(16 * 1024).expect("rcvbuf");
+    socket
+        .connect(&addr.parse::<std::net::SocketAddr>().expect("addr").into())
+        .expect("connect");
+    let tcp: TcpStream = socket.into();
+    tcp.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(b.url.as_str())
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut slow, _) = tungstenite::client(request, tcp).expect("handshake");
+    send(&mut slow, serde_json::json!({"type": "connection_init"}));
+    assert_eq!(recv(&mut slow)["type"], "connection_ack");
+    send(
+        &mut slow,
+        serde_json::json!({"id": "s", "type": "subscribe",
+        "payload": {"query": "subscription { messages(topic: \"flood\") }"}}),
+    );
+    let n = 4000;
+    let messages: Vec<String> = (0..n)
+        .map(|i| format!("{i:06}{}", "m".repeat(2048)))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = b.url.clone();
+    let fast = std::thread::spawn(move || read_subscriptions(&url, "flood", 1, n, tx));
+    rx.recv_timeout(DEADLINE).expect("fast subscriber ready");
+    wait_numsub(&redis, "flood", 1);
+    std::thread::sleep(Duration::from_millis(200)); // both local streams registered
+    for chunk in messages.chunks(500) {
+        publish_pipelined(&a.url, "flood", chunk, 64);
+    }
+    let (values, errors) = fast.join().expect("fast reader");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        exactly_once(&values[0], &messages),
+        "the reading subscriber lost nothing ({} of {n})",
+        values[0].len()
+    );
+    // The channel's order, as Redis published it.
+    let order = &values[0];
+    let mut prefix = Vec::new();
+    let error = loop {
+        let m = recv(&mut slow);
+        assert_eq!(m["type"], "next", "{m}");
+        match m["payload"]["data"]["messages"].as_str() {
+            Some(v) => prefix.push(v.to_owned()),
+            None => break m["payload"]["errors"][0].clone(),
+        }
+    };
+    assert_eq!(recv(&mut slow)["type"], "complete");
+    assert!(
+        prefix.len() < n && prefix[..] == order[..prefix.len()],
+        "a contiguous prefix of the channel"
+    );
+    assert_eq!(error["extensions"]["code"], "SUBSCRIBER_LAGGED", "{error}");
+    assert_eq!(
+        error["extensions"]["dropped"],
+        (n - prefix.len()) as u64,
+        "{error}"
+    );
+    let s = stats(&b.url);
+    assert_eq!(s["subscriptionsLagged"], 1, "{s}");
+    assert_eq!(s["eventsDropped"], (n - prefix.len()) as u64, "{s}");
+}
+
 macro_rules! per_runtime {
     ($($rt:ident => $name:literal, $feature:literal;)*) => {
         $(
@@ -258,6 +533,16 @@ macro_rules! per_runtime {
                 #[test]
                 fn two_processes_one_redis() {
                     super::two_processes_one_redis($name);
+                }
+
+                #[test]
+                fn pipelined_publisher_through_redis() {
+                    super::pipelined_publisher_through_redis($name);
+                }
+
+                #[test]
+                fn stalled_subscriber_through_redis() {
+                    super::stalled_subscriber_through_redis($name);
                 }
 
                 #[test]

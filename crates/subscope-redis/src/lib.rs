@@ -27,13 +27,15 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_lite::StreamExt;
 use subscope_core::rt::Runtime;
 use subscope_core::{Delivery, Fanout, Gauges, Subscription, Topics};
 
+/// How long a `PUBLISH` may wait for Redis's answer.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -59,7 +61,7 @@ struct Inner {
     /// Local subscribers; a topic gaining its first or losing its last one is sent to the
     /// manager, the connection's only input, on an unbounded (never blocking) queue.
     fanout: Fanout,
-    publisher: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    publisher: async_lock::Mutex<Option<redis::aio::MultiplexedConnection>>,
     subscribed: AtomicUsize,
     reconnects: AtomicU64,
 }
@@ -83,7 +85,7 @@ impl RedisTopics {
         let inner = Arc::new(Inner {
             client,
             fanout,
-            publisher: Mutex::default(),
+            publisher: async_lock::Mutex::new(None),
             subscribed: AtomicUsize::new(0),
             reconnects: AtomicU64::new(0),
         });
@@ -104,22 +106,26 @@ impl RedisTopics {
     /// Publishes `message`; returns how many Redis subscriber connections (processes)
     /// received it.
     pub async fn publish(&self, channel: &str, message: &str) -> Result<usize, PublishError> {
-        let cached = self
-            .inner
-            .publisher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let mut conn = match cached {
-            Some(c) => c,
-            None => {
-                let c = self.inner.client.get_multiplexed_async_connection().await?;
-                *self
-                    .inner
-                    .publisher
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
-                c
+        let mut conn = {
+            // One connection is made at a time, and publishes take their turn in order, so
+            // a pipelining publisher's events reach Redis in the order it sent them.
+            let mut cached = self.inner.publisher.lock().await;
+            match cached.as_ref() {
+                Some(c) => c.clone(),
+                None => {
+                    // redis-rs times a response out after 500 ms by default: a publisher
+                    // that pipelines on a loaded server would see publishes fail that Redis
+                    // performs. Slow is not lost; only a dead link should fail a publish.
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_response_timeout(Some(PUBLISH_TIMEOUT));
+                    let c = self
+                        .inner
+                        .client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    *cached = Some(c.clone());
+                    c
+                }
             }
         };
         let result = redis::cmd("PUBLISH")
@@ -129,11 +135,7 @@ impl RedisTopics {
             .await;
         if result.is_err() {
             // Reconnect on the next publish.
-            *self
-                .inner
-                .publisher
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = None;
+            *self.inner.publisher.lock().await = None;
         }
         Ok(result?)
     }
