@@ -27,8 +27,11 @@ commands:
   test [RUNTIME]     the socket suite, on one runtime or all of them
   lint               fmt --check and clippy -D warnings
   doc                rustdoc with -D warnings
-  bench [--quick]    contenders (subscope per runtime, async-graphql's handler, a raw-frame
-                     limit) under one load generator; writes target/bench/
+  bench [--quick] [--window N]
+                     contenders (subscope per runtime, async-graphql's handler, a raw-frame
+                     limit) under one load generator whose publishers keep N mutations in
+                     flight (default 64); a run that loses events shows as lost, and the
+                     command fails if a subscope contender lost one; writes target/bench/
   interop            npm graphql-ws, subscriptions-transport-ws, Python gql and headless
                      Chromium against the demo server on every runtime (installs them)
   fuzz [--seconds N]  every fuzz target for N seconds each (default 20; needs cargo-fuzz),
@@ -533,14 +536,28 @@ struct Scenario {
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "fanout",
-        title: "Fan-out: C connections x S subscriptions to messages(topic), P published messages",
+        title: "Wide fan-out: C connections x S subscriptions to messages(topic), P messages published with W mutations in flight",
         quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
-        full: &["--connections", "20", "--subs", "20", "--messages", "1000"],
+        full: &["--connections", "100", "--subs", "10", "--messages", "200"],
         metrics: &[
             ("events_per_s", "events/s", true),
             ("p50_ms", "p50 latency (ms)", false),
             ("p99_ms", "p99 latency (ms)", false),
             ("delivered", "delivered", true),
+            ("expected", "expected", true),
+        ],
+    },
+    Scenario {
+        name: "deep",
+        title: "Deep: 1 subscriber, P messages published with W mutations in flight",
+        quick: &["--connections", "1", "--subs", "1", "--messages", "5000"],
+        full: &["--connections", "1", "--subs", "1", "--messages", "20000"],
+        metrics: &[
+            ("events_per_s", "events/s", true),
+            ("p50_ms", "p50 latency (ms)", false),
+            ("p99_ms", "p99 latency (ms)", false),
+            ("delivered", "delivered", true),
+            ("expected", "expected", true),
         ],
     },
     Scenario {
@@ -652,7 +669,7 @@ fn memory_fanout_line(json: &str) -> String {
 
 /// Two demo processes (tokio) behind one redis-server: subscribers on one, the publisher on
 /// the other. Returns the load generator's JSON line.
-fn redis_fanout(bin: &str, quick: bool) -> Option<String> {
+fn redis_fanout(bin: &str, quick: bool, window: u64) -> Option<String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
@@ -685,6 +702,7 @@ fn redis_fanout(bin: &str, quick: bool) -> Option<String> {
             .args(["--url", &sub_url, "--publish-url", &pub_url])
             .args(["--pid", &subs.id().to_string(), "--scenario", "fanout"])
             .args(params)
+            .args(["--window", &window.to_string()])
             .output();
         for child in [&mut subs, &mut publ] {
             let _ = child.kill();
@@ -700,8 +718,16 @@ fn redis_fanout(bin: &str, quick: bool) -> Option<String> {
     result
 }
 
+/// A load-generator result that lost events: `Some((lost, expected))`.
+fn loss(line: &str) -> Option<(f64, f64)> {
+    let lost = json_number(line, "lost")?;
+    (lost > 0.0).then(|| (lost, json_number(line, "expected").unwrap_or(f64::NAN)))
+}
+
 /// Runs every scenario against every contender; writes target/bench/*.{md,json,svg}.
-fn bench(quick: bool) -> ExitCode {
+/// `window` is how many `publish` mutations the fan-out publishers keep in flight.
+fn bench(quick: bool, window: u64) -> ExitCode {
+    let window_arg = window.to_string();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let built = Command::new(&cargo)
         .args([
@@ -725,10 +751,12 @@ fn bench(quick: bool) -> ExitCode {
     let _ = std::fs::create_dir_all(&out_dir);
     let started = Instant::now();
     let mut markdown = format!(
-        "# subscope benchmarks ({} run)\n\nEach contender runs in its own process on 127.0.0.1; one Rust load generator \
-         (its own process) measures. Ratios are against subscope-tokio measured in the same run.\n",
+        "# subscope benchmarks ({} run, publishers keep {window} mutations in flight)\n\nEach contender runs in its own process on 127.0.0.1; one Rust load generator \
+         (its own process) measures. Ratios are against subscope-tokio measured in the same run. A run that \
+         lost any event gets no throughput figure: it is shown as lost.\n",
         if quick { "quick" } else { "full" }
     );
+    let mut summary = Vec::new();
     let mut json = String::from("{");
     let mut fanout_ratio = None;
     let mut failed = false;
@@ -750,6 +778,7 @@ fn bench(quick: bool) -> ExitCode {
                     if c.graphql { "true" } else { "false" },
                 ])
                 .args(params)
+                .args(["--window", &window_arg])
                 .output();
             let _ = server.kill();
             let _ = server.wait();
@@ -757,6 +786,15 @@ fn bench(quick: bool) -> ExitCode {
                 Ok(o) if o.status.success() => {
                     let line = String::from_utf8_lossy(&o.stdout).trim().to_owned();
                     eprintln!("bench {} {}: {line}", sc.name, c.name);
+                    if let Some((lost, expected)) = loss(&line) {
+                        eprintln!(
+                            "bench {} {}: LOST {lost} of {expected} events",
+                            sc.name, c.name
+                        );
+                        if c.name.starts_with("subscope") {
+                            failed = true;
+                        }
+                    }
                     results.push((c.name, line));
                 }
                 Ok(o) => {
@@ -790,6 +828,12 @@ fn bench(quick: bool) -> ExitCode {
         for (name, line) in &results {
             markdown.push_str(&format!("| {name} |"));
             for (key, _, _) in sc.metrics {
+                if *key == "events_per_s"
+                    && let Some((lost, expected)) = loss(line)
+                {
+                    markdown.push_str(&format!(" lost {lost} of {expected} | n/a |"));
+                    continue;
+                }
                 let v = json_number(line, key);
                 let b = base.as_deref().and_then(|b| json_number(b, key));
                 let ratio = match (v, b) {
@@ -809,15 +853,36 @@ fn bench(quick: bool) -> ExitCode {
             format!("{out_dir}/{}.svg", sc.name),
             bar_chart(sc.title, label, &rows),
         );
+        let get = |n: &str, key: &str| {
+            results
+                .iter()
+                .find(|r| r.0 == n)
+                .and_then(|r| json_number(&r.1, key))
+        };
         if sc.name == "fanout" {
-            let get = |n: &str| {
-                results
-                    .iter()
-                    .find(|r| r.0 == n)
-                    .and_then(|r| json_number(&r.1, "events_per_s"))
-            };
-            if let (Some(s), Some(a)) = (get("subscope-tokio"), get("async-graphql")) {
+            let s = get("subscope-tokio", "events_per_s");
+            if let (Some(s), Some(a)) = (s, get("async-graphql", "events_per_s")) {
                 fanout_ratio = Some(s / a);
+            }
+            if let (Some(s), Some(l)) = (s, get("limit", "events_per_s")) {
+                summary.push(format!(
+                    "wide fan-out events/s subscope-tokio / raw-frame limit = {:.2}x",
+                    s / l
+                ));
+            }
+        }
+        if sc.name == "deep" {
+            let p50s: Vec<(&str, f64)> = ["subscope-tokio", "subscope-smol", "subscope-async-std"]
+                .into_iter()
+                .filter_map(|n| Some((n, get(n, "p50_ms")?)))
+                .collect();
+            let best = p50s.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+            for (n, p50) in &p50s {
+                summary.push(format!(
+                    "deep p50/p99 {n}: {p50:.2} / {:.2} ms ({:.2}x the best runtime's p50)",
+                    get(n, "p99_ms").unwrap_or(f64::NAN),
+                    p50 / best
+                ));
             }
         }
         json.push_str(&format!(
@@ -833,8 +898,12 @@ fn bench(quick: bool) -> ExitCode {
         }
         json.push('}');
     }
-    match redis_fanout(&bin, quick) {
+    match redis_fanout(&bin, quick, window) {
         Some(line) => {
+            if loss(&line).is_some() {
+                eprintln!("bench redis fan-out: LOST events: {line}");
+                failed = true;
+            }
             let base = json_number(&memory_fanout_line(&json), "events_per_s");
             let v = json_number(&line, "events_per_s");
             markdown.push_str(&format!(
@@ -873,6 +942,9 @@ fn bench(quick: bool) -> ExitCode {
     match fanout_ratio {
         Some(r) => println!("fan-out events/s subscope-tokio / async-graphql = {r:.2}x"),
         None => println!("fan-out events/s subscope-tokio / async-graphql = n/a"),
+    }
+    for line in summary {
+        println!("{line}");
     }
     if failed {
         ExitCode::FAILURE
@@ -942,8 +1014,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        ["bench"] => bench(false),
-        ["bench", "--quick"] => bench(true),
+        ["bench", rest @ ..] => {
+            let quick = rest.contains(&"--quick");
+            let window = rest
+                .iter()
+                .position(|a| *a == "--window")
+                .and_then(|i| rest.get(i + 1)?.parse().ok());
+            let known = rest.iter().enumerate().all(|(i, a)| {
+                *a == "--quick" || *a == "--window" || (i > 0 && rest[i - 1] == "--window")
+            });
+            match (
+                known,
+                window.or((!rest.contains(&"--window")).then_some(64)),
+            ) {
+                (true, Some(w)) if w > 0 => bench(quick, w),
+                _ => {
+                    eprintln!("{}", usage());
+                    ExitCode::from(2)
+                }
+            }
+        }
         ["fuzz"] => fuzz(20),
         ["fuzz", "--seconds", n] => match n.parse() {
             Ok(n) => fuzz(n),

@@ -2,8 +2,12 @@
 //! Prints one JSON line with the scenario's figures.
 //!
 //! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup [--graphql true|false]
-//!          [--connections C] [--subs S] [--messages P] [--seconds T] [--samples K]
-//!          [--publish-url URL]`
+//!          [--connections C] [--subs S] [--messages P] [--window W] [--seconds T]
+//!          [--samples K] [--publish-url URL]`
+//!
+//! The fan-out publisher keeps `--window` (default 64) `publish` mutations in flight, as a
+//! real producer does, and the result always says how many events arrived of how many
+//! were expected: a figure with any loss is reported as loss, never as throughput.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -162,6 +166,8 @@ async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
     let base = if graphql { obs.live_streams().await } else { 0 };
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; p as usize]));
     let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let window = a.num("--window", 64).max(1);
     let mut readers = Vec::new();
     for _ in 0..c {
         let mut ws = connect(url).await;
@@ -173,14 +179,12 @@ async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
             )
             .await;
         }
-        let (sent, received) = (Arc::clone(&sent), Arc::clone(&received));
-        let expected = p * c * s;
+        let (sent, received, stop) = (Arc::clone(&sent), Arc::clone(&received), Arc::clone(&stop));
         readers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut last = None;
-            let end = Instant::now() + DEADLINE;
-            // Until every expected event arrived (anywhere), or the deadline.
-            while received.load(Ordering::Relaxed) < expected && Instant::now() < end {
+            // Until told to stop: everything arrived, or nothing more is coming.
+            while !stop.load(Ordering::Relaxed) {
                 let t = match tokio::time::timeout(Duration::from_millis(50), ws.next()).await {
                     Ok(Some(Ok(Message::Text(t)))) => t,
                     Ok(Some(Ok(_))) | Err(_) => continue,
@@ -209,21 +213,23 @@ async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
         // Let the subscriber process's SUBSCRIBE reach Redis.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let mut publisher = Observer::new(&publish_url).await;
+    let mut publisher = connect(&publish_url).await;
     let started = Instant::now();
-    for i in 0..p {
-        sent.lock().await[i as usize] = Some(Instant::now());
-        publisher
-            .query(&format!(
-                "mutation {{ publish(topic: \"bench\", message: \"{i}\") }}"
-            ))
-            .await;
-    }
+    publish_windowed(&mut publisher, p, window, &sent).await;
     let expected = p * c * s;
+    // Wait for everything, or until nothing has arrived for a while (events were lost).
     let end = Instant::now() + DEADLINE;
+    let (mut seen, mut quiet_since) = (0, Instant::now());
     while received.load(Ordering::Relaxed) < expected && Instant::now() < end {
+        let now = received.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+        } else if quiet_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    stop.store(true, Ordering::Relaxed);
     // Readers stop once everything arrived; their latencies come back with them.
     let mut lat = Vec::new();
     let mut last = started;
@@ -238,12 +244,45 @@ async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
     let delivered = received.load(Ordering::Relaxed);
     let secs = last.duration_since(started).as_secs_f64().max(1e-9);
     json!({
-        "events_per_s": delivered as f64 / secs,
+        // No throughput for a run that lost events: it is reported as lost.
+        "events_per_s": (delivered == expected).then(|| delivered as f64 / secs),
         "delivered": delivered,
         "expected": expected,
+        "lost": expected - delivered.min(expected),
+        "window": window,
         "p50_ms": percentile(&lat, 0.50),
         "p99_ms": percentile(&lat, 0.99),
     })
+}
+
+/// Publishes messages `0..p` to `bench`, keeping `window` mutations in flight: the next one
+/// goes out as soon as one completes. Records when each was sent.
+async fn publish_windowed(ws: &mut Ws, p: u64, window: u64, sent: &Mutex<Vec<Option<Instant>>>) {
+    let mut next = 0;
+    let mut done = 0;
+    let mut in_flight = 0;
+    while done < p {
+        while in_flight < window && next < p {
+            sent.lock().await[next as usize] = Some(Instant::now());
+            let q = format!("mutation {{ publish(topic: \"bench\", message: \"{next}\") }}");
+            send(
+                ws,
+                json!({"id": format!("p{next}"), "type": "subscribe", "payload": {"query": q}}),
+            )
+            .await;
+            next += 1;
+            in_flight += 1;
+        }
+        let m = recv(ws).await;
+        match m["type"].as_str() {
+            Some("complete") => {
+                done += 1;
+                in_flight -= 1;
+            }
+            Some("next") => {}
+            _ => panic!("publisher got {m}"),
+        }
+    }
 }
 
 async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
