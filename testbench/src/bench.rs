@@ -338,6 +338,21 @@ impl Bench {
         panic!("the connection is still busy after {MAX_POLLS} polls");
     }
 
+    /// Polls the connection exactly once; returns whether it woke itself (it yielded with
+    /// work left) or was woken meanwhile.
+    pub fn poll_once(&mut self) -> bool {
+        let waker = Waker::from(Arc::clone(&self.woken));
+        let mut cx = Context::from_waker(&waker);
+        self.woken.0.store(false, Ordering::SeqCst);
+        if let Some(conn) = self.conn.as_mut()
+            && let Poll::Ready(out) = conn.as_mut().poll(&mut cx)
+        {
+            self.conn = None;
+            self.ended = Some(out);
+        }
+        self.woken.0.load(Ordering::SeqCst)
+    }
+
     /// Moves the clock and polls.
     pub fn advance(&mut self, by: Duration) {
         self.clock.advance(by);

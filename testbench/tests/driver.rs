@@ -279,6 +279,22 @@ fn an_always_ready_stream_does_not_starve_a_slow_one_or_the_inbound_side() {
 }
 
 #[test]
+fn a_connection_that_spent_its_read_budget_yields_before_reading_more() {
+    let mut b = bench(Subprotocol::GraphqlTransportWs, Config::default());
+    b.init();
+    let ping = wire::text(r#"{"type":"ping"}"#);
+    let batch: Vec<u8> = std::iter::repeat_n(ping, 40).flatten().collect();
+    assert_eq!(b.pipe.client_write(&batch), batch.len());
+    // One poll reads one budget (16 messages), answers them, and yields with a self-wake,
+    // so tasks its messages woke (a publish wakes every subscriber) run before the rest.
+    assert!(b.poll_once(), "yielded with work left");
+    let pongs = |b: &mut Bench| b.messages().iter().filter(|m| m["type"] == "pong").count();
+    assert_eq!(pongs(&mut b), 16);
+    b.poll();
+    assert_eq!(pongs(&mut b), 24, "the rest follows on the next polls");
+}
+
+#[test]
 fn reset_and_eof_mid_stream_drop_every_child() {
     for end in ["reset", "eof"] {
         for p in both() {

@@ -405,7 +405,7 @@ async fn main() {
     let graphql = args.get("--graphql", "true") == "true";
     let scenario = args.get("--scenario", "fanout");
     let result = match scenario.as_str() {
-        "fanout" => fanout(&url, &args, graphql).await,
+        "fanout" | "deep" => fanout(&url, &args, graphql).await,
         "idle" => idle(&url, &args, pid, graphql).await,
         "churn" => churn(&url, &args, pid, graphql).await,
         "cleanup" => cleanup(&url, &args, graphql).await,

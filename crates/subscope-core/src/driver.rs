@@ -314,9 +314,10 @@ where
         true
     }
 
-    /// Reads what is there; `Err` when the socket is gone.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, CloseReason> {
-        let mut progress = false;
+    /// Reads what is there, up to the read budget; returns how many messages it read, or
+    /// `Err` when the socket is gone.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<usize, CloseReason> {
+        let mut read = 0;
         for _ in 0..READ_BUDGET {
             // Closed; `on_connect` is deciding with enough queued behind it; or the replies
             // already queued cannot be written yet (inbound backpressure).
@@ -327,7 +328,7 @@ where
                 Poll::Pending => break,
                 Poll::Ready(item) => item,
             };
-            progress = true;
+            read += 1;
             let now = self.now();
             match item {
                 None => return Err(CloseReason::PeerGone),
@@ -355,7 +356,7 @@ where
                 }
             }
         }
-        Ok(progress)
+        Ok(read)
     }
 
     /// Writes queued frames and flushes. Returns whether anything moved.
@@ -446,8 +447,12 @@ where
                 return Poll::Ready(reason);
             }
 
+            let mut read_budget_spent = false;
             match self.poll_read(cx) {
-                Ok(p) => progress |= p,
+                Ok(n) => {
+                    progress |= n > 0;
+                    read_budget_spent = n >= READ_BUDGET;
+                }
                 Err(reason) => {
                     // A close the machine already decided wins over what the read saw.
                     return Poll::Ready(self.apply_outputs().unwrap_or(reason));
@@ -486,6 +491,14 @@ where
 
             if !progress {
                 return Poll::Pending;
+            }
+            if read_budget_spent {
+                // A full read budget may have woken other tasks (a publish wakes every
+                // subscriber's connection). Yield now, so they run before this connection
+                // takes its next batch: on tokio a task woken by the running one waits in a
+                // slot no other worker can steal until the waker yields, which cost a deep
+                // fan-out ~10 ms of p50 latency with 32 rounds per poll.
+                break;
             }
         }
         // Still busy: let other tasks run, and come back.
