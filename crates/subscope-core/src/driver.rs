@@ -447,17 +447,16 @@ where
                 return Poll::Ready(reason);
             }
 
-            let mut read_budget_spent = false;
-            match self.poll_read(cx) {
+            let read_budget_spent = match self.poll_read(cx) {
                 Ok(n) => {
                     progress |= n > 0;
-                    read_budget_spent = n >= READ_BUDGET;
+                    n >= READ_BUDGET
                 }
                 Err(reason) => {
                     // A close the machine already decided wins over what the read saw.
                     return Poll::Ready(self.apply_outputs().unwrap_or(reason));
                 }
-            }
+            };
             if let Some(reason) = self.apply_outputs() {
                 return Poll::Ready(reason);
             }
