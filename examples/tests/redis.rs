@@ -435,6 +435,109 @@ fn pipelined_publisher_through_redis(runtime: &str) {
     }
 }
 
+/// A `messages(topic)` subscriber on `url` whose TCP receive window is small from the
+/// start (a phone on a bad link), so it stalls the server quickly once it stops reading.
+fn stalled_subscriber(url: &str, topic: &str) -> tungstenite::WebSocket<TcpStream> {
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/graphql");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(16 * 1024).expect("rcvbuf");
+    socket
+        .connect(&addr.parse::<std::net::SocketAddr>().expect("addr").into())
+        .expect("connect");
+    let tcp: TcpStream = socket.into();
+    tcp.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(url).expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut ws, _) = tungstenite::client(request, tcp).expect("handshake");
+    send(&mut ws, serde_json::json!({"type": "connection_init"}));
+    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    let q = format!(
+        "subscription {{ messages(topic: {}) }}",
+        serde_json::json!(topic)
+    );
+    send(
+        &mut ws,
+        serde_json::json!({"id": "s", "type": "subscribe", "payload": {"query": q}}),
+    );
+    ws
+}
+
+/// Through Redis, `drop-oldest` and `drop-newest` keep a stalled subscriber's stream going
+/// and count exactly what they dropped: received + eventsDropped = published.
+fn drop_policies_through_redis(runtime: &str) {
+    for overflow in ["drop-oldest", "drop-newest"] {
+        let redis = Redis::start();
+        let args = [
+            "--runtime",
+            runtime,
+            "--redis",
+            &redis.url(),
+            "--overflow",
+            overflow,
+            "--subscriber-buffer",
+            "16",
+            "--write-timeout-ms",
+            "120000",
+            "--keepalive-ms",
+            "0",
+        ];
+        let (a, b) = (Demo::start(&args), Demo::start(&args));
+        let mut slow = stalled_subscriber(&b.url, "t");
+        wait_numsub(&redis, "t", 1);
+        std::thread::sleep(Duration::from_millis(200)); // the local stream registered
+        let n = 2000;
+        let messages: Vec<String> = (0..n)
+            .map(|i| format!("{i:06}{}", "m".repeat(2048)))
+            .collect();
+        for chunk in messages.chunks(500) {
+            publish_pipelined(&a.url, "t", chunk, 64);
+        }
+        // Nothing more is published: read until the server has nothing left to send.
+        slow.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        loop {
+            match slow.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    let m: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");
+                    assert_eq!(m["type"], "next", "{overflow}: the stream goes on: {m}");
+                    let v = m["payload"]["data"]["messages"].as_str().expect("a value");
+                    got.push(v.to_owned());
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => panic!("{overflow}: {e}"),
+            }
+        }
+        let s = stats(&b.url);
+        let dropped = s["eventsDropped"].as_u64().expect("eventsDropped");
+        assert!(dropped > 0, "{overflow}: nothing dropped");
+        assert_eq!(
+            got.len() as u64 + dropped,
+            n as u64,
+            "{overflow}: count is exact ({s})"
+        );
+        assert_eq!(s["subscriptionsLagged"], 0, "{s}");
+        let mut unique = got.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), got.len(), "{overflow}: each at most once");
+    }
+}
+
 /// Through Redis: a subscriber on the other process that stops reading lags alone — a
 /// contiguous prefix, then SUBSCRIBER_LAGGED with the exact count, then complete — while
 /// a reading subscriber on the same process loses nothing.
@@ -452,32 +555,7 @@ fn stalled_subscriber_through_redis(runtime: &str) {
     ];
     let (a, b) = (Demo::start(&args), Demo::start(&args));
     // The stalled one: a small receive window, subscribed, never read until the end.
-    let addr = b
-        .url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/graphql");
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(16 * 1024).expect("rcvbuf");
-    socket
-        .connect(&addr.parse::<std::net::SocketAddr>().expect("addr").into())
-        .expect("connect");
-    let tcp: TcpStream = socket.into();
-    tcp.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    let mut request = tungstenite::client::IntoClientRequest::into_client_request(b.url.as_str())
-        .expect("request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().expect("header"),
-    );
-    let (mut slow, _) = tungstenite::client(request, tcp).expect("handshake");
-    send(&mut slow, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut slow)["type"], "connection_ack");
-    send(
-        &mut slow,
-        serde_json::json!({"id": "s", "type": "subscribe",
-        "payload": {"query": "subscription { messages(topic: \"flood\") }"}}),
-    );
+    let mut slow = stalled_subscriber(&b.url, "flood");
     let n = 4000;
     let messages: Vec<String> = (0..n)
         .map(|i| format!("{i:06}{}", "m".repeat(2048)))
@@ -538,6 +616,11 @@ macro_rules! per_runtime {
                 #[test]
                 fn pipelined_publisher_through_redis() {
                     super::pipelined_publisher_through_redis($name);
+                }
+
+                #[test]
+                fn drop_policies_through_redis() {
+                    super::drop_policies_through_redis($name);
                 }
 
                 #[test]
