@@ -10,6 +10,17 @@ use subscope::{CloseReason, Config, EndReason};
 use subscope_tests::{Client, DEADLINE, Frame, TestRuntime, per_runtime, wait_until};
 use tungstenite::Message;
 
+/// An acknowledged client on the legacy or the modern subprotocol.
+fn acked(addr: std::net::SocketAddr, legacy: bool) -> Client {
+    let mut c = if legacy {
+        Client::legacy(addr)
+    } else {
+        Client::modern(addr)
+    };
+    c.init(None);
+    c
+}
+
 /// Writes `ping` until the socket pushes back (a write blocks past `stall`), at most
 /// `limit` times; returns how many went out, counting the one left in the client's
 /// buffer.
@@ -66,12 +77,7 @@ fn a_flood_without_reading_is_pushed_back_and_every_reply_arrives<R: TestRuntime
 }
 
 fn stop_and_close_in_one_write(legacy: bool, s: &subscope_tests::TestServer) {
-    let mut c = if legacy {
-        Client::legacy(s.addr)
-    } else {
-        Client::modern(s.addr)
-    };
-    c.init(None);
+    let mut c = acked(s.addr, legacy);
     let (start, stop) = if legacy {
         ("start", "stop")
     } else {
@@ -133,12 +139,7 @@ fn an_oversized_response_ends_only_its_operation<R: TestRuntime>() {
     let s = R::start(Config::default().max_response_size(4096));
     let mut open = Vec::new();
     for legacy in [false, true] {
-        let mut c = if legacy {
-            Client::legacy(s.addr)
-        } else {
-            Client::modern(s.addr)
-        };
-        c.init(None);
+        let mut c = acked(s.addr, legacy);
         let ty = if legacy { "start" } else { "subscribe" };
         let op = |id: &str, q: &str| json!({"type": ty, "id": id, "payload": {"query": q}});
         c.send(op("small", "subscription { ticks(everyMs: 20) }"));
@@ -204,12 +205,7 @@ fn a_zero_init_timeout_fires_at_once<R: TestRuntime>() {
 fn a_missing_required_variable_is_a_request_error<R: TestRuntime>() {
     let s = R::start(Config::default());
     for legacy in [false, true] {
-        let mut c = if legacy {
-            Client::legacy(s.addr)
-        } else {
-            Client::modern(s.addr)
-        };
-        c.init(None);
+        let mut c = acked(s.addr, legacy);
         let ty = if legacy { "start" } else { "subscribe" };
         let query = "subscription S($n: Int!) { ticks(count: $n, everyMs: 0) }";
         c.send(json!({"type": ty, "id": "v", "payload": {"query": query}}));
