@@ -490,7 +490,7 @@ fn drop_policies_through_redis(runtime: &str) {
         let mut slow = stalled_subscriber(&b.url, "t");
         wait_numsub(&redis, "t", 1);
         std::thread::sleep(Duration::from_millis(200)); // the local stream registered
-        let n = 2000;
+        let n = 4000;
         let messages: Vec<String> = (0..n)
             .map(|i| format!("{i:06}{}", "m".repeat(2048)))
             .collect();
@@ -556,7 +556,7 @@ fn stalled_subscriber_through_redis(runtime: &str) {
     let (a, b) = (Demo::start(&args), Demo::start(&args));
     // The stalled one: a small receive window, subscribed, never read until the end.
     let mut slow = stalled_subscriber(&b.url, "flood");
-    let n = 4000;
+    let n = 6000;
     let messages: Vec<String> = (0..n)
         .map(|i| format!("{i:06}{}", "m".repeat(2048)))
         .collect();

@@ -158,7 +158,9 @@ fn a_subscriber_that_stops_reading_lags_alone_and_is_told<R: TestRuntime>() {
     wait_until("3 subscribers", DEADLINE, || {
         s.broker.subscribers("flood") == 3
     });
-    let n = 4000;
+    // About 3.5 MB fit in the socket buffers and the driver's queue, 2 MB in the buffer:
+    // 6,000 × 2 KiB (12 MB) lag by a wide margin.
+    let n = 6000;
     let (messages, _fast) = flood_past_a_stalled_reader(&s, "flood", n, fast, 1024);
     // The stalled subscriber resumes: a contiguous prefix, the lag error, complete.
     let mut got = Received::default();
@@ -168,6 +170,7 @@ fn a_subscriber_that_stops_reading_lags_alone_and_is_told<R: TestRuntime>() {
         got.take(slow.recv_json());
     }
     let prefix = &got.values["s"];
+    eprintln!("lagged after a prefix of {} of {n}", prefix.len());
     assert!(prefix.len() < n, "it lagged");
     assert!(
         prefix[..] == messages[..prefix.len()],
@@ -200,7 +203,9 @@ fn drop_policies_count_exactly_what_they_drop<R: TestRuntime>() {
         wait_until("the subscriber", DEADLINE, || {
             s.broker.subscribers("t") == 1
         });
-        let n = 2000;
+        // About 3.5 MB (1,700 events) fit in the loopback socket buffers and the driver's
+        // queue; 4,000 leave a wide margin of drops.
+        let n = 4000;
         // No other reader here: with a buffer of 16 a reader that merely competes for the
         // CPU with a pipelined publisher drops too (which is what the policy is for).
         let (messages, _) = flood_past_a_stalled_reader(&s, "t", n, Vec::new(), buffer);
@@ -223,6 +228,10 @@ fn drop_policies_count_exactly_what_they_drop<R: TestRuntime>() {
         let mut values = got.values.remove("s").unwrap_or_default();
         values.pop();
         let dropped = s.gauges.snapshot().events_dropped;
+        eprintln!(
+            "{overflow}: {} delivered, {dropped} dropped of {n}",
+            values.len()
+        );
         assert!(dropped > 0, "{overflow}: nothing was dropped");
         assert_eq!(
             values.len() as u64 + dropped,
