@@ -97,9 +97,10 @@ impl Config {
         self
     }
 
-    /// How long a write or flush may stay blocked (peer not reading) before the socket is
-    /// dropped without a close frame. `None` disables (a peer that never reads then holds
-    /// its connection until the liveness check ends it). Default is 10 s.
+    /// How long writing may make no progress (peer not reading) before the socket is
+    /// dropped without a close frame; the timer restarts whenever a frame goes out, so a
+    /// slow but reading peer is not cut. `None` disables (a peer that never reads then
+    /// holds its connection until the liveness check ends it). Default is 10 s.
     #[must_use]
     pub fn write_timeout(mut self, d: impl Into<Option<Duration>>) -> Self {
         self.write_timeout = d.into();
