@@ -187,8 +187,8 @@ impl<H: Hooks> Stream for Operation<H> {
             match &mut this.stage {
                 Stage::Subscribing(hook) => match hook.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(request)) => {
-                        let missing = crate::variables::missing_required(&request);
+                    Poll::Ready(Ok(mut request)) => {
+                        let missing = crate::variables::missing_required(&mut request);
                         if !missing.is_empty() {
                             // A request error: one response with no data and pathless errors,
                             // which the machine turns into `error` (no `complete`).

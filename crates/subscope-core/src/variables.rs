@@ -13,14 +13,21 @@ use async_graphql::{Name, Request, ServerError, Value};
 
 /// The coercion errors of `request`'s required variables, or none. A document that does
 /// not parse, or names no operation unambiguously, is left to async-graphql, which
-/// reports it properly.
-pub(crate) fn missing_required(request: &Request) -> Vec<ServerError> {
+/// reports it properly. The parsed document is handed to the request, so async-graphql
+/// does not parse it again.
+pub(crate) fn missing_required(request: &mut Request) -> Vec<ServerError> {
     let Ok(document) = parse_query(&request.query) else {
         return Vec::new();
     };
-    let Some(operation) = select(&document.operations, request.operation_name.as_deref()) else {
-        return Vec::new();
+    let errors = match select(&document.operations, request.operation_name.as_deref()) {
+        Some(operation) => missing_in(operation, request),
+        None => Vec::new(),
     };
+    request.set_parsed_query(document);
+    errors
+}
+
+fn missing_in(operation: &Positioned<OperationDefinition>, request: &Request) -> Vec<ServerError> {
     operation
         .node
         .variable_definitions
@@ -63,8 +70,9 @@ mod tests {
     use super::*;
 
     fn errors(query: &str, variables: serde_json::Value) -> Vec<String> {
-        let request = Request::new(query).variables(async_graphql::Variables::from_json(variables));
-        missing_required(&request)
+        let mut request =
+            Request::new(query).variables(async_graphql::Variables::from_json(variables));
+        missing_required(&mut request)
             .into_iter()
             .map(|e| e.message)
             .collect()
@@ -92,8 +100,8 @@ mod tests {
     #[test]
     fn the_named_operation_is_the_one_checked() {
         let q = "query A($a: Int!) { a } query B($b: String!) { b }";
-        let request = Request::new(q).operation_name("B");
-        let errs = missing_required(&request);
+        let mut request = Request::new(q).operation_name("B");
+        let errs = missing_required(&mut request);
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.contains("$b"), "{}", errs[0].message);
         assert_eq!(errs[0].locations.len(), 1);
