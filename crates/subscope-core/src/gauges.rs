@@ -224,8 +224,8 @@ impl Gauges {
         self.responses_too_large.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_dropped(&self, n: u64) {
-        self.events_dropped.fetch_add(n, Ordering::Relaxed);
+    pub(crate) fn count_dropped(&self) {
+        self.events_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_lagged(&self) {

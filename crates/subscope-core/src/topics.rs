@@ -161,12 +161,20 @@ struct Slot {
     state: Mutex<SlotState>,
 }
 
+/// Why a subscription will end; the count of a lag is `SlotState::dropped`, read when the
+/// final item is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Lagged,
+    BrokerGap,
+}
+
 #[derive(Debug, Default)]
 struct SlotState {
     queue: VecDeque<Arc<str>>,
     waker: Option<Waker>,
     /// Set once the subscription must end after what is queued (policy `End`).
-    ending: Option<Missed>,
+    ending: Option<Ending>,
     /// Events this subscriber lost.
     dropped: u64,
 }
@@ -281,18 +289,10 @@ impl Fanout {
             let mut delivered = 0;
             for (_, slot) in subs.iter() {
                 let mut s = slot.lock();
-                if s.ending.is_some() {
-                    // Ending under `End`: it will be told how many it missed.
-                    s.dropped += 1;
-                    gauges.count_dropped(1);
-                    continue;
-                }
-                if s.queue.len() >= delivery.buffer {
+                if s.ending.is_none() && s.queue.len() >= delivery.buffer {
                     match delivery.overflow {
                         Overflow::End => {
-                            s.dropped += 1;
-                            s.ending = Some(Missed::Lagged { dropped: 0 });
-                            gauges.count_dropped(1);
+                            s.ending = Some(Ending::Lagged);
                             gauges.count_lagged();
                             tracing::warn!(
                                 topic,
@@ -300,17 +300,22 @@ impl Fanout {
                                 "subscriber lagged: its subscription ends after what is queued"
                             );
                             wake.extend(s.waker.take());
-                            continue;
                         }
                         Overflow::DropOldest => {
                             s.queue.pop_front();
+                            count_drop(&mut s, gauges, topic, delivery.overflow);
                         }
                         Overflow::DropNewest => {
                             count_drop(&mut s, gauges, topic, delivery.overflow);
                             continue;
                         }
                     }
-                    count_drop(&mut s, gauges, topic, delivery.overflow);
+                }
+                if s.ending.is_some() {
+                    // Ending under `End`: it will be told how many it missed.
+                    s.dropped += 1;
+                    gauges.count_dropped();
+                    continue;
                 }
                 s.queue.push_back(Arc::clone(&event));
                 delivered += 1;
@@ -338,7 +343,7 @@ impl Fanout {
                 if self.inner.delivery.overflow == Overflow::End {
                     let mut s = slot.lock();
                     if s.ending.is_none() {
-                        s.ending = Some(Missed::BrokerGap);
+                        s.ending = Some(Ending::BrokerGap);
                         wake.extend(s.waker.take());
                     }
                 }
@@ -374,7 +379,7 @@ impl Fanout {
 
 fn count_drop(s: &mut SlotState, gauges: &Gauges, topic: &str, overflow: Overflow) {
     s.dropped += 1;
-    gauges.count_dropped(1);
+    gauges.count_dropped();
     // One line when a subscriber starts dropping, then one per power of two: visible,
     // never a flood of logs.
     if s.dropped.is_power_of_two() {
@@ -455,9 +460,9 @@ impl Stream for Subscription {
                 return Poll::Ready(Some(Ok(event)));
             }
             // Left set, so a publish racing this poll counts as dropped, not delivered.
-            match &s.ending {
-                Some(Missed::Lagged { .. }) => Some(Missed::Lagged { dropped: s.dropped }),
-                Some(other) => Some(other.clone()),
+            match s.ending {
+                Some(Ending::Lagged) => Some(Missed::Lagged { dropped: s.dropped }),
+                Some(Ending::BrokerGap) => Some(Missed::BrokerGap),
                 None => {
                     s.waker = Some(cx.waker().clone());
                     None
