@@ -314,12 +314,7 @@ impl Bench {
         let mut cx = Context::from_waker(&waker);
         for _ in 0..MAX_POLLS {
             self.woken.0.store(false, Ordering::SeqCst);
-            if let Some(conn) = self.conn.as_mut()
-                && let Poll::Ready(out) = conn.as_mut().poll(&mut cx)
-            {
-                self.conn = None;
-                self.ended = Some(out);
-            }
+            self.poll_connection(&mut cx);
             if let Some(shutdown) = self.shutdown.as_mut()
                 && shutdown.as_mut().poll(&mut cx).is_ready()
             {
@@ -344,13 +339,18 @@ impl Bench {
         let waker = Waker::from(Arc::clone(&self.woken));
         let mut cx = Context::from_waker(&waker);
         self.woken.0.store(false, Ordering::SeqCst);
+        self.poll_connection(&mut cx);
+        self.woken.0.load(Ordering::SeqCst)
+    }
+
+    /// One poll of the connection future, recording how it ended if it did.
+    fn poll_connection(&mut self, cx: &mut Context<'_>) {
         if let Some(conn) = self.conn.as_mut()
-            && let Poll::Ready(out) = conn.as_mut().poll(&mut cx)
+            && let Poll::Ready(out) = conn.as_mut().poll(cx)
         {
             self.conn = None;
             self.ended = Some(out);
         }
-        self.woken.0.load(Ordering::SeqCst)
     }
 
     /// Moves the clock and polls.
