@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{DEADLINE, Demo, close_code, connect, recv, send};
+use common::{DEADLINE, Demo, close_code, connect, init, recv, send};
 
 #[test]
 fn help_and_bad_arguments() {
@@ -27,8 +27,7 @@ fn help_and_bad_arguments() {
 fn serves_both_subprotocols_and_shuts_down_on_sigint(runtime: &str) {
     let mut demo = Demo::start(&["--runtime", runtime, "--init-timeout-ms", "5000"]);
     let mut modern = connect(&demo.url, "graphql-transport-ws");
-    send(&mut modern, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut modern)["type"], "connection_ack");
+    init(&mut modern);
     send(
         &mut modern,
         serde_json::json!({"id": "1", "type": "subscribe",
@@ -46,8 +45,7 @@ fn serves_both_subprotocols_and_shuts_down_on_sigint(runtime: &str) {
     assert_eq!(recv(&mut modern)["payload"]["data"]["ticks"], 0);
 
     let mut legacy = connect(&demo.url, "graphql-ws");
-    send(&mut legacy, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut legacy)["type"], "connection_ack");
+    init(&mut legacy);
     assert_eq!(recv(&mut legacy)["type"], "ka");
     send(
         &mut legacy,
@@ -87,8 +85,7 @@ fn cli_timeouts_and_limits_apply(runtime: &str) {
     let mut ws = connect(&demo.url, "graphql-transport-ws");
     assert_eq!(close_code(&mut ws), 4408);
     let mut ws = connect(&demo.url, "graphql-ws");
-    send(&mut ws, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    init(&mut ws);
     assert_eq!(recv(&mut ws)["type"], "ka");
     for id in ["a", "b"] {
         send(

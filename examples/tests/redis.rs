@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Demo, connect, recv, send};
+use common::{Demo, connect_acked, init, query, recv, send};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -84,9 +84,7 @@ impl Drop for Redis {
 }
 
 fn subscribe(url: &str, protocol: &str, topic: &str) -> tungstenite::WebSocket<TcpStream> {
-    let mut ws = connect(url, protocol);
-    send(&mut ws, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    let mut ws = connect_acked(url, protocol);
     let q = format!("subscription {{ messages(topic: \"{topic}\") }}");
     let (ty, id) = if protocol == "graphql-ws" {
         ("start", "m")
@@ -101,16 +99,8 @@ fn subscribe(url: &str, protocol: &str, topic: &str) -> tungstenite::WebSocket<T
 }
 
 fn publish(url: &str, topic: &str, message: &str) -> u64 {
-    let mut ws = connect(url, "graphql-transport-ws");
-    send(&mut ws, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut ws)["type"], "connection_ack");
     let q = format!("mutation {{ publish(topic: \"{topic}\", message: \"{message}\") }}");
-    send(
-        &mut ws,
-        serde_json::json!({"id": "p", "type": "subscribe", "payload": {"query": q}}),
-    );
-    let m = recv(&mut ws);
-    m["payload"]["data"]["publish"].as_u64().unwrap_or(0)
+    query(url, &q)["publish"].as_u64().unwrap_or(0)
 }
 
 /// Next `messages` value on a subscription (skipping `ka`).
@@ -171,15 +161,8 @@ fn two_processes_one_redis(runtime: &str) {
 }
 
 fn stats(url: &str) -> serde_json::Value {
-    let mut ws = connect(url, "graphql-transport-ws");
-    send(&mut ws, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut ws)["type"], "connection_ack");
     let q = "{ serverStats { brokerGaps eventsDropped subscriptionsLagged } }";
-    send(
-        &mut ws,
-        serde_json::json!({"id": "s", "type": "subscribe", "payload": {"query": q}}),
-    );
-    recv(&mut ws)["payload"]["data"]["serverStats"].clone()
+    query(url, q)["serverStats"].clone()
 }
 
 /// Publishes on `a` until a process receives it (Redis is back and `live` subscribed).
@@ -262,9 +245,7 @@ fn exactly_once(got: &[String], sent: &[String]) -> bool {
 /// Publishes `messages` on `url` keeping `window` mutations in flight (a new one as each
 /// completes); returns each publish's receiver count, in message order.
 fn publish_pipelined(url: &str, topic: &str, messages: &[String], window: usize) -> Vec<u64> {
-    let mut ws = connect(url, "graphql-transport-ws");
-    send(&mut ws, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    let mut ws = connect_acked(url, "graphql-transport-ws");
     let go = |ws: &mut tungstenite::WebSocket<TcpStream>, i: usize| {
         let q = format!(
             "mutation {{ publish(topic: {}, message: {}) }}",
@@ -316,9 +297,7 @@ fn read_subscriptions(
     want: usize,
     ready: std::sync::mpsc::Sender<()>,
 ) -> (Vec<Vec<String>>, Vec<serde_json::Value>) {
-    let mut ws = connect(url, "graphql-transport-ws");
-    send(&mut ws, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    let mut ws = connect_acked(url, "graphql-transport-ws");
     let q = format!(
         "subscription {{ messages(topic: {}) }}",
         serde_json::json!(topic)
@@ -383,14 +362,7 @@ fn pipelined_publisher_through_redis(runtime: &str) {
     // registered (each process counts itself once, so 2 receivers means both).
     wait_numsub(&redis, "wide", 2);
     let live = |url: &str| {
-        let mut ws = connect(url, "graphql-transport-ws");
-        send(&mut ws, serde_json::json!({"type": "connection_init"}));
-        assert_eq!(recv(&mut ws)["type"], "connection_ack");
-        send(
-            &mut ws,
-            serde_json::json!({"id": "l", "type": "subscribe", "payload": {"query": "{ liveStreams }"}}),
-        );
-        recv(&mut ws)["payload"]["data"]["liveStreams"]
+        query(url, "{ liveStreams }")["liveStreams"]
             .as_u64()
             .unwrap_or(0)
     };
@@ -454,8 +426,7 @@ fn stalled_subscriber(url: &str, topic: &str) -> tungstenite::WebSocket<TcpStrea
         "graphql-transport-ws".parse().expect("header"),
     );
     let (mut ws, _) = tungstenite::client(request, tcp).expect("handshake");
-    send(&mut ws, serde_json::json!({"type": "connection_init"}));
-    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    init(&mut ws);
     let q = format!(
         "subscription {{ messages(topic: {}) }}",
         serde_json::json!(topic)

@@ -70,6 +70,29 @@ pub(crate) fn connect(url: &str, protocol: &str) -> WebSocket<TcpStream> {
     ws
 }
 
+/// Sends `connection_init` and expects the ack.
+pub(crate) fn init(ws: &mut WebSocket<TcpStream>) {
+    send(ws, serde_json::json!({"type": "connection_init"}));
+    assert_eq!(recv(ws)["type"], "connection_ack");
+}
+
+/// Connects with `protocol` and completes `connection_init`.
+pub(crate) fn connect_acked(url: &str, protocol: &str) -> WebSocket<TcpStream> {
+    let mut ws = connect(url, protocol);
+    init(&mut ws);
+    ws
+}
+
+/// Runs one query or mutation on a fresh `graphql-transport-ws` connection; its `data`.
+pub(crate) fn query(url: &str, q: &str) -> serde_json::Value {
+    let mut ws = connect_acked(url, "graphql-transport-ws");
+    send(
+        &mut ws,
+        serde_json::json!({"id": "q", "type": "subscribe", "payload": {"query": q}}),
+    );
+    recv(&mut ws)["payload"]["data"].clone()
+}
+
 pub(crate) fn send(ws: &mut WebSocket<TcpStream>, v: serde_json::Value) {
     ws.send(Message::text(v.to_string())).expect("send");
 }
