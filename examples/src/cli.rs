@@ -1,8 +1,10 @@
-//! Command-line arguments of the `demo` server.
+//! Command-line arguments of the `demo` server (clap derive; `demo --help` lists every flag
+//! with its default).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::Parser;
 use subscope::{Config, Delivery, Overflow, Rate};
 
 /// The runtimes the demo can run on.
@@ -17,233 +19,194 @@ pub enum RuntimeChoice {
     AsyncStd,
 }
 
+/// `tokio` when compiled in, else the first runtime that is.
+const DEFAULT_RUNTIME: &str = if cfg!(feature = "tokio") {
+    "tokio"
+} else if cfg!(feature = "smol") {
+    "smol"
+} else {
+    "async-std"
+};
+
+/// The command line as clap sees it; [`DemoArgs`] is what the server uses.
+#[derive(Debug, Parser)]
+#[command(
+    name = "demo",
+    about = "The subscope demo server: the demo schema over graphql-transport-ws and graphql-ws \
+             on ws://HOST:PORT/graphql",
+    long_about = None,
+)]
+struct Cli {
+    /// Listen address; port 0 picks a free port.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8000", value_parser = parse_addr)]
+    addr: SocketAddr,
+    /// Runtime: tokio, smol or async-std.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_RUNTIME, value_parser = parse_runtime)]
+    runtime: RuntimeChoice,
+    /// Time to send connection_init, in ms; 0 disables.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    init_timeout_ms: u64,
+    /// Ping interval and liveness timeout, in ms; 0 disables.
+    #[arg(long, value_name = "MS", default_value_t = 12000)]
+    keepalive_ms: u64,
+    /// Stuck-write timeout, in ms; 0 disables.
+    #[arg(long, value_name = "MS", default_value_t = 10000)]
+    write_timeout_ms: u64,
+    /// Live operations per connection.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_subscriptions: usize,
+    /// Require {"token": TOKEN} in connection_init (close 4403 otherwise) [default: open].
+    #[arg(long, value_name = "TOKEN")]
+    auth_token: Option<String>,
+    /// messages/publish through Redis pub/sub, e.g. redis://127.0.0.1:6379 (feature `redis`)
+    /// [default: in memory].
+    #[arg(long, value_name = "URL", value_parser = parse_redis)]
+    redis: Option<String>,
+    /// Events one messages() subscriber may have queued.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    subscriber_buffer: u64,
+    /// What a subscriber's full buffer does: end (SUBSCRIBER_LAGGED error, then complete),
+    /// drop-oldest or drop-newest.
+    #[arg(long, value_name = "POLICY", default_value = "end")]
+    overflow: Overflow,
+    /// Inbound messages per second per connection, bursts of 2N; 0 = off.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    inbound_rate: u32,
+    /// Largest inbound message, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    max_message_size: usize,
+    /// Live connections; past it 1013 Try again later [default: unlimited].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// A browser origin allowed to connect, e.g. https://app.example.com (repeatable); a
+    /// foreign Origin gets HTTP 403, a request without Origin is allowed
+    /// [default: every origin].
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+}
+
 /// Parsed `demo` arguments.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DemoArgs {
-    /// Where to listen (`--addr`, default `127.0.0.1:8000`; port 0 picks one).
+    /// Where to listen (`--addr`).
     pub addr: SocketAddr,
-    /// The runtime (`--runtime tokio|smol|async-std`, default `tokio`, else the first
-    /// compiled in).
+    /// The runtime (`--runtime`).
     pub runtime: RuntimeChoice,
     /// Server settings from `--init-timeout-ms`, `--keepalive-ms`, `--write-timeout-ms`,
-    /// `--max-subscriptions`, `--inbound-rate`, `--max-message-size`, `--max-connections`.
+    /// `--max-subscriptions`, `--inbound-rate`, `--max-message-size`, `--max-connections`,
+    /// `--allowed-origin`.
     pub config: Config,
     /// Topic delivery from `--subscriber-buffer` and `--overflow`.
     pub delivery: Delivery,
-    /// `--auth-token TOKEN`: require `{"token": TOKEN}` in `connection_init` (close 4403
-    /// otherwise). Off by default.
+    /// `--auth-token TOKEN`: require `{"token": TOKEN}` in `connection_init`.
     pub auth_token: Option<String>,
-    /// `--redis URL`: back `messages`/`publish` with Redis pub/sub (feature `redis`).
+    /// `--redis URL`: back `messages`/`publish` with Redis pub/sub.
     pub redis: Option<String>,
 }
 
-/// A command line the demo cannot run with.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CliError {
-    /// `--help` was asked for.
-    #[error("{USAGE}")]
-    Help,
-    /// An option that does not exist.
-    #[error("unknown option `{0}`\n\n{USAGE}")]
-    UnknownOption(String),
-    /// An option without its value.
-    #[error("option `{0}` needs a value")]
-    MissingValue(String),
-    /// A value that does not parse.
-    #[error("invalid value `{value}` for `{option}`: {why}")]
-    InvalidValue {
-        /// The option.
-        option: String,
-        /// The value given.
-        value: String,
-        /// What was expected.
-        why: &'static str,
-    },
-    /// A runtime this binary was built without.
-    #[error("`{0}` is not compiled in: rebuild with `--features {0}`")]
-    RuntimeNotCompiled(String),
+fn parse_addr(value: &str) -> Result<SocketAddr, String> {
+    // An IP address, or a host name that resolves (the first address wins).
+    value
+        .parse()
+        .ok()
+        .or_else(|| {
+            std::net::ToSocketAddrs::to_socket_addrs(value)
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+        })
+        .ok_or_else(|| "expected HOST:PORT".to_owned())
 }
 
-/// The usage text.
-pub const USAGE: &str =
-    "usage: demo [--addr HOST:PORT] [--runtime tokio|smol|async-std] [--init-timeout-ms N] \
-[--keepalive-ms N] [--write-timeout-ms N] [--max-subscriptions N] [--auth-token TOKEN] [--redis URL] \
-[--subscriber-buffer N] [--overflow end|drop-oldest|drop-newest] [--inbound-rate N] \
-[--max-message-size BYTES] [--max-connections N]
-
-  --addr HOST:PORT        listen address (default 127.0.0.1:8000; port 0 picks a free port)
-  --runtime NAME          tokio, smol or async-std (default tokio)
-  --init-timeout-ms N     time to send connection_init, 0 disables (default 3000)
-  --keepalive-ms N        ping interval and liveness timeout, 0 disables (default 12000)
-  --write-timeout-ms N    stuck-write timeout, 0 disables (default 10000)
-  --max-subscriptions N   live operations per connection (default 100)
-  --auth-token TOKEN      require {\"token\": TOKEN} in connection_init (default: open)
-  --redis URL             messages/publish through Redis pub/sub, e.g. redis://127.0.0.1:6379
-  --subscriber-buffer N   events one messages() subscriber may have queued (default 1024)
-  --overflow POLICY       end, drop-oldest or drop-newest, when a subscriber's buffer is full
-                          (default end: the subscriber gets a SUBSCRIBER_LAGGED error, then complete)
-  --inbound-rate N        inbound messages per second per connection, bursts of 2N; 0 = off
-                          (default off)
-  --max-message-size B    largest inbound message in bytes (default 1048576)
-  --max-connections N     live connections; past it 1013 Try again later (default unlimited)";
-
-fn runtime(name: &str) -> Result<RuntimeChoice, CliError> {
+fn parse_runtime(name: &str) -> Result<RuntimeChoice, String> {
     match name {
         "tokio" if cfg!(feature = "tokio") => Ok(RuntimeChoice::Tokio),
         "smol" if cfg!(feature = "smol") => Ok(RuntimeChoice::Smol),
         "async-std" if cfg!(feature = "async-std") => Ok(RuntimeChoice::AsyncStd),
-        "tokio" | "smol" | "async-std" => Err(CliError::RuntimeNotCompiled(name.to_owned())),
-        _ => Err(CliError::InvalidValue {
-            option: "--runtime".into(),
-            value: name.into(),
-            why: "expected tokio, smol or async-std",
-        }),
+        "tokio" | "smol" | "async-std" => Err(format!(
+            "`{name}` is not compiled in: rebuild with `--features {name}`"
+        )),
+        _ => Err("expected tokio, smol or async-std".to_owned()),
     }
 }
 
-fn number(option: &str, value: &str) -> Result<u64, CliError> {
-    value.parse().map_err(|_| CliError::InvalidValue {
-        option: option.into(),
-        value: value.into(),
-        why: "expected a non-negative integer",
-    })
+fn parse_redis(url: &str) -> Result<String, String> {
+    if cfg!(feature = "redis") {
+        Ok(url.to_owned())
+    } else {
+        Err("`redis` is not compiled in: rebuild with `--features redis`".to_owned())
+    }
 }
 
-fn count(option: &str, value: &str) -> Result<usize, CliError> {
-    number(option, value).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+/// The flags' 0 means "off", which the library spells `None`.
+fn millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 impl DemoArgs {
-    /// Parses arguments (without the program name). Accepts `--opt value` and `--opt=value`.
-    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Self, CliError> {
-        let mut out = Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            runtime: ["tokio", "smol", "async-std"]
-                .into_iter()
-                .find_map(|name| runtime(name).ok())
-                .unwrap_or(RuntimeChoice::Tokio),
-            config: Config::default(),
-            delivery: Delivery::default(),
-            auth_token: None,
-            redis: None,
-        };
-        let mut explicit_runtime = None;
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            if arg == "-h" || arg == "--help" {
-                return Err(CliError::Help);
-            }
-            let (option, inline) = match arg.split_once('=') {
-                Some((o, v)) if o.starts_with("--") => (o.to_owned(), Some(v.to_owned())),
-                _ => (arg, None),
-            };
-            let known = [
-                "--addr",
-                "--runtime",
-                "--init-timeout-ms",
-                "--keepalive-ms",
-                "--write-timeout-ms",
-                "--max-subscriptions",
-                "--auth-token",
-                "--redis",
-                "--subscriber-buffer",
-                "--overflow",
-                "--inbound-rate",
-                "--max-message-size",
-                "--max-connections",
-            ];
-            if !known.contains(&option.as_str()) {
-                return Err(CliError::UnknownOption(option));
-            }
-            let Some(value) = inline.or_else(|| args.next()) else {
-                return Err(CliError::MissingValue(option));
-            };
-            // The flags' 0 means "off", which the library spells `None`.
-            let ms =
-                |v: &str| number(&option, v).map(|n| (n > 0).then(|| Duration::from_millis(n)));
-            match option.as_str() {
-                "--addr" => {
-                    // An IP address, or a host name that resolves (the first address wins).
-                    let resolved = value.parse().ok().or_else(|| {
-                        std::net::ToSocketAddrs::to_socket_addrs(value.as_str())
-                            .ok()
-                            .and_then(|mut addrs| addrs.next())
-                    });
-                    out.addr = resolved.ok_or_else(|| CliError::InvalidValue {
-                        option: option.clone(),
-                        value: value.clone(),
-                        why: "expected HOST:PORT",
-                    })?;
-                }
-                "--runtime" => explicit_runtime = Some(value),
-                "--auth-token" => out.auth_token = Some(value),
-                "--redis" if cfg!(feature = "redis") => out.redis = Some(value),
-                "--redis" => return Err(CliError::RuntimeNotCompiled("redis".into())),
-                "--init-timeout-ms" => out.config = out.config.init_timeout(ms(&value)?),
-                "--keepalive-ms" => {
-                    let d = ms(&value)?;
-                    out.config = out.config.keepalive_interval(d).keepalive_timeout(d);
-                }
-                "--write-timeout-ms" => out.config = out.config.write_timeout(ms(&value)?),
-                "--overflow" => {
-                    let policy: Overflow = value.parse().map_err(|_| CliError::InvalidValue {
-                        option: option.clone(),
-                        value: value.clone(),
-                        why: "expected end, drop-oldest or drop-newest",
-                    })?;
-                    out.delivery = out.delivery.overflow(policy);
-                }
-                "--subscriber-buffer" => {
-                    let n = count(&option, &value)?;
-                    if n == 0 {
-                        return Err(CliError::InvalidValue {
-                            option,
-                            value,
-                            why: "expected at least 1",
-                        });
-                    }
-                    out.delivery = out.delivery.buffer(n);
-                }
-                "--inbound-rate" => {
-                    let n = u32::try_from(number(&option, &value)?).unwrap_or(u32::MAX);
-                    let rate = (n > 0).then(|| Rate::new(n, n.saturating_mul(2)));
-                    out.config = out.config.inbound_rate(rate);
-                }
-                "--max-message-size" => {
-                    out.config = out.config.max_message_size(count(&option, &value)?);
-                }
-                "--max-connections" => {
-                    out.config = out.config.max_connections(Some(count(&option, &value)?));
-                }
-                _ => {
-                    let n = number(&option, &value)?;
-                    out.config = out
-                        .config
-                        .max_subscriptions(usize::try_from(n).unwrap_or(usize::MAX));
-                }
-            }
+    /// Parses arguments (without the program name). Accepts `--opt value` and
+    /// `--opt=value`. `Err` is clap's: `--help` (exit 0) or a usage error (exit 2), ready
+    /// for [`clap::Error::exit`].
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Self, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("demo".to_owned()).chain(args))?;
+        let keepalive = millis(cli.keepalive_ms);
+        let rate = (cli.inbound_rate > 0)
+            .then(|| Rate::new(cli.inbound_rate, cli.inbound_rate.saturating_mul(2)));
+        let mut config = Config::default()
+            .init_timeout(millis(cli.init_timeout_ms))
+            .keepalive_interval(keepalive)
+            .keepalive_timeout(keepalive)
+            .write_timeout(millis(cli.write_timeout_ms))
+            .max_subscriptions(cli.max_subscriptions)
+            .inbound_rate(rate)
+            .max_message_size(cli.max_message_size)
+            .max_connections(cli.max_connections);
+        if !cli.allowed_origins.is_empty() {
+            config = config.allowed_origins(&cli.allowed_origins);
         }
-        if let Some(name) = explicit_runtime {
-            out.runtime = runtime(&name)?;
-        }
-        Ok(out)
+        let delivery = Delivery::default()
+            .buffer(usize::try_from(cli.subscriber_buffer).unwrap_or(usize::MAX))
+            .overflow(cli.overflow);
+        Ok(Self {
+            addr: cli.addr,
+            runtime: cli.runtime,
+            config,
+            delivery,
+            auth_token: cli.auth_token,
+            redis: cli.redis,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
 
-    fn parse(args: &[&str]) -> Result<DemoArgs, CliError> {
+    fn parse(args: &[&str]) -> Result<DemoArgs, clap::Error> {
         DemoArgs::parse(args.iter().map(|s| s.to_string()))
     }
 
+    fn kind(args: &[&str]) -> ErrorKind {
+        match parse(args) {
+            Ok(a) => panic!("{args:?} parsed: {a:?}"),
+            Err(e) => e.kind(),
+        }
+    }
+
     #[test]
-    fn defaults_and_values() {
+    fn the_flag_defaults_are_the_library_defaults() {
         let a = parse(&[]).expect("defaults");
         assert_eq!(a.addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(
+            format!("{:?}", a.config),
+            format!("{:?}", Config::default())
+        );
+        assert_eq!(a.delivery, Delivery::default());
+    }
+
+    #[test]
+    fn values() {
         let a = parse(&[
             "--addr",
             "127.0.0.1:0",
@@ -253,20 +216,17 @@ mod tests {
         ])
         .expect("values");
         assert_eq!(a.addr.port(), 0);
+        let shown = format!("{:?}", a.config);
+        assert!(shown.contains("keepalive_interval: Some(250ms)"), "{shown}");
+        assert!(shown.contains("max_subscriptions: 3"), "{shown}");
         let a = parse(&["--addr", "localhost:0"]).expect("host name");
         assert!(a.addr.ip().is_loopback());
-        assert!(matches!(
-            parse(&["--addr", "nope"]),
-            Err(CliError::InvalidValue { .. })
-        ));
+        assert_eq!(kind(&["--addr", "nope"]), ErrorKind::ValueValidation);
         assert_eq!(a.config.enabled_subprotocols().len(), 2);
     }
 
     #[test]
     fn delivery_and_limit_flags() {
-        let a = parse(&[]).expect("defaults");
-        assert_eq!(a.delivery, Delivery::default());
-        assert!(format!("{:?}", a.config).contains("inbound_rate: None"));
         let a = parse(&[
             "--subscriber-buffer",
             "8",
@@ -288,16 +248,32 @@ mod tests {
         let shown = format!("{:?}", a.config);
         assert!(shown.contains("max_connections: Some(3)"), "{shown}");
         assert!(shown.contains("per_second: 100.0, burst: 200.0"), "{shown}");
-        assert!(matches!(
-            parse(&["--overflow", "sometimes"]),
-            Err(CliError::InvalidValue { .. })
-        ));
-        assert!(matches!(
-            parse(&["--subscriber-buffer", "0"]),
-            Err(CliError::InvalidValue { .. })
-        ));
+        assert_eq!(
+            kind(&["--overflow", "sometimes"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            kind(&["--subscriber-buffer", "0"]),
+            ErrorKind::ValueValidation
+        );
         let a = parse(&["--inbound-rate", "0"]).expect("off");
         assert!(format!("{:?}", a.config).contains("inbound_rate: None"));
+    }
+
+    #[test]
+    fn allowed_origins_repeat() {
+        let a = parse(&[]).expect("defaults");
+        assert!(a.config.is_origin_allowed(Some("https://anything.example")));
+        let a = parse(&[
+            "--allowed-origin",
+            "https://a.example",
+            "--allowed-origin=http://localhost:3000",
+        ])
+        .expect("origins");
+        assert!(a.config.is_origin_allowed(Some("https://a.example")));
+        assert!(a.config.is_origin_allowed(Some("http://localhost:3000")));
+        assert!(!a.config.is_origin_allowed(Some("https://b.example")));
+        assert!(a.config.is_origin_allowed(None));
     }
 
     #[test]
@@ -323,18 +299,52 @@ mod tests {
 
     #[test]
     fn errors_are_specific() {
-        assert!(matches!(
-            parse(&["--nope"]),
-            Err(CliError::UnknownOption(_))
-        ));
-        assert!(matches!(parse(&["--addr"]), Err(CliError::MissingValue(_))));
-        assert!(matches!(
-            parse(&["--init-timeout-ms", "-1"]),
-            Err(CliError::InvalidValue { .. })
-        ));
-        assert!(matches!(
-            parse(&["--runtime", "tokyo"]),
-            Err(CliError::InvalidValue { .. })
-        ));
+        assert_eq!(kind(&["--nope"]), ErrorKind::UnknownArgument);
+        assert_eq!(kind(&["--addr"]), ErrorKind::InvalidValue);
+        assert!(parse(&["--init-timeout-ms", "-1"]).is_err());
+        assert_eq!(kind(&["--runtime", "tokyo"]), ErrorKind::ValueValidation);
+        assert_eq!(kind(&["--help"]), ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_its_default() {
+        let help = match parse(&["--help"]) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("--help parsed"),
+        };
+        for flag in [
+            "--addr",
+            "--runtime",
+            "--init-timeout-ms",
+            "--keepalive-ms",
+            "--write-timeout-ms",
+            "--max-subscriptions",
+            "--auth-token",
+            "--redis",
+            "--subscriber-buffer",
+            "--overflow",
+            "--inbound-rate",
+            "--max-message-size",
+            "--max-connections",
+            "--allowed-origin",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from\n{help}");
+        }
+        for default in [
+            "[default: 127.0.0.1:8000]",
+            "[default: 3000]",
+            "[default: 12000]",
+            "[default: 10000]",
+            "[default: 100]",
+            "[default: 1024]",
+            "[default: end]",
+            "[default: 0]",
+            "[default: 1048576]",
+            "[default: unlimited]",
+            "[default: every origin]",
+            "[default: open]",
+        ] {
+            assert!(help.contains(default), "{default} missing from\n{help}");
+        }
     }
 }

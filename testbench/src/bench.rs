@@ -192,10 +192,12 @@ impl BenchBuilder {
         // Like a socket: the peer's receive window is finite, so a flood blocks.
         pipe.set_outbound_capacity(DEFAULT_WINDOW);
         let conn: Task<Option<CloseReason>> = if self.upgrade {
-            Box::pin(server.serve_io(pipe.clone(), None))
+            let fut = server.serve_io(pipe.clone(), None);
+            Box::pin(async move { fut.await.ok() })
         } else {
-            let ws = from_raw_socket(pipe.clone(), &self.config);
-            let fut = server.serve_websocket(ws, Some(self.protocol), None);
+            let ws =
+                subscope::transport::Tungstenite::from(from_raw_socket(pipe.clone(), &self.config));
+            let fut = server.serve_websocket(ws, Some(self.protocol), Default::default());
             Box::pin(async move { Some(fut.await) })
         };
         let mut bench = Bench {
@@ -226,7 +228,7 @@ fn from_raw_socket(pipe: Pipe, config: &Config) -> async_tungstenite::WebSocketS
     let fut = async_tungstenite::WebSocketStream::from_raw_socket(
         pipe,
         async_tungstenite::tungstenite::protocol::Role::Server,
-        Some(subscope::websocket_config(config)),
+        Some(subscope::transport::websocket_config(config)),
     );
     let mut fut = std::pin::pin!(fut);
     match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {

@@ -1,20 +1,16 @@
 //! A clock that moves only when the test says so, and the runtime seam built on it.
 
 use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use subscope::rt::{BoxTask, Runtime, Sleep, Timer};
-
-use crate::Pipe;
+use subscope::rt::{BoxSleep, BoxTask, Sleep, Spawn, Timer};
 
 /// A manual clock: `now` stands still until [`ManualClock::advance`], which wakes every
-/// sleep that became due. Also the [`Runtime`] of the bench: spawned tasks are kept for
-/// the bench to poll, and `accept` never yields (the bench hands sockets in itself).
+/// sleep that became due. Also the runtime of the bench: spawned tasks are kept for the
+/// bench to poll (the bench hands sockets in itself, so there is no listener).
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     state: Arc<Mutex<ClockState>>,
@@ -114,12 +110,20 @@ impl Future for ManualSleep {
     }
 }
 
+impl Sleep for ManualSleep {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        // A waker registered for the old deadline may stay behind; it only causes a
+        // spurious poll, which re-registers for the new one.
+        self.deadline = deadline;
+    }
+}
+
 impl Timer for ManualClock {
     fn now(&self) -> Instant {
         self.lock().now
     }
 
-    fn sleep_until(&self, deadline: Instant) -> Sleep {
+    fn sleep_until(&self, deadline: Instant) -> BoxSleep {
         Box::pin(ManualSleep {
             clock: self.clone(),
             deadline,
@@ -127,18 +131,8 @@ impl Timer for ManualClock {
     }
 }
 
-impl Runtime for ManualClock {
-    type Listener = ();
-    type Io = Pipe;
-
+impl Spawn for ManualClock {
     fn spawn(&self, task: BoxTask) {
         self.lock().spawned.push(task);
-    }
-
-    fn accept<'a>(
-        &'a self,
-        _listener: &'a (),
-    ) -> impl Future<Output = io::Result<(Pipe, SocketAddr)>> + Send + 'a {
-        std::future::pending()
     }
 }

@@ -46,8 +46,21 @@ impl Client {
     /// The upgrade is written by hand, like a raw-socket client: it does not validate the
     /// echoed subprotocol, so tests can see what the server answers when none fits.
     pub fn connect_lines(addr: SocketAddr, lines: &[&str]) -> Self {
+        let lines: Vec<String> = lines
+            .iter()
+            .map(|l| format!("Sec-WebSocket-Protocol: {l}"))
+            .collect();
+        match Self::try_connect(addr, "/graphql", &lines) {
+            Ok(client) => client,
+            Err(head) => panic!("upgrade refused: {head}"),
+        }
+    }
+
+    /// Upgrades `path` with these extra header lines (`Name: value`, `Sec-WebSocket-Protocol`
+    /// included); `Err` holds the response head when the server did not answer 101.
+    pub fn try_connect(addr: SocketAddr, path: &str, headers: &[String]) -> Result<Self, String> {
         let stream = TcpStream::connect(addr).expect("tcp connect");
-        Self::upgrade(stream, addr, lines)
+        Self::upgrade_with(stream, addr, path, headers)
     }
 
     /// A `graphql-transport-ws` client whose TCP receive buffer is `bytes` from the start,
@@ -58,19 +71,28 @@ impl Client {
             .expect("socket");
         socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
         socket.connect(&addr.into()).expect("tcp connect");
-        Self::upgrade(socket.into(), addr, &["graphql-transport-ws"])
+        let lines = ["Sec-WebSocket-Protocol: graphql-transport-ws".to_owned()];
+        match Self::upgrade_with(socket.into(), addr, "/graphql", &lines) {
+            Ok(client) => client,
+            Err(head) => panic!("upgrade refused: {head}"),
+        }
     }
 
-    fn upgrade(mut stream: TcpStream, addr: SocketAddr, lines: &[&str]) -> Self {
+    fn upgrade_with(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[String],
+    ) -> Result<Self, String> {
         stream.set_nodelay(true).expect("nodelay");
         stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let mut request = format!(
-            "GET /graphql HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         );
-        for line in lines {
-            request.push_str(&format!("Sec-WebSocket-Protocol: {line}\r\n"));
+        for line in headers {
+            request.push_str(&format!("{line}\r\n"));
         }
         request.push_str("\r\n");
         stream.write_all(request.as_bytes()).expect("write upgrade");
@@ -88,14 +110,16 @@ impl Client {
             head.push(byte[0]);
         }
         let head = String::from_utf8(head).expect("ascii head");
-        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        if !head.starts_with("HTTP/1.1 101") {
+            return Err(head);
+        }
         let protocol = head.lines().find_map(|l| {
             let (name, value) = l.split_once(':')?;
             name.eq_ignore_ascii_case("sec-websocket-protocol")
                 .then(|| value.trim().to_owned())
         });
         let ws = WebSocket::from_raw_socket(stream, Role::Client, None);
-        Self { ws, protocol }
+        Ok(Self { ws, protocol })
     }
 
     /// Connects with `graphql-transport-ws`.

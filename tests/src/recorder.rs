@@ -20,6 +20,8 @@ pub struct Events {
     pub disconnects: Vec<u64>,
     /// Operation ids `on_subscribe` ran for.
     pub subscribes: Vec<String>,
+    /// What `on_connect` was told about each connection.
+    pub connects: Vec<ConnectionInfo>,
 }
 
 /// Shared, waitable record of hook calls.
@@ -57,6 +59,7 @@ impl Recorder {
             e.closes.clear();
             e.disconnects.clear();
             e.subscribes.clear();
+            e.connects.clear();
         });
     }
 
@@ -125,6 +128,7 @@ impl Hooks for RecordingHooks {
         conn: &ConnectionInfo,
         payload: Option<Value>,
     ) -> Result<Accept, Reject> {
+        self.recorder.update(|e| e.connects.push(conn.clone()));
         let payload = payload.unwrap_or(Value::Null);
         if let Some(msg) = payload.get("reject").and_then(Value::as_str) {
             return Err(Reject::forbidden(msg));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use std::future::Future;
 
-use subscope::rt::Runtime;
+use subscope::rt::{Listener, Runtime, Spawn};
 use subscope::{Config, Delivery, Gauges, Server};
 use subscope_examples::{Broker, DemoSchema, LiveCounter};
 
@@ -19,6 +19,10 @@ pub trait TestRuntime: Sized + 'static {
     const NAME: &'static str;
     /// The subscope runtime seam.
     type Rt: Runtime;
+    /// Its TCP listener.
+    type Listener: Listener;
+    /// A TCP stream of the runtime, as futures-io.
+    type Io: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static;
     /// Keeps the runtime's threads alive while the server runs.
     type Guard: Send + Sync + 'static;
 
@@ -27,11 +31,11 @@ pub trait TestRuntime: Sized + 'static {
     /// Runs `fut` to completion on the current thread, inside the runtime's context.
     fn block_on<F: Future>(guard: &Self::Guard, fut: F) -> F::Output;
     /// Binds 127.0.0.1:0 (call inside `block_on`).
-    fn bind() -> impl Future<Output = <Self::Rt as Runtime>::Listener>;
+    fn bind() -> impl Future<Output = Self::Listener>;
     /// The listener's address.
-    fn local_addr(listener: &<Self::Rt as Runtime>::Listener) -> SocketAddr;
+    fn local_addr(listener: &Self::Listener) -> SocketAddr;
     /// Adopts an accepted std socket (call inside `block_on`).
-    fn adopt(stream: std::net::TcpStream) -> <Self::Rt as Runtime>::Io;
+    fn adopt(stream: std::net::TcpStream) -> Self::Io;
 
     /// Binds 127.0.0.1:0 and serves `server` there in the background; returns the address.
     fn listen<E: async_graphql::Executor, H: subscope::Hooks>(
@@ -41,9 +45,7 @@ pub trait TestRuntime: Sized + 'static {
         let listener = Self::block_on(guard, Self::bind());
         let addr = Self::local_addr(&listener);
         let serving = server.serve(listener);
-        server_runtime(server).spawn(Box::pin(async move {
-            let _ = serving.await;
-        }));
+        server_runtime(server).spawn(Box::pin(serving));
         addr
     }
 
@@ -202,6 +204,8 @@ pub struct Tokio;
 impl TestRuntime for Tokio {
     const NAME: &'static str = "tokio";
     type Rt = subscope::tokio::TokioRuntime;
+    type Listener = subscope::tokio::TcpListener;
+    type Io = async_tungstenite::tokio::TokioAdapter<tokio::net::TcpStream>;
     type Guard = tokio::runtime::Runtime;
 
     fn runtime() -> (Self::Rt, Self::Guard) {
@@ -220,17 +224,17 @@ impl TestRuntime for Tokio {
         guard.block_on(fut)
     }
 
-    async fn bind() -> tokio::net::TcpListener {
-        tokio::net::TcpListener::bind("127.0.0.1:0")
+    async fn bind() -> subscope::tokio::TcpListener {
+        subscope::tokio::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind")
     }
 
-    fn local_addr(listener: &tokio::net::TcpListener) -> SocketAddr {
+    fn local_addr(listener: &subscope::tokio::TcpListener) -> SocketAddr {
         listener.local_addr().expect("addr")
     }
 
-    fn adopt(stream: std::net::TcpStream) -> <Self::Rt as Runtime>::Io {
+    fn adopt(stream: std::net::TcpStream) -> Self::Io {
         stream.set_nonblocking(true).expect("nonblocking");
         subscope::tokio::io(tokio::net::TcpStream::from_std(stream).expect("adopt"))
     }
@@ -252,6 +256,8 @@ pub struct Smol;
 impl TestRuntime for Smol {
     const NAME: &'static str = "smol";
     type Rt = subscope::smol::SmolRuntime;
+    type Listener = subscope::smol::TcpListener;
+    type Io = async_net::TcpStream;
     type Guard = SmolThreads;
 
     fn runtime() -> (Self::Rt, Self::Guard) {
@@ -272,17 +278,17 @@ impl TestRuntime for Smol {
         async_io::block_on(fut)
     }
 
-    async fn bind() -> async_net::TcpListener {
-        async_net::TcpListener::bind("127.0.0.1:0")
+    async fn bind() -> subscope::smol::TcpListener {
+        subscope::smol::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind")
     }
 
-    fn local_addr(listener: &async_net::TcpListener) -> SocketAddr {
+    fn local_addr(listener: &subscope::smol::TcpListener) -> SocketAddr {
         listener.local_addr().expect("addr")
     }
 
-    fn adopt(stream: std::net::TcpStream) -> <Self::Rt as Runtime>::Io {
+    fn adopt(stream: std::net::TcpStream) -> Self::Io {
         async_net::TcpStream::try_from(stream).expect("adopt")
     }
 }
@@ -296,6 +302,8 @@ pub struct AsyncStd;
 impl TestRuntime for AsyncStd {
     const NAME: &'static str = "async-std";
     type Rt = subscope::async_std::AsyncStdRuntime;
+    type Listener = subscope::async_std::TcpListener;
+    type Io = async_std::net::TcpStream;
     type Guard = ();
 
     fn runtime() -> (Self::Rt, Self::Guard) {
@@ -306,17 +314,17 @@ impl TestRuntime for AsyncStd {
         async_std::task::block_on(fut)
     }
 
-    async fn bind() -> async_std::net::TcpListener {
-        async_std::net::TcpListener::bind("127.0.0.1:0")
+    async fn bind() -> subscope::async_std::TcpListener {
+        subscope::async_std::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind")
     }
 
-    fn local_addr(listener: &async_std::net::TcpListener) -> SocketAddr {
+    fn local_addr(listener: &subscope::async_std::TcpListener) -> SocketAddr {
         listener.local_addr().expect("addr")
     }
 
-    fn adopt(stream: std::net::TcpStream) -> <Self::Rt as Runtime>::Io {
+    fn adopt(stream: std::net::TcpStream) -> Self::Io {
         async_std::net::TcpStream::from(stream)
     }
 }

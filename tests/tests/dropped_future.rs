@@ -29,7 +29,7 @@ fn dropping_the_connection_future_drops_every_stream_on_the_next_line<R: TestRun
     R::block_on(&guard, async {
         let mut conn = Box::pin(server.serve_io(R::adopt(tcp), Some(peer)));
         let ended = async {
-            (&mut conn).await;
+            let _ = (&mut conn).await;
             false
         };
         let three_live = async {

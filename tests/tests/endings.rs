@@ -445,7 +445,7 @@ fn violation_4400_invalid_message<R: TestRuntime>() {
         Proto::Modern,
         |c| c.send_text("{not json"),
         4400,
-        CloseReason::InvalidMessage("Invalid message received".into()),
+        CloseReason::InvalidMessage(subscope::InvalidMessage::NotJson),
     );
 }
 

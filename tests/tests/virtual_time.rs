@@ -43,8 +43,11 @@ async fn init_timeout_fires_at_exactly_three_virtual_seconds() {
     let (server, _state) = demo_server(TokioRuntime::new(), Config::default());
     let (ws, mut client) = pair().await;
     let started = Instant::now();
-    let conn =
-        tokio::spawn(server.serve_websocket(ws, Some(Subprotocol::GraphqlTransportWs), None));
+    let conn = tokio::spawn(server.serve_websocket(
+        subscope::transport::Tungstenite::from(ws),
+        Some(Subprotocol::GraphqlTransportWs),
+        Default::default(),
+    ));
     assert_eq!(until_closed(&mut client).await, Some(4408));
     let elapsed = started.elapsed();
     assert!(
@@ -73,8 +76,11 @@ async fn silent_peer_is_dropped_after_ping_interval_plus_timeout() {
         .await
         .expect("subscribe");
     let started = Instant::now();
-    let conn =
-        tokio::spawn(server.serve_websocket(ws, Some(Subprotocol::GraphqlTransportWs), None));
+    let conn = tokio::spawn(server.serve_websocket(
+        subscope::transport::Tungstenite::from(ws),
+        Some(Subprotocol::GraphqlTransportWs),
+        Default::default(),
+    ));
     // The client never reads, so it never answers the ping: after 12 s + 12 s the server
     // drops every operation and the socket, without waiting for the peer.
     let reason = conn.await.expect("join");
@@ -94,7 +100,11 @@ async fn legacy_ka_arrives_on_every_interval() {
     let config = Config::default().keepalive_interval(Duration::from_secs(10));
     let (server, _state) = demo_server(TokioRuntime::new(), config);
     let (ws, mut client) = pair().await;
-    let conn = tokio::spawn(server.serve_websocket(ws, Some(Subprotocol::GraphqlWs), None));
+    let conn = tokio::spawn(server.serve_websocket(
+        subscope::transport::Tungstenite::from(ws),
+        Some(Subprotocol::GraphqlWs),
+        Default::default(),
+    ));
     client
         .send(Message::text(r#"{"type":"connection_init"}"#))
         .await

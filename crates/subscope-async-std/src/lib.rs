@@ -1,5 +1,6 @@
 //! async-std adapter for subscope: [`AsyncStdRuntime`] supplies the timer (`async-io`, the
-//! reactor async-std itself runs on), the spawner (`async_std::task`) and the TCP listener.
+//! reactor async-std itself runs on) and the spawner (`async_std::task`); [`TcpListener`]
+//! accepts.
 //!
 //! **async-std is discontinued upstream** (since 1.13.1; RUSTSEC-2025-0052): its authors
 //! recommend [smol](https://crates.io/crates/smol), for which `subscope-smol` is the
@@ -12,8 +13,9 @@
 //! let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
 //! let server = subscope_async_std::server(schema).build();
 //! async_std::task::block_on(async {
-//!     let listener = async_std::net::TcpListener::bind("127.0.0.1:8000").await?;
-//!     server.serve(listener).await
+//!     let listener = subscope_async_std::TcpListener::bind("127.0.0.1:8000").await?;
+//!     server.serve(listener).await;
+//!     std::io::Result::Ok(())
 //! })
 //! # .unwrap();
 //! ```
@@ -24,10 +26,12 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_graphql::Executor;
-use subscope_core::rt::{BoxTask, Runtime, Sleep, Timer};
+use subscope_core::rt::{BoxSleep, BoxTask, Listener, Sleep, Spawn, Timer};
 use subscope_core::{NoHooks, ServerBuilder};
 
 /// The async-std runtime seam.
@@ -47,26 +51,71 @@ impl Timer for AsyncStdRuntime {
         Instant::now()
     }
 
-    fn sleep_until(&self, deadline: Instant) -> Sleep {
-        Box::pin(async move {
-            async_io::Timer::at(deadline).await;
-        })
+    fn sleep_until(&self, deadline: Instant) -> BoxSleep {
+        Box::pin(AsyncIoSleep(async_io::Timer::at(deadline)))
     }
 }
 
-impl Runtime for AsyncStdRuntime {
-    type Listener = async_std::net::TcpListener;
-    type Io = async_std::net::TcpStream;
-
+impl Spawn for AsyncStdRuntime {
     fn spawn(&self, task: BoxTask) {
         // Dropping the handle detaches; the server tracks and ends its tasks itself.
         drop(async_std::task::spawn(task));
     }
+}
 
-    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Io, SocketAddr)> {
-        let (stream, peer) = listener.accept().await?;
+/// async-io's timer (which both smol and async-std run on), moved in place.
+#[derive(Debug)]
+struct AsyncIoSleep(async_io::Timer);
+
+impl Future for AsyncIoSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl Sleep for AsyncIoSleep {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.0.set_at(deadline);
+    }
+}
+
+/// A TCP listener for [`subscope_core::Server::serve`]. Accepted sockets have
+/// `TCP_NODELAY` set: subscription frames are small and should not wait to coalesce.
+#[derive(Debug)]
+pub struct TcpListener(async_std::net::TcpListener);
+
+impl TcpListener {
+    /// Binds to `addr`.
+    pub async fn bind(addr: impl async_std::net::ToSocketAddrs) -> io::Result<Self> {
+        async_std::net::TcpListener::bind(addr).await.map(Self)
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    /// The underlying listener back.
+    pub fn into_inner(self) -> async_std::net::TcpListener {
+        self.0
+    }
+}
+
+impl From<async_std::net::TcpListener> for TcpListener {
+    fn from(listener: async_std::net::TcpListener) -> Self {
+        Self(listener)
+    }
+}
+
+impl Listener for TcpListener {
+    type Io = async_std::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Option<SocketAddr>)> {
+        let (stream, peer) = self.0.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((stream, peer))
+        Ok((stream, Some(peer)))
     }
 }
 

@@ -23,50 +23,62 @@
 //! `server.shutdown(grace)` closes them 1001 and returns once every one is gone, even though
 //! axum spawned their tasks.
 //!
-//! Any other HTTP server works the same way: hand [`Server::serve_websocket`] a
-//! `Stream + Sink` of tungstenite messages (see [`AxumSocket`] for the mapping) and the
-//! subprotocol [`subscope_core::negotiate`] picked.
+//! The hooks see the upgrade request ([`subscope_core::ConnectionInfo`]'s `uri`, `headers`
+//! and, when the app is served with
+//! `into_make_service_with_connect_info::<SocketAddr>()`, `peer`), and
+//! [`subscope_core::Config::allowed_origins`] answers a foreign `Origin` with HTTP 403,
+//! as the standalone server does. Close codes are the standalone driver's too: a message
+//! above the size limit closes 1009, invalid UTF-8 closes 4400.
+//!
+//! Any other HTTP server works the same way: check the Origin with
+//! [`Server::check_origin`], then hand [`Server::serve_websocket`] a
+//! [`subscope_core::Transport`] (see [`AxumSocket`] for a mapping) and the subprotocol
+//! [`subscope_core::negotiate`] picked.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use async_graphql::Executor;
-use axum::extract::ws::{self, CloseFrame, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::extract::ws::{self, CloseFrame as AxumCloseFrame, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use futures_core::Stream;
 use futures_sink::Sink;
-use subscope_core::async_tungstenite::tungstenite::protocol::CloseFrame as TungsteniteCloseFrame;
-use subscope_core::async_tungstenite::tungstenite::{Error as WsError, Message};
+use subscope_core::async_tungstenite::tungstenite::Error as WsError;
 use subscope_core::rt::Runtime;
-use subscope_core::{Hooks, Server, negotiate};
+use subscope_core::transport::{CloseFrame, Message, TransportError};
+use subscope_core::{Hooks, Server, UpgradeRequest, negotiate};
 
-/// axum's [`WebSocket`] seen as a subscope transport (tungstenite messages and errors).
+/// axum's [`WebSocket`] as a subscope [`subscope_core::Transport`].
 #[derive(Debug)]
 pub struct AxumSocket(pub WebSocket);
 
-fn to_ws_error(err: axum::Error) -> WsError {
-    WsError::Io(std::io::Error::other(err))
+/// axum wraps tungstenite's error; unwrapped, it says "too big" or "invalid UTF-8" in the
+/// protocol's terms, so the peer gets 1009 or 4400 as on the standalone server.
+fn transport_error(err: axum::Error) -> TransportError {
+    match err.into_inner().downcast::<WsError>() {
+        Ok(ws) => TransportError::from(*ws),
+        Err(other) => TransportError::Other(other),
+    }
 }
 
 impl Stream for AxumSocket {
-    type Item = Result<Message, WsError>;
+    type Item = Result<Message, TransportError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Pin::new(&mut self.0).poll_next(cx).map(|item| {
             item.map(|msg| {
-                msg.map_err(to_ws_error).map(|msg| match msg {
-                    ws::Message::Text(t) => Message::text(t.as_str()),
-                    ws::Message::Binary(b) => Message::Binary(b),
-                    ws::Message::Ping(b) => Message::Ping(b),
-                    ws::Message::Pong(b) => Message::Pong(b),
+                msg.map_err(transport_error).map(|msg| match msg {
+                    ws::Message::Text(t) => Message::Text(t.as_str().to_owned()),
+                    ws::Message::Binary(_) => Message::Binary,
+                    ws::Message::Ping(_) => Message::Ping,
+                    ws::Message::Pong(_) => Message::Pong,
                     ws::Message::Close(frame) => {
-                        Message::Close(frame.map(|f| TungsteniteCloseFrame {
-                            code: f.code.into(),
-                            reason: f.reason.as_str().into(),
-                        }))
+                        Message::Close(frame.map(|f| CloseFrame::new(f.code, f.reason.as_str())))
                     }
                 })
             })
@@ -75,50 +87,67 @@ impl Stream for AxumSocket {
 }
 
 impl Sink<Message> for AxumSocket {
-    type Error = WsError;
+    type Error = TransportError;
 
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.0).poll_ready(cx).map_err(to_ws_error)
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.0)
+            .poll_ready(cx)
+            .map_err(transport_error)
     }
 
-    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
         let msg = match item {
-            Message::Text(t) => ws::Message::Text(t.as_str().into()),
-            Message::Binary(b) => ws::Message::Binary(b),
-            Message::Ping(b) => ws::Message::Ping(b),
-            Message::Pong(b) => ws::Message::Pong(b),
-            Message::Close(frame) => ws::Message::Close(frame.map(|f| CloseFrame {
-                code: f.code.into(),
-                reason: f.reason.as_str().into(),
+            Message::Text(t) => ws::Message::Text(t.into()),
+            Message::Binary => ws::Message::Binary(Default::default()),
+            Message::Ping => ws::Message::Ping(Default::default()),
+            Message::Pong => ws::Message::Pong(Default::default()),
+            Message::Close(frame) => ws::Message::Close(frame.map(|f| AxumCloseFrame {
+                code: f.code,
+                reason: f.reason.into(),
             })),
-            // Raw frames are never produced by subscope.
-            Message::Frame(_) => return Ok(()),
+            // A message kind added later that axum cannot carry: refuse it loudly.
+            other => {
+                return Err(TransportError::Other(
+                    format!("axum cannot send {other:?}").into(),
+                ));
+            }
         };
-        Pin::new(&mut self.0).start_send(msg).map_err(to_ws_error)
+        Pin::new(&mut self.0)
+            .start_send(msg)
+            .map_err(transport_error)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.0).poll_flush(cx).map_err(to_ws_error)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.0)
+            .poll_flush(cx)
+            .map_err(transport_error)
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.0).poll_close(cx).map_err(to_ws_error)
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.0)
+            .poll_close(cx)
+            .map_err(transport_error)
     }
 }
 
-/// Answers one upgrade request with subscope: negotiates the subprotocol (client's order),
-/// applies the server's message size limit, and serves the socket once upgraded.
+/// Answers one upgrade request with subscope: refuses a foreign `Origin` with HTTP 403,
+/// negotiates the subprotocol (client's order), applies the server's message size limit,
+/// and serves the socket once upgraded. `request` is what the hooks will see.
 pub fn upgrade<E, H, R>(
     server: &Server<E, H, R>,
     upgrade: WebSocketUpgrade,
-    headers: &HeaderMap,
+    request: UpgradeRequest,
 ) -> Response
 where
     E: Executor,
     H: Hooks,
     R: Runtime,
 {
-    let offered = headers
+    if server.check_origin(&request).is_err() {
+        return (StatusCode::FORBIDDEN, "Origin not allowed").into_response();
+    }
+    let offered = request
+        .headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok());
@@ -135,12 +164,13 @@ where
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             server
-                .serve_websocket(AxumSocket(socket), protocol, None)
+                .serve_websocket(AxumSocket(socket), protocol, request)
                 .await;
         })
 }
 
-/// A `GET` route serving subscope, for `Router::route`.
+/// A `GET` route serving subscope, for `Router::route`. The hooks see the request's URI
+/// and headers, and its peer when the app is served with `ConnectInfo<SocketAddr>`.
 pub fn get_route<E, H, R, S>(server: Server<E, H, R>) -> MethodRouter<S>
 where
     E: Executor,
@@ -148,8 +178,20 @@ where
     R: Runtime,
     S: Clone + Send + Sync + 'static,
 {
-    axum::routing::get(move |ws: WebSocketUpgrade, headers: HeaderMap| {
+    axum::routing::get(move |request: Request| {
         let server = server.clone();
-        async move { upgrade(&server, ws, &headers) }
+        async move {
+            let (mut parts, _body) = request.into_parts();
+            let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+                Ok(ws) => ws,
+                Err(rejection) => return rejection.into_response(),
+            };
+            let peer = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| *addr);
+            let request = UpgradeRequest::new(parts.uri, parts.headers).with_peer(peer);
+            upgrade(&server, ws, request)
+        }
     })
 }

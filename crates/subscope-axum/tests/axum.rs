@@ -8,20 +8,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use subscope::Gauges;
 use subscope::tokio::TokioRuntime;
+use subscope::{Config, Gauges};
 use subscope_examples::{Broker, LiveCounter, axum_app, build_schema};
-use subscope_tests::{Client, DEADLINE, wait_until};
+use subscope_tests::{Client, DEADLINE, Recorder, RecordingHooks, wait_until};
+use tungstenite::Message;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 struct App {
     rt: tokio::runtime::Runtime,
     addr: SocketAddr,
     live: LiveCounter,
     gauges: Arc<Gauges>,
-    server: subscope::tokio::Server<subscope_examples::DemoSchema>,
+    recorder: Recorder,
+    server: subscope::tokio::Server<subscope_examples::DemoSchema, RecordingHooks>,
 }
 
 fn start() -> App {
+    start_with(Config::default())
+}
+
+fn start_with(config: Config) -> App {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -35,7 +43,11 @@ fn start() -> App {
         Broker::memory(Default::default(), Arc::clone(&gauges)),
         live.clone(),
     );
+    let hooks = RecordingHooks::default();
+    let recorder = hooks.recorder.clone();
     let server = subscope::tokio::server(schema.clone())
+        .hooks(hooks)
+        .config(config)
         .gauges(Arc::clone(&gauges))
         .build();
     let app = axum_app::router(schema, server.clone(), Arc::clone(&gauges));
@@ -43,12 +55,15 @@ fn start() -> App {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    rt.spawn(async move { axum::serve(listener, app).await });
+    // With ConnectInfo, so the hooks see the peer.
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    rt.spawn(async move { axum::serve(listener, service).await });
     App {
         rt,
         addr,
         live,
         gauges,
+        recorder,
         server,
     }
 }
@@ -158,4 +173,71 @@ fn shutdown_closes_axum_upgraded_sockets_and_waits_for_them() {
     for c in &mut clients {
         assert_eq!(c.expect_close(), (1001, "Going away".into()));
     }
+}
+
+const MODERN: &str = "Sec-WebSocket-Protocol: graphql-transport-ws";
+
+#[test]
+fn close_codes_match_the_standalone_driver() {
+    let app = start_with(Config::default().max_message_size(64 * 1024));
+    // Above the message limit: 1009, not a read error.
+    let mut c = Client::modern(app.addr);
+    c.init(None);
+    let huge = "x".repeat(128 * 1024);
+    c.send(json!({"id": "1", "type": "subscribe", "payload": {"query": huge}}));
+    assert_eq!(c.expect_close(), (1009, "Message too big".into()));
+    // Invalid UTF-8 in a text frame: 4400.
+    let mut c = Client::modern(app.addr);
+    c.init(None);
+    c.send_message(Message::Frame(Frame::message(
+        vec![b'{', 0xff, 0xfe, b'}'],
+        OpCode::Data(Data::Text),
+        true,
+    )));
+    assert_eq!(c.expect_close(), (4400, "Invalid message received".into()));
+    // Not JSON: 4400 as well, and the gauges count both as protocol violations.
+    let mut c = Client::modern(app.addr);
+    c.init(None);
+    c.send_text("{nope");
+    assert_eq!(c.expect_close(), (4400, "Invalid message received".into()));
+    wait_until("three violations counted", DEADLINE, || {
+        app.gauges
+            .snapshot()
+            .closes_of(subscope::CloseKind::ProtocolViolation)
+            == 3
+    });
+}
+
+#[test]
+fn hooks_see_the_request_and_the_connect_info_peer() {
+    let app = start();
+    let headers = [MODERN.to_owned(), "Cookie: session=s3cret".to_owned()];
+    let mut c = Client::try_connect(app.addr, "/graphql?room=9", &headers).expect("upgrade");
+    c.init(None);
+    let local = c.stream().local_addr().expect("local addr");
+    let events = app.recorder.events();
+    let conn = events.connects.last().expect("on_connect ran");
+    assert_eq!(conn.headers["cookie"], "session=s3cret");
+    assert_eq!(conn.uri.query(), Some("room=9"));
+    assert_eq!(conn.peer, Some(local), "taken from axum's ConnectInfo");
+}
+
+#[test]
+fn a_foreign_origin_gets_403_on_axum_too() {
+    let app = start_with(Config::default().allowed_origins(["http://app.example"]));
+    let foreign = [MODERN.to_owned(), "Origin: http://evil.example".to_owned()];
+    let Err(head) = Client::try_connect(app.addr, "/graphql", &foreign) else {
+        panic!("a foreign origin was upgraded")
+    };
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    // The response is written before the refusal is counted.
+    wait_until("the refusal counted", DEADLINE, || {
+        app.gauges.snapshot().origins_refused == 1
+    });
+    let listed = [MODERN.to_owned(), "Origin: http://app.example".to_owned()];
+    let mut c = Client::try_connect(app.addr, "/graphql", &listed).expect("listed origin");
+    c.init(None);
+    let mut native = Client::modern(app.addr);
+    native.init(None);
+    assert_eq!(app.gauges.snapshot().origins_refused, 1);
 }

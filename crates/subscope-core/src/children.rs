@@ -1,9 +1,9 @@
 //! The structured-concurrency scope: child streams owned by the connection future.
 //!
-//! [`ChildSet`] keeps every child inside the value that owns it and polls them itself, so
+//! `ChildSet` keeps every child inside the value that owns it and polls them itself, so
 //! dropping the set (or the connection future that owns it) drops every child before
 //! `drop` returns, on any runtime. Each child has its own waker: a wake-up queues only that
-//! child, and [`ChildSet::poll_next`] serves the queue round-robin with a poll budget, so one
+//! child, and `ChildSet::poll_next` serves the queue round-robin with a poll budget, so one
 //! always-ready child cannot starve the others or the connection's reads.
 
 use std::collections::{HashMap, VecDeque};
@@ -18,7 +18,7 @@ use slab::Slab;
 
 /// What a scope reports about its children.
 #[derive(Debug)]
-pub enum ChildEvent<C: Stream> {
+pub(crate) enum ChildEvent<C: Stream> {
     /// A child yielded an item; it stays in the scope.
     Item(String, C::Item),
     /// A child ended; it has been removed and is handed back so the caller decides how it
@@ -28,32 +28,11 @@ pub enum ChildEvent<C: Stream> {
     Panicked(String, C),
 }
 
-/// A per-connection owner of child streams, keyed by operation id.
-///
-/// Implementations must drop a child synchronously in [`ChildScope::remove`]'s caller (the
-/// child is handed back) and in their own `Drop`; subscope's guarantee rests on it.
-pub trait ChildScope<C: Stream + Unpin>: Send {
-    /// Takes ownership of `child`. Gives it back if `key` is already present.
-    fn insert(&mut self, key: String, child: C) -> Result<(), C>;
-    /// Removes a child and hands it back (the caller drops it).
-    fn remove(&mut self, key: &str) -> Option<C>;
-    /// Removes every child and hands each back.
-    fn drain(&mut self) -> Vec<C>;
-    /// The next event of any child; `Pending` when none is ready (a wake-up will follow).
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<ChildEvent<C>>;
-    /// Children owned now.
-    fn len(&self) -> usize;
-    /// Whether no child is owned.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Polls of children per [`ChildSet::poll_next`] call before yielding back to the runtime.
+/// Polls of children per `ChildSet::poll_next` call before yielding back to the runtime.
 const DEFAULT_BUDGET: usize = 64;
 
 /// The default in-task scope. See the module docs.
-pub struct ChildSet<C> {
+pub(crate) struct ChildSet<C> {
     slots: Slab<Slot<C>>,
     index: HashMap<String, usize>,
     ready: Arc<ReadyQueue>,
@@ -134,12 +113,12 @@ impl<C> Default for ChildSet<C> {
 
 impl<C> ChildSet<C> {
     /// An empty set with the default poll budget (64).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_budget(DEFAULT_BUDGET)
     }
 
     /// An empty set polling at most `budget` children per `poll_next` call.
-    pub fn with_budget(budget: usize) -> Self {
+    pub(crate) fn with_budget(budget: usize) -> Self {
         Self {
             slots: Slab::new(),
             index: HashMap::new(),
@@ -149,11 +128,6 @@ impl<C> ChildSet<C> {
         }
     }
 
-    /// Whether a child with this key is owned.
-    pub fn contains(&self, key: &str) -> bool {
-        self.index.contains_key(key)
-    }
-
     fn take_slot(&mut self, slot: usize) -> (String, C) {
         let entry = self.slots.remove(slot);
         self.index.remove(&entry.key);
@@ -161,8 +135,10 @@ impl<C> ChildSet<C> {
     }
 }
 
-impl<C: Stream + Unpin + Send> ChildScope<C> for ChildSet<C> {
-    fn insert(&mut self, key: String, child: C) -> Result<(), C> {
+/// Every child is dropped synchronously by the caller of `remove`/`drain` (it is handed
+/// back) or in the set's own `Drop`: subscope's guarantee rests on it.
+impl<C: Stream + Unpin + Send> ChildSet<C> {
+    pub(crate) fn insert(&mut self, key: String, child: C) -> Result<(), C> {
         if self.index.contains_key(&key) {
             return Err(child);
         }
@@ -190,18 +166,18 @@ impl<C: Stream + Unpin + Send> ChildScope<C> for ChildSet<C> {
         Ok(())
     }
 
-    fn remove(&mut self, key: &str) -> Option<C> {
+    pub(crate) fn remove(&mut self, key: &str) -> Option<C> {
         let slot = self.index.remove(key)?;
         Some(self.slots.remove(slot).child)
     }
 
-    fn drain(&mut self) -> Vec<C> {
+    pub(crate) fn drain(&mut self) -> Vec<C> {
         self.index.clear();
         self.ready.lock().queue.clear();
         self.slots.drain().map(|slot| slot.child).collect()
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<ChildEvent<C>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<ChildEvent<C>> {
         {
             let mut state = self.ready.lock();
             match &state.parent {
@@ -252,8 +228,10 @@ impl<C: Stream + Unpin + Send> ChildScope<C> for ChildSet<C> {
         Poll::Pending
     }
 
-    fn len(&self) -> usize {
-        self.slots.len()
+    /// Whether no child is owned.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
     }
 }
 

@@ -106,8 +106,9 @@ pub enum CloseReason {
     SubscribeBeforeAck,
     /// `subscribe` reused the id of a live operation: close 4409.
     DuplicateOperationId(String),
-    /// An invalid message on `graphql-transport-ws`: close 4400 with a short reason.
-    InvalidMessage(Cow<'static, str>),
+    /// An invalid message (on `graphql-transport-ws`; on either subprotocol for invalid
+    /// UTF-8): close 4400 `Invalid message received`. The kind says what was wrong.
+    InvalidMessage(crate::protocol::InvalidMessage),
     /// A binary frame on the legacy subprotocol: close 1002.
     BinaryFrame,
     /// An inbound message above `max_message_size`: close 1009 `Message too big`.
@@ -167,7 +168,8 @@ impl CloseReason {
             Self::DuplicateOperationId(id) => {
                 Cow::Owned(format!("Subscriber for {id} already exists"))
             }
-            Self::InvalidMessage(text) => Cow::Borrowed(text.as_ref()),
+            // The reference implementation's text, whatever the kind.
+            Self::InvalidMessage(_) => Cow::Borrowed("Invalid message received"),
             Self::BinaryFrame => Cow::Borrowed("WebSocket message type must be text"),
             Self::MessageTooBig => Cow::Borrowed("Message too big"),
             Self::RateLimited => Cow::Borrowed("Rate limit exceeded"),
@@ -244,7 +246,7 @@ pub enum CloseKind {
 
 impl CloseKind {
     /// Every kind, in a fixed order (the order of [`crate::GaugeSnapshot::closes`]).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: &'static [Self] = &[
         Self::Client,
         Self::PeerGone,
         Self::Shutdown,

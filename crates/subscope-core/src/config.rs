@@ -28,10 +28,13 @@ pub struct Config {
     pub(crate) max_init_size: usize,
     pub(crate) inbound_rate: Option<Rate>,
     pub(crate) max_response_size: usize,
+    /// `None`: every origin. `Some(list)`: only these (lowercase, no trailing slash).
+    pub(crate) allowed_origins: Option<Vec<String>>,
 }
 
 /// A token-bucket rate: `per_second` sustained, up to `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Rate {
     /// Messages per second, sustained.
     pub per_second: f64,
@@ -67,6 +70,7 @@ impl Default for Config {
             max_init_size: 64 * 1024,
             inbound_rate: None,
             max_response_size: 32 * 1024 * 1024,
+            allowed_origins: None,
         }
     }
 }
@@ -211,6 +215,57 @@ impl Config {
         self
     }
 
+    /// Browser origins allowed to open a WebSocket, such as `https://app.example.com`
+    /// (scheme, host and port; compared ignoring ASCII case). An upgrade whose `Origin`
+    /// header is not in the list is refused with HTTP 403, counted in
+    /// [`crate::GaugeSnapshot::origins_refused`] and logged; an upgrade with no `Origin`
+    /// (a client that is not a browser) is allowed.
+    ///
+    /// Default: every origin. Set it when connections are authenticated by cookies (or any
+    /// credential the browser attaches by itself): a browser sends those cookies on a
+    /// WebSocket upgrade from *any* site, and the same-origin policy does not apply to
+    /// WebSockets, so without this list a page on another site can open a socket as the
+    /// logged-in user (cross-site WebSocket hijacking). Token-in-`connection_init`
+    /// authentication is not exposed that way.
+    ///
+    /// ```
+    /// let config = subscope_core::Config::default()
+    ///     .allowed_origins(["https://app.example.com", "http://localhost:3000/"]);
+    /// assert!(config.is_origin_allowed(Some("https://APP.example.com")));
+    /// assert!(config.is_origin_allowed(Some("http://localhost:3000")));
+    /// assert!(!config.is_origin_allowed(Some("https://evil.example")));
+    /// assert!(config.is_origin_allowed(None));
+    /// ```
+    pub fn allowed_origins<I>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let list = origins
+            .into_iter()
+            .map(|o| o.as_ref().trim().trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        self.allowed_origins = Some(list);
+        self
+    }
+
+    /// Allows every origin again (the default).
+    pub fn allow_any_origin(mut self) -> Self {
+        self.allowed_origins = None;
+        self
+    }
+
+    /// Whether an upgrade with this `Origin` header value (`None`: no header) may proceed.
+    pub fn is_origin_allowed(&self, origin: Option<&str>) -> bool {
+        match (&self.allowed_origins, origin) {
+            (None, _) | (Some(_), None) => true,
+            (Some(list), Some(origin)) => {
+                let origin = origin.trim();
+                list.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            }
+        }
+    }
+
     /// The most memory one connection's buffers can hold with this configuration,
     /// whatever the peer sends (operation state, i.e. what resolvers keep, comes on top and
     /// is bounded by [`Config::max_subscriptions`]). With `M` = `max_message_size` and
@@ -232,7 +287,7 @@ impl Config {
     pub fn connection_buffer_bound(&self) -> usize {
         use crate::driver::WRITE_BATCH_BYTES;
         use crate::machine::{HOLD_BYTES, HOLD_LIMIT};
-        use crate::server::{READ_BUFFER, WRITE_BUFFER};
+        use crate::transport::{READ_BUFFER, WRITE_BUFFER};
         let m = self.max_message_size;
         let largest_frame = self.max_response_size.max(m.saturating_add(256));
         let read = READ_BUFFER + 2 * m;

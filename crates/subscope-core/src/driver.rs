@@ -14,17 +14,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_graphql::{Data, Executor};
-use async_tungstenite::tungstenite::protocol::CloseFrame;
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use async_tungstenite::tungstenite::{Error as WsError, Message};
-use futures_core::Stream;
-use futures_sink::Sink;
 
-use crate::children::{ChildEvent, ChildScope, ChildSet};
+use crate::children::{ChildEvent, ChildSet};
 use crate::hooks::{Accept, Reject, run_guarded};
 use crate::machine::{ConnectOutcome, Machine, Output};
 use crate::operation::{OpItem, Operation};
-use crate::rt::{Sleep, Timer};
+use crate::rt::{BoxSleep, Timer};
+use crate::transport::{CloseFrame, Message, Transport, TransportError};
 use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
 
 /// Inbound messages handled per loop round before other work gets a turn.
@@ -37,18 +33,6 @@ pub(crate) const WRITE_BATCH: usize = 32;
 pub(crate) const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// Loop rounds per wake-up before yielding to the runtime.
 const ROUNDS: usize = 32;
-
-/// A WebSocket transport: a stream of inbound messages and a sink of outbound ones.
-/// `async_tungstenite::WebSocketStream` over any futures-io socket is one.
-pub trait Transport:
-    Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send
-{
-}
-
-impl<T> Transport for T where
-    T: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send
-{
-}
 
 type ConnectFuture = Pin<Box<dyn Future<Output = Result<Accept, Reject>> + Send>>;
 type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -109,7 +93,9 @@ pub(crate) struct Driver<T, E, H: Hooks, R> {
     outbound_bytes: usize,
     unflushed: bool,
     write_blocked: bool,
-    sleep: Option<(Instant, Sleep)>,
+    /// The one sleep for every deadline, moved in place; `armed` is where it is set.
+    sleep: Option<BoxSleep>,
+    armed: Option<Instant>,
     stopping: bool,
     session: Option<Arc<Data>>,
     parts: ConnectionParts<E, H, R>,
@@ -147,6 +133,7 @@ where
             unflushed: false,
             write_blocked: false,
             sleep: None,
+            armed: None,
             stopping: false,
             session: None,
             parts,
@@ -216,8 +203,8 @@ where
     fn apply_outputs(&mut self) -> Option<CloseReason> {
         while let Some(output) = self.machine.poll_output() {
             match output {
-                Output::Text(text) => self.enqueue(Message::text(text)),
-                Output::Ping => self.enqueue(Message::Ping(Default::default())),
+                Output::Text(text) => self.enqueue(Message::Text(text)),
+                Output::Ping => self.enqueue(Message::Ping),
                 Output::Connect { payload } => {
                     let hooks = Arc::clone(&self.parts.hooks);
                     let conn = Arc::clone(&self.end.conn);
@@ -253,7 +240,7 @@ where
     }
 
     fn enqueue(&mut self, message: Message) {
-        self.outbound_bytes += message.len();
+        self.outbound_bytes += message_len(&message);
         self.outbound.push_back(message);
     }
 
@@ -332,24 +319,22 @@ where
             let now = self.now();
             match item {
                 None => return Err(CloseReason::PeerGone),
-                Some(Ok(Message::Text(text))) => self.machine.handle_text(now, text.as_str()),
-                Some(Ok(Message::Binary(_))) => self.machine.handle_binary(now),
-                Some(Ok(Message::Ping(_))) => {
-                    // tungstenite queued the pong; make sure a flush sends it.
+                Some(Ok(Message::Text(text))) => self.machine.handle_text(now, &text),
+                Some(Ok(Message::Binary)) => self.machine.handle_binary(now),
+                Some(Ok(Message::Ping)) => {
+                    // The transport queued the pong; make sure a flush sends it.
                     self.unflushed = true;
                     self.machine.handle_ping_frame(now);
                 }
-                Some(Ok(Message::Pong(_) | Message::Frame(_))) => {
-                    self.machine.handle_sign_of_life(now);
-                }
+                Some(Ok(Message::Pong)) => self.machine.handle_sign_of_life(now),
                 Some(Ok(Message::Close(frame))) => {
                     let (code, reason) = frame
-                        .map(|f| (u16::from(f.code), f.reason.as_str().to_owned()))
+                        .map(|f| (f.code, f.reason))
                         .unwrap_or((1005, String::new()));
                     return Err(CloseReason::ClientClosed { code, reason });
                 }
-                Some(Err(WsError::Capacity(_))) => self.machine.handle_too_big(),
-                Some(Err(WsError::Utf8(_))) => self.machine.handle_invalid_utf8(now),
+                Some(Err(TransportError::TooBig)) => self.machine.handle_too_big(),
+                Some(Err(TransportError::InvalidUtf8)) => self.machine.handle_invalid_utf8(now),
                 Some(Err(err)) => {
                     tracing::debug!(conn = self.end.conn.id, error = %err, "read failed");
                     return Err(CloseReason::PeerGone);
@@ -360,14 +345,14 @@ where
     }
 
     /// Writes queued frames and flushes. Returns whether anything moved.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, WsError> {
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, TransportError> {
         let mut progress = false;
         let mut blocked = false;
         while !self.outbound.is_empty() {
             match Pin::new(&mut self.ws).poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     if let Some(message) = self.outbound.pop_front() {
-                        self.outbound_bytes -= message.len();
+                        self.outbound_bytes -= message_len(&message);
                         Pin::new(&mut self.ws).start_send(message)?;
                         self.unflushed = true;
                         progress = true;
@@ -405,12 +390,13 @@ where
         Ok(progress)
     }
 
-    /// Fires due deadlines and arms the one sleep for the next. Returns whether any fired.
+    /// Fires due deadlines and sets the one sleep to the next. Returns whether any fired.
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
         let mut fired = false;
         loop {
             let Some(at) = self.machine.poll_timeout() else {
-                self.sleep = None;
+                // The sleep is kept (unpolled) to be moved again later.
+                self.armed = None;
                 return fired;
             };
             let now = self.now();
@@ -419,17 +405,21 @@ where
                 fired = true;
                 continue;
             }
-            if self.sleep.as_ref().is_none_or(|(armed, _)| *armed != at) {
-                self.sleep = Some((at, self.parts.timer.sleep_until(at)));
+            if self.armed != Some(at) {
+                match self.sleep.as_mut() {
+                    Some(sleep) => sleep.as_mut().reset(at),
+                    None => self.sleep = Some(self.parts.timer.sleep_until(at)),
+                }
+                self.armed = Some(at);
             }
-            let Some((_, sleep)) = self.sleep.as_mut() else {
+            let Some(sleep) = self.sleep.as_mut() else {
                 return fired;
             };
             if sleep.as_mut().poll(cx).is_pending() {
                 return fired;
             }
             // Expiry is judged by the timer's clock on the next turn.
-            self.sleep = None;
+            self.armed = None;
         }
     }
 
@@ -507,9 +497,15 @@ where
 }
 
 pub(crate) fn close_frame(reason: &CloseReason) -> CloseFrame {
-    CloseFrame {
-        code: CloseCode::from(reason.code()),
-        reason: reason.reason().into_owned().into(),
+    CloseFrame::new(reason.code(), reason.reason())
+}
+
+/// Bytes a queued message counts against the outbound bound.
+fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Close(Some(frame)) => frame.reason.len() + 2,
+        _ => 0,
     }
 }
 

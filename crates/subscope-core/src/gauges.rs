@@ -20,6 +20,7 @@ pub struct Gauges {
     events_dropped: AtomicU64,
     subscriptions_lagged: AtomicU64,
     broker_gaps: AtomicU64,
+    origins_refused: AtomicU64,
     closes: [AtomicU64; CloseKind::ALL.len()],
 }
 
@@ -49,8 +50,12 @@ pub struct GaugeSnapshot {
     pub subscriptions_lagged: u64,
     /// Subscribers told of a broker gap (events lost while the broker was unreachable).
     pub broker_gaps: u64,
-    /// Finished connections per [`CloseKind`], in the order of [`CloseKind::ALL`].
-    pub closes: [u64; CloseKind::ALL.len()],
+    /// Upgrades refused with HTTP 403 because their `Origin` is not allowed
+    /// ([`crate::Config::allowed_origins`]).
+    pub origins_refused: u64,
+    /// Finished connections per [`CloseKind`] (read with [`GaugeSnapshot::closes_of`]);
+    /// private, so a new kind does not change a public type.
+    closes: [u64; CloseKind::ALL.len()],
 }
 
 impl GaugeSnapshot {
@@ -131,9 +136,15 @@ impl GaugeSnapshot {
             "Subscribers told of a broker gap.",
             self.broker_gaps,
         );
+        metric(
+            "origins_refused_total",
+            "counter",
+            "Upgrades refused because their Origin is not allowed.",
+            self.origins_refused,
+        );
         out.push_str("# HELP subscope_closes_total Finished connections by kind of ending.\n");
         out.push_str("# TYPE subscope_closes_total counter\n");
-        for kind in CloseKind::ALL {
+        for &kind in CloseKind::ALL {
             let _ = writeln!(
                 out,
                 "subscope_closes_total{{kind=\"{}\"}} {}",
@@ -173,6 +184,7 @@ impl Gauges {
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             subscriptions_lagged: self.subscriptions_lagged.load(Ordering::Relaxed),
             broker_gaps: self.broker_gaps.load(Ordering::Relaxed),
+            origins_refused: self.origins_refused.load(Ordering::Relaxed),
             closes,
         }
     }
@@ -234,6 +246,10 @@ impl Gauges {
 
     pub(crate) fn count_gap(&self) {
         self.broker_gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_origin_refused(&self) {
+        self.origins_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn close_subscription(&self) {

@@ -8,25 +8,81 @@ use serde_json::Value;
 
 use crate::{CloseReason, Subprotocol};
 
+/// What a server knows of a WebSocket's HTTP upgrade request: the URI, the headers and
+/// the peer's address. The standalone server fills it in; pass one to
+/// [`crate::Server::serve_websocket`] when another HTTP server did the upgrade.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct UpgradeRequest {
+    /// The request target (path and query; scheme and authority when the client sent them).
+    pub uri: http::Uri,
+    /// The request headers (`Cookie`, `Authorization`, `Origin`, `User-Agent`, ...).
+    pub headers: http::HeaderMap,
+    /// The peer's address, when the transport has one.
+    pub peer: Option<SocketAddr>,
+}
+
+impl UpgradeRequest {
+    /// An upgrade request with this URI and these headers, and no peer address.
+    pub fn new(uri: http::Uri, headers: http::HeaderMap) -> Self {
+        Self {
+            uri,
+            headers,
+            peer: None,
+        }
+    }
+
+    /// The same request, from `peer`.
+    #[must_use]
+    pub fn with_peer(mut self, peer: Option<SocketAddr>) -> Self {
+        self.peer = peer;
+        self
+    }
+
+    /// The `Origin` header, if present and readable. Browsers always send it on a
+    /// WebSocket upgrade; other clients usually do not.
+    pub fn origin(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
 /// What a hook knows about the connection it is called for.
+///
+/// ```
+/// use subscope_core::{ConnectionInfo, Subprotocol, UpgradeRequest};
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("cookie", "session=abc".parse().unwrap());
+/// let request = UpgradeRequest::new("/graphql?room=1".parse().unwrap(), headers);
+/// let conn = ConnectionInfo::new(7, Subprotocol::GraphqlTransportWs, request);
+/// assert_eq!(conn.headers["cookie"], "session=abc");
+/// assert_eq!(conn.uri.query(), Some("room=1"));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ConnectionInfo {
     /// A process-unique number for this connection (stable in logs).
     pub id: u64,
-    /// The peer's address, when the transport has one.
-    pub peer: Option<SocketAddr>,
     /// The negotiated subprotocol.
     pub subprotocol: Subprotocol,
+    /// The peer's address, when the transport has one.
+    pub peer: Option<SocketAddr>,
+    /// The upgrade request's URI.
+    pub uri: http::Uri,
+    /// The upgrade request's headers: read a cookie or a header in `on_connect`.
+    pub headers: http::HeaderMap,
 }
 
 impl ConnectionInfo {
-    /// Describes a connection (for users who drive [`crate::Server::serve_websocket`] themselves).
-    pub fn new(id: u64, peer: Option<SocketAddr>, subprotocol: Subprotocol) -> Self {
+    /// Describes connection `id`, upgraded by `request`, speaking `subprotocol`.
+    pub fn new(id: u64, subprotocol: Subprotocol, request: UpgradeRequest) -> Self {
         Self {
             id,
-            peer,
             subprotocol,
+            peer: request.peer,
+            uri: request.uri,
+            headers: request.headers,
         }
     }
 }

@@ -2,23 +2,115 @@
 //! leak.
 //!
 //! subscope speaks both GraphQL-over-WebSocket subprotocols, `graphql-transport-ws` and the
-//! legacy `graphql-ws`, exactly as `docs/PROTOCOL.md` section 4 specifies, and executes
-//! operations through [`async_graphql::Executor::execute_stream`] (static or dynamic
-//! schemas). Pick a runtime through an adapter crate (`subscope-tokio`, or the `subscope`
-//! facade); this crate names none.
+//! legacy `graphql-ws`, exactly as the repository's `docs/PROTOCOL.md` section 4 specifies,
+//! and executes operations through [`async_graphql::Executor::execute_stream`] (static or
+//! dynamic schemas). Pick a runtime through an adapter crate (`subscope-tokio`,
+//! `subscope-smol`, `subscope-async-std`, or the `subscope` facade); this crate names none.
 //!
-//! # Design overview
-//! - [`protocol`]: the two codecs and subprotocol negotiation.
-//! - [`Machine`]: the per-connection state machine, sans IO: events in, frames, hook
-//!   calls, operation starts/stops and deadlines out. No socket, clock or future.
-//! - [`ChildSet`]: the scope that owns a connection's operation streams inside the
-//!   connection future, polled round-robin with a budget, each with its own waker.
-//! - The driver (private) runs one connection: it owns the socket, the scope and one
-//!   timer, in a single hand-written poll loop; [`Server`] adds the accept loop, the
-//!   handshake, connection tracking and graceful shutdown.
-//! - [`rt`]: the seam adapters implement ([`rt::Timer`], [`rt::Runtime`]).
+//! # Serving
+//! - [`Server::serve`] accepts from an [`rt::Listener`] and serves each connection in a
+//!   task of the [`rt::Runtime`] (a timer and a spawner).
+//! - [`Server::serve_io`] serves one byte stream you accepted yourself (the HTTP upgrade
+//!   included), and resolves to why it ended.
+//! - [`Server::serve_websocket`] serves a socket another HTTP server upgraded, through
+//!   subscope's own [`Transport`] contract (`subscope-axum` does this for axum).
+//! - [`Hooks`] decide who gets in ([`Hooks::on_connect`] sees the upgrade request's headers
+//!   in [`ConnectionInfo`]) and observe every ending; [`Config`] holds the timeouts and
+//!   limits; [`Gauges`] count everything, Prometheus text included.
 //!
-//! It does not spawn tasks for operations, read the wall clock directly, or do TLS.
+//! # Serving over a custom transport
+//! Anything that moves [`transport::Message`]s is a transport. Here, an in-memory one
+//! (a test double, or the seam for a QUIC or in-process bridge) serves a real schema:
+//!
+//! ```
+//! use std::pin::Pin;
+//! use std::task::{Context, Poll};
+//! use std::time::Instant;
+//! use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+//! use futures_lite::Stream;
+//! use subscope_core::rt::{BoxSleep, BoxTask, Sleep, Spawn, Timer};
+//! use subscope_core::transport::{Message, TransportError};
+//! use subscope_core::{CloseReason, Server, Subprotocol, UpgradeRequest};
+//!
+//! struct Query;
+//! #[Object]
+//! impl Query {
+//!     async fn hello(&self) -> &str { "world" }
+//! }
+//!
+//! /// Messages in from a channel, messages out to a channel.
+//! struct Channels {
+//!     inbound: Pin<Box<async_channel::Receiver<Message>>>,
+//!     outbound: async_channel::Sender<Message>,
+//! }
+//! impl Stream for Channels {
+//!     type Item = Result<Message, TransportError>;
+//!     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+//!         self.inbound.as_mut().poll_next(cx).map(|m| m.map(Ok))
+//!     }
+//! }
+//! impl futures_sink::Sink<Message> for Channels {
+//!     type Error = TransportError;
+//!     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+//!         Poll::Ready(Ok(()))
+//!     }
+//!     fn start_send(self: Pin<&mut Self>, m: Message) -> Result<(), Self::Error> {
+//!         self.outbound.try_send(m).map_err(|_| TransportError::Closed)
+//!     }
+//!     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+//!         Poll::Ready(Ok(()))
+//!     }
+//!     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+//!         Poll::Ready(Ok(()))
+//!     }
+//! }
+//!
+//! /// A runtime whose sleeps never fire and which spawns nothing (this example needs neither).
+//! #[derive(Clone)]
+//! struct Inline;
+//! struct Never;
+//! impl Future for Never {
+//!     type Output = ();
+//!     fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> { Poll::Pending }
+//! }
+//! impl Sleep for Never {
+//!     fn reset(self: Pin<&mut Self>, _: Instant) {}
+//! }
+//! impl Timer for Inline {
+//!     fn now(&self) -> Instant { Instant::now() }
+//!     fn sleep_until(&self, _: Instant) -> BoxSleep { Box::pin(Never) }
+//! }
+//! impl Spawn for Inline {
+//!     fn spawn(&self, _: BoxTask) {}
+//! }
+//!
+//! let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
+//! let server = Server::builder(Inline, schema).build();
+//! let (to_server, inbound) = async_channel::unbounded();
+//! let (outbound, from_server) = async_channel::unbounded();
+//! let connection = server.serve_websocket(
+//!     Channels { inbound: Box::pin(inbound), outbound },
+//!     Some(Subprotocol::GraphqlTransportWs),
+//!     UpgradeRequest::default(),
+//! );
+//! let text = |t: &str| Message::Text(t.to_owned());
+//! let client = async {
+//!     to_server.send(text(r#"{"type":"connection_init"}"#)).await.unwrap();
+//!     let query = r#"{"id":"1","type":"subscribe","payload":{"query":"{ hello }"}}"#;
+//!     to_server.send(text(query)).await.unwrap();
+//!     let mut got = Vec::new();
+//!     for _ in 0..3 {
+//!         got.push(from_server.recv().await.unwrap());
+//!     }
+//!     to_server.send(Message::Close(None)).await.unwrap();
+//!     got
+//! };
+//! let (reason, got) = futures_lite::future::block_on(futures_lite::future::zip(connection, client));
+//! assert_eq!(got[0], text(r#"{"type":"connection_ack"}"#));
+//! assert_eq!(got[1], text(r#"{"id":"1","type":"next","payload":{"data":{"hello":"world"}}}"#));
+//! assert_eq!(got[2], text(r#"{"id":"1","type":"complete"}"#));
+//! assert_eq!(reason, CloseReason::ClientClosed { code: 1005, reason: String::new() });
+//! ```
 //!
 //! # The guarantee
 //! Every operation stream is dropped, and [`Hooks::on_complete`] has run for it, on every
@@ -29,36 +121,72 @@
 //! Outside it: `mem::forget`, tasks a resolver spawns itself, `panic = "abort"`, process
 //! exit.
 //!
+//! # Design
+//! A connection is one future: a sans-IO state machine (protocol rules, no socket, clock or
+//! future) driven by a hand-written poll loop that owns the socket, one resettable sleep,
+//! and the connection's operation streams (polled round-robin in the connection's own
+//! task, each with its own waker). Each subprotocol is one module holding its codec and its
+//! policy, so the machine never branches on the subprotocol. It spawns nothing per
+//! operation, reads no wall clock directly, and does no TLS.
+//!
 //! # Cancel safety
 //! Dropping any future returned by [`Server`] drops what it owns, operations first.
+//!
+//! # Features
+//! - `unstable-machine`: makes the sans-IO state machine public as `machine::Machine`, for
+//!   the fuzz targets and for writing your own driver. It is outside semver: its inputs
+//!   and outputs change with the driver.
+//!
+//! No feature is on by default, and no feature selects a runtime.
+//!
+//! # Stability
+//! 0.x: breaking changes come with a minor version bump and a changelog entry. The public
+//! enums and option structs are `#[non_exhaustive]`, so adding a close reason, an end
+//! reason, a message kind or a setting is not a breaking change; match them with a `_`
+//! arm. The wire behaviour is specified by `docs/PROTOCOL.md` section 4, and a change to
+//! it is treated as breaking. async-graphql, async-tungstenite and http are public
+//! dependencies (re-exported below); a major bump of one of them is a breaking release of
+//! subscope.
 
-pub mod children;
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod children;
 pub mod close;
-pub mod config;
-pub mod driver;
-pub mod gauges;
-pub mod hooks;
+mod config;
+mod driver;
+mod gauges;
+mod hooks;
+#[cfg(feature = "unstable-machine")]
 pub mod machine;
+#[cfg(not(feature = "unstable-machine"))]
+mod machine;
 mod operation;
-pub mod protocol;
+mod protocol;
 pub mod rt;
-pub mod server;
+mod server;
 mod sync;
 pub mod topics;
+pub mod transport;
 mod variables;
 
-pub use children::{ChildEvent, ChildScope, ChildSet};
 pub use close::{CloseKind, CloseReason, truncate_reason};
 pub use config::{Config, Rate};
-pub use driver::Transport;
 pub use gauges::{GaugeSnapshot, Gauges};
-pub use hooks::{Accept, ConnectionInfo, EndReason, Hooks, NoHooks, Reject};
+pub use hooks::{Accept, ConnectionInfo, EndReason, Hooks, NoHooks, Reject, UpgradeRequest};
+#[cfg(feature = "unstable-machine")]
 pub use machine::{ConnectOutcome, Machine, Output};
 pub use operation::OperationToken;
-pub use protocol::{Subprotocol, negotiate};
-pub use server::{HandshakeError, Server, ServerBuilder, handshake, websocket_config};
+pub use protocol::{InvalidMessage, Subprotocol, negotiate};
+pub use server::{HandshakeError, Server, ServerBuilder};
 pub use topics::{Delivery, Fanout, MemoryTopics, Missed, Overflow, Subscription, Topics};
+pub use transport::Transport;
 
-/// Re-exported so users name the same versions subscope uses.
+/// The GraphQL engine subscope executes with, re-exported so users name the same version.
+#[doc(no_inline)]
 pub use async_graphql;
+/// The WebSocket implementation of the standalone server (see [`transport::Tungstenite`]).
+#[doc(no_inline)]
 pub use async_tungstenite;
+/// The HTTP types of [`UpgradeRequest`] and [`ConnectionInfo`].
+#[doc(no_inline)]
+pub use http;

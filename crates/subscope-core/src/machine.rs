@@ -1,3 +1,4 @@
+#![cfg_attr(not(feature = "unstable-machine"), allow(unreachable_pub, dead_code))]
 //! The connection state machine: protocol rules with no IO, no clock and no futures.
 //!
 //! [`Machine`] is deterministic: inputs carry `now`, outputs are pulled.
@@ -18,14 +19,12 @@ use std::time::{Duration, Instant};
 use async_graphql::{Request, Response, ServerError};
 use serde_json::Value;
 
-use crate::protocol::{self, DecodeError, Inbound, legacy, transport_ws};
+use crate::protocol::{self, Dialect, Duplicate, Inbound, InvalidMessage, Reply};
 use crate::{CloseReason, Config, EndReason, Subprotocol};
-
-/// The close reason of every 4400 (the reference implementation's text).
-const INVALID_MESSAGE: &str = "Invalid message received";
 
 /// An action the driver must take.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Output {
     /// Send a text frame.
     Text(String),
@@ -56,6 +55,7 @@ pub enum Output {
 
 /// What `on_connect` decided, as the machine needs it.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ConnectOutcome {
     /// Accepted, with an optional ack payload.
     Accepted(Option<Value>),
@@ -114,9 +114,10 @@ struct Settings {
 }
 
 /// The per-connection protocol state machine. See the module docs for the call order.
-#[derive(Debug)]
 pub struct Machine {
     protocol: Subprotocol,
+    /// Everything that differs between subprotocols; the machine never branches on one.
+    dialect: &'static dyn Dialect,
     settings: Settings,
     phase: Phase,
     /// Set at the ack and never cleared (the phase moves on to `Closed`).
@@ -141,6 +142,17 @@ pub(crate) const HOLD_LIMIT: usize = 64;
 /// overshoot it, so `held` never exceeds `HOLD_BYTES + max_message_size`.
 pub(crate) const HOLD_BYTES: usize = 64 * 1024;
 
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("protocol", &self.protocol)
+            .field("phase", &self.phase)
+            .field("operations", &self.ops.len())
+            .field("queued", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Machine {
     /// A machine for a freshly upgraded socket that negotiated `protocol`.
     pub fn new(protocol: Subprotocol, config: &Config, now: Instant) -> Self {
@@ -157,6 +169,7 @@ impl Machine {
         };
         let mut machine = Self {
             protocol,
+            dialect: protocol.dialect(),
             settings,
             phase: Phase::AwaitingInit,
             acknowledged: false,
@@ -241,8 +254,14 @@ impl Machine {
         self.out.push_back(Output::Text(frame));
     }
 
-    fn is_legacy(&self) -> bool {
-        self.protocol == Subprotocol::GraphqlWs
+    /// Sends the reply's frame, then closes if it says so.
+    fn reply(&mut self, reply: Reply) {
+        if let Some(frame) = reply.frame {
+            self.text(frame);
+        }
+        if let Some(reason) = reply.close {
+            self.close(reason);
+        }
     }
 
     /// Any inbound frame (text, binary, ping, pong): the peer is alive.
@@ -290,13 +309,16 @@ impl Machine {
     }
 
     fn process_text(&mut self, now: Instant, text: &str) {
-        let decoded = match self.protocol {
-            Subprotocol::GraphqlTransportWs => transport_ws::decode(text),
-            Subprotocol::GraphqlWs => legacy::decode(text),
-        };
-        match decoded.and_then(|m| self.check_limits(text, m)) {
+        match self
+            .dialect
+            .decode(text)
+            .and_then(|m| self.check_limits(text, m))
+        {
             Ok(message) => self.handle_message(now, message),
-            Err(err) => self.handle_invalid(err),
+            Err(kind) => {
+                let reply = self.dialect.invalid(kind);
+                self.reply(reply);
+            }
         }
     }
 
@@ -305,18 +327,15 @@ impl Machine {
         if self.is_closed() || !self.admit(now) {
             return;
         }
-        if self.is_legacy() {
-            self.close(CloseReason::BinaryFrame);
-        } else {
-            tracing::debug!("binary frame on graphql-transport-ws");
-            self.close(CloseReason::InvalidMessage(INVALID_MESSAGE.into()));
-        }
+        let reply = self.dialect.binary();
+        self.reply(reply);
     }
 
-    /// A text frame that was not valid UTF-8.
+    /// A text frame that was not valid UTF-8: broken below the subprotocol, so every
+    /// subprotocol closes 4400.
     pub fn handle_invalid_utf8(&mut self, _now: Instant) {
         tracing::debug!("text frame with invalid UTF-8");
-        self.close(CloseReason::InvalidMessage(INVALID_MESSAGE.into()));
+        self.close(CloseReason::InvalidMessage(InvalidMessage::InvalidUtf8));
     }
 
     /// An inbound message above the size limit.
@@ -325,35 +344,28 @@ impl Machine {
     }
 
     /// Size limits on ids and on `connection_init`, applied like any invalid message.
-    fn check_limits(&self, text: &str, message: Inbound) -> Result<Inbound, DecodeError> {
+    fn check_limits(&self, text: &str, message: Inbound) -> Result<Inbound, InvalidMessage> {
         match &message {
             Inbound::Subscribe { id, .. } | Inbound::Complete { id }
                 if id.len() > self.settings.max_id_length =>
             {
-                Err(DecodeError::new("Invalid message received: id too long"))
+                Err(InvalidMessage::IdTooLong)
             }
-            Inbound::Init { .. } if text.len() > self.settings.max_init_size => Err(
-                DecodeError::new("Invalid message received: connection_init too large"),
-            ),
+            Inbound::Init { .. } if text.len() > self.settings.max_init_size => {
+                Err(InvalidMessage::InitTooLarge)
+            }
             _ => Ok(message),
-        }
-    }
-
-    fn handle_invalid(&mut self, err: DecodeError) {
-        if self.is_legacy() {
-            // Legacy: report and keep the socket open.
-            self.text(legacy::connection_error(&err.0));
-        } else {
-            // The reason is the reference text; the detail goes to the log only.
-            tracing::debug!(detail = %err.0, "invalid message");
-            self.close(CloseReason::InvalidMessage(INVALID_MESSAGE.into()));
         }
     }
 
     fn handle_message(&mut self, now: Instant, message: Inbound) {
         match message {
             Inbound::Init { payload } => self.handle_init(payload),
-            Inbound::Ping { payload } => self.text(transport_ws::pong(payload.as_ref())),
+            Inbound::Ping { payload } => {
+                if let Some(pong) = self.dialect.pong(payload.as_ref()) {
+                    self.text(pong);
+                }
+            }
             Inbound::Pong => {}
             Inbound::Subscribe { id, request } => self.handle_subscribe(now, id, request),
             Inbound::Complete { id } => self.handle_client_complete(id),
@@ -369,10 +381,8 @@ impl Machine {
                 self.out.push_back(Output::Connect { payload });
             }
             Phase::Initialising | Phase::Acknowledged => {
-                if self.is_legacy() {
-                    self.text(legacy::connection_error("Too many initialisation requests"));
-                }
-                self.close(CloseReason::TooManyInitRequests);
+                let reply = self.dialect.second_init();
+                self.reply(reply);
             }
             Phase::Closed => {}
         }
@@ -403,31 +413,21 @@ impl Machine {
                 // client sees the ack is never refused.
                 self.phase = Phase::Acknowledged;
                 self.acknowledged = true;
-                if self.is_legacy() {
-                    self.text(legacy::ack(payload.as_ref()));
-                    if let Some(every) = self.settings.keepalive_interval {
-                        self.text(legacy::ka());
-                        self.arm(TimerKind::KeepAliveMessage, now + every);
-                    }
-                } else {
-                    self.text(transport_ws::ack(payload.as_ref()));
+                self.text(self.dialect.ack(payload.as_ref()));
+                if let Some(every) = self.settings.keepalive_interval
+                    && let Some(ka) = self.dialect.keepalive()
+                {
+                    self.text(ka);
+                    self.arm(TimerKind::KeepAliveMessage, now + every);
                 }
             }
             ConnectOutcome::Rejected(message) => {
-                if self.is_legacy() {
-                    self.text(legacy::connection_error(&message));
-                    self.close(CloseReason::LegacyInitRejected);
-                } else {
-                    self.close(CloseReason::Forbidden);
-                }
+                let reply = self.dialect.rejected(&message);
+                self.reply(reply);
             }
             ConnectOutcome::Failed => {
-                if self.is_legacy() {
-                    self.text(legacy::connection_error("Internal server error"));
-                    self.close(CloseReason::LegacyInitFailed);
-                } else {
-                    self.close(CloseReason::InternalError);
-                }
+                let reply = self.dialect.failed();
+                self.reply(reply);
             }
         }
     }
@@ -438,17 +438,19 @@ impl Machine {
             return;
         }
         if self.ops.contains_key(&id) {
-            if self.is_legacy() {
-                // Legacy: stop the old operation (its `complete` first), then start anew.
-                self.ops.remove(&id);
-                self.out.push_back(Output::Stop {
-                    id: id.clone(),
-                    reason: EndReason::Replaced,
-                });
-                self.text(legacy::complete(&id));
-            } else {
-                self.close(CloseReason::DuplicateOperationId(id));
-                return;
+            match self.dialect.duplicate(&id) {
+                Duplicate::Replace(frame) => {
+                    self.ops.remove(&id);
+                    self.out.push_back(Output::Stop {
+                        id: id.clone(),
+                        reason: EndReason::Replaced,
+                    });
+                    self.text(frame);
+                }
+                Duplicate::Close(reason) => {
+                    self.close(reason);
+                    return;
+                }
             }
         }
         if self.ops.len() >= self.settings.max_subscriptions {
@@ -465,22 +467,18 @@ impl Machine {
         if self.ops.remove(&id).is_none() {
             return; // unknown or finished: ignore
         }
-        let legacy = self.is_legacy();
+        let reply = self.dialect.stopped(&id);
         self.out.push_back(Output::Stop {
-            id: id.clone(),
+            id,
             reason: EndReason::ClientStopped,
         });
-        if legacy {
-            self.text(legacy::complete(&id));
+        if let Some(frame) = reply {
+            self.text(frame);
         }
     }
 
     fn error_frame(&self, id: &str, errors: &[ServerError]) -> String {
-        if self.is_legacy() {
-            legacy::error(id, errors)
-        } else {
-            transport_ws::error(id, errors)
-        }
+        self.dialect.error(id, errors)
     }
 
     /// One response of a running operation.
@@ -500,11 +498,7 @@ impl Machine {
             return;
         }
         *phase = OpPhase::Streaming;
-        let frame = if self.is_legacy() {
-            legacy::data(id, response)
-        } else {
-            transport_ws::next(id, response)
-        };
+        let frame = self.dialect.next(id, response);
         if frame.len() > self.settings.max_response_size {
             // Only this operation ends, with an error the client can see; the socket goes on.
             tracing::warn!(
@@ -549,11 +543,7 @@ impl Machine {
             return;
         }
         // Released before the final message, so the client may reuse the id at once.
-        let frame = if self.is_legacy() {
-            legacy::complete(id)
-        } else {
-            transport_ws::complete(id)
-        };
+        let frame = self.dialect.complete(id);
         self.text(frame);
     }
 
@@ -616,7 +606,9 @@ impl Machine {
                 }
                 TimerKind::PongDeadline => self.close(CloseReason::KeepaliveTimeout),
                 TimerKind::KeepAliveMessage => {
-                    self.text(legacy::ka());
+                    if let Some(ka) = self.dialect.keepalive() {
+                        self.text(ka);
+                    }
                     if let Some(every) = self.settings.keepalive_interval {
                         self.arm(TimerKind::KeepAliveMessage, now + every);
                     }

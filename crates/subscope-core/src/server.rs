@@ -1,26 +1,27 @@
 //! The generic server: accept loop, handshake with subprotocol negotiation, connection
 //! tasks, and a graceful shutdown that returns only when every connection is gone.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_graphql::Executor;
-use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use async_tungstenite::tungstenite::http::HeaderValue;
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future;
+use http::{HeaderValue, StatusCode};
 use tracing::Instrument;
 
-use crate::driver::{ConnectionParts, Driver, Transport, close_frame, close_handshake};
+use crate::driver::{ConnectionParts, Driver, close_frame, close_handshake};
 use crate::machine::Machine;
-use crate::rt::Runtime;
+use crate::rt::{Listener, Runtime};
 use crate::sync::{Signal, Tracked, Tracker};
-use crate::{CloseReason, Config, ConnectionInfo, Gauges, Hooks, NoHooks, Subprotocol, negotiate};
+use crate::transport::{Transport, Tungstenite, websocket_config};
+use crate::{
+    CloseReason, Config, ConnectionInfo, Gauges, Hooks, NoHooks, Subprotocol, UpgradeRequest,
+    negotiate,
+};
 
 /// A GraphQL-over-WebSocket server for one executor, on runtime `R`.
 ///
@@ -159,15 +160,16 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     }
 
     /// Accepts connections from `listener` until [`Server::shutdown`] is called, serving
-    /// each in its own task. Returns `Ok(())` after shutdown was requested.
+    /// each in its own task; resolves once shutdown was requested. Accept errors (out of
+    /// file descriptors and the like) are logged and retried after 50 ms, never returned.
     ///
     /// # Cancel safety
     /// Dropping this future stops accepting; connections already accepted keep running
     /// until they end or the server shuts down.
-    pub fn serve(
+    pub fn serve<L: Listener>(
         &self,
-        listener: R::Listener,
-    ) -> impl Future<Output = io::Result<()>> + Send + use<E, H, R> {
+        mut listener: L,
+    ) -> impl Future<Output = ()> + Send + use<E, H, R, L> {
         let server = self.clone();
         // The accept loop counts as a live task, so shutdown cannot return while it could
         // still spawn a connection.
@@ -180,10 +182,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     Arc::clone(&inner.stop).wait().await;
                     None
                 };
-                let accepted = async { Some(inner.runtime.accept(&listener).await) };
+                let accepted = async { Some(listener.accept().await) };
                 match future::or(stopped, accepted).await {
-                    None => return Ok(()),
-                    Some(Ok((io, peer))) => server.spawn_io(io, Some(peer)),
+                    None => return,
+                    Some(Ok((io, peer))) => server.spawn_io(io, peer),
                     Some(Err(err)) => {
                         // Out of file descriptors and friends: back off instead of spinning.
                         tracing::warn!(error = %err, "accept failed");
@@ -194,19 +196,21 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         }
     }
 
-    /// Serves one already-accepted stream in a new task (HTTP upgrade included).
+    /// Serves one already-accepted stream in a new task (HTTP upgrade included). The task's
+    /// outcome is logged; use [`Server::serve_io`] to await it yourself.
     pub fn spawn_io<S>(&self, io: S, peer: Option<SocketAddr>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let task = self.serve_io(io, peer);
         self.inner.runtime.spawn(Box::pin(async move {
-            task.await;
+            let _ = task.await;
         }));
     }
 
     /// Serves one already-accepted stream: HTTP upgrade (bounded by the handshake
-    /// timeout), subprotocol negotiation, then the connection. Counted by shutdown.
+    /// timeout), Origin check, subprotocol negotiation, then the connection. Counted by
+    /// shutdown. Resolves to why the connection ended, or to why there never was one.
     ///
     /// # Cancel safety
     /// Dropping the future drops every operation of the connection before `drop` returns.
@@ -214,7 +218,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         &self,
         io: S,
         peer: Option<SocketAddr>,
-    ) -> impl Future<Output = Option<CloseReason>> + Send + 'static
+    ) -> impl Future<Output = Result<CloseReason, HandshakeError>> + Send + 'static
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -230,28 +234,34 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 Err(HandshakeError::TimedOut)
             };
             match future::or(handshake, timeout).await {
-                Ok((ws, protocol)) => {
-                    let (reason, ws) = server.connection(ws, protocol, peer).await;
+                Ok((ws, protocol, request)) => {
+                    let request = request.with_peer(peer);
+                    let (reason, ws) = server.connection(ws, protocol, request).await;
                     if reason.sends_close_frame() {
                         // Our close frame is out; let the peer's unread bytes drain so the
                         // kernel does not answer them with a reset that would eat it.
-                        let linger = lingering_close(ws.into_inner());
+                        let linger = lingering_close(ws.into_inner().into_inner());
                         let bound = inner.runtime.sleep(inner.config.close_timeout);
                         future::or(linger, bound).await;
                     }
-                    Some(reason)
+                    Ok(reason)
                 }
                 Err(err) => {
-                    tracing::debug!(?peer, error = %err, "handshake failed");
-                    None
+                    if let HandshakeError::OriginNotAllowed { origin } = &err {
+                        server.refused_origin(origin, peer);
+                    } else {
+                        tracing::debug!(?peer, error = %err, "handshake failed");
+                    }
+                    Err(err)
                 }
             }
         };
-        self.track(task, None)
+        self.track(task, Ok(CloseReason::Dropped))
     }
 
     /// Serves a socket that is already a WebSocket (for servers that do the upgrade
-    /// themselves). `protocol` is the negotiated subprotocol; `None` closes 4406.
+    /// themselves). `protocol` is the negotiated subprotocol; `None` closes 4406. Check the
+    /// Origin before upgrading with [`Server::check_origin`].
     ///
     /// # Cancel safety
     /// Dropping the future drops every operation before `drop` returns.
@@ -259,11 +269,29 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         &self,
         ws: T,
         protocol: Option<Subprotocol>,
-        peer: Option<SocketAddr>,
+        request: UpgradeRequest,
     ) -> impl Future<Output = CloseReason> + Send + use<T, E, H, R> {
         // Tracked like `serve_io`, so shutdown waits for sockets another server upgraded.
-        let connection = self.connection(ws, protocol, peer);
+        let connection = self.connection(ws, protocol, request);
         self.track(async move { connection.await.0 }, CloseReason::Dropped)
+    }
+
+    /// Applies [`Config::allowed_origins`] to an upgrade request another HTTP server
+    /// received: `Err` means answer HTTP 403 and do not upgrade (the refusal is already
+    /// counted in [`crate::GaugeSnapshot::origins_refused`] and logged).
+    pub fn check_origin(&self, request: &UpgradeRequest) -> Result<(), HandshakeError> {
+        let origin = request.origin();
+        if self.inner.config.is_origin_allowed(origin) {
+            return Ok(());
+        }
+        let origin = origin.unwrap_or_default().to_owned();
+        self.refused_origin(&origin, request.peer);
+        Err(HandshakeError::OriginNotAllowed { origin })
+    }
+
+    fn refused_origin(&self, origin: &str, peer: Option<SocketAddr>) {
+        self.inner.gauges.count_origin_refused();
+        tracing::info!(?peer, origin, "upgrade refused (403): origin not allowed");
     }
 
     /// Counts `task` for shutdown, and lets shutdown's forced phase drop it (the future then
@@ -290,7 +318,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         &self,
         mut ws: T,
         protocol: Option<Subprotocol>,
-        peer: Option<SocketAddr>,
+        request: UpgradeRequest,
     ) -> impl Future<Output = (CloseReason, T)> + Send + use<T, E, H, R> {
         let inner = Arc::clone(&self.inner);
         async move {
@@ -319,12 +347,12 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 return (reason, ws);
             };
             let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-            let conn = Arc::new(ConnectionInfo::new(id, peer, protocol));
+            let conn = Arc::new(ConnectionInfo::new(id, protocol, request));
             let span = tracing::debug_span!(
                 "connection",
                 id,
                 subprotocol = %protocol,
-                ?peer,
+                peer = ?conn.peer,
                 close_code = tracing::field::Empty,
                 close_reason = tracing::field::Empty,
             );
@@ -384,80 +412,89 @@ async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
     while let Ok(1..) = io.read(&mut sink).await {}
 }
 
-/// Why an HTTP upgrade failed.
+/// Why a stream never became a connection.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeError {
     /// The client did not finish the upgrade within the handshake timeout.
     #[error("handshake timed out")]
     TimedOut,
+    /// The upgrade came from a browser origin that [`Config::allowed_origins`] does not
+    /// list; it was answered with HTTP 403.
+    #[error("origin not allowed: {origin:?}")]
+    OriginNotAllowed {
+        /// The request's `Origin` header.
+        origin: String,
+    },
     /// The upgrade request was invalid or the socket failed.
     #[error("websocket handshake failed: {0}")]
-    WebSocket(#[from] async_tungstenite::tungstenite::Error),
+    WebSocket(#[source] crate::transport::TransportError),
 }
 
-/// tungstenite's initial read buffer (it grows to hold the largest frame read).
-pub(crate) const READ_BUFFER: usize = 8 * 1024;
-
-/// Bytes tungstenite buffers before it writes to the socket (and the most it holds beyond
-/// one frame once a write blocks).
-pub(crate) const WRITE_BUFFER: usize = 128 * 1024;
-
-/// The WebSocket settings subscope uses for a server socket.
-pub fn websocket_config(config: &Config) -> WebSocketConfig {
-    let max = config.max_message_size;
-    // The driver refuses any response above `max_response_size` (the operation ends with
-    // an error), so one frame of that size always fits behind a full write batch.
-    let largest_frame = config.max_response_size.saturating_add(1024);
-    WebSocketConfig::default()
-        // tungstenite allocates its read buffer eagerly (128 KiB by default) for every
-        // socket; subscription clients send small messages, and a larger one still fits
-        // (the buffer grows for it), so idle connections stay cheap.
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
-        // Bounded outbound memory: what tungstenite may buffer beyond one batch.
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER.saturating_add(largest_frame))
+/// What the upgrade callback learned.
+#[derive(Default)]
+struct Seen {
+    protocol: Option<Subprotocol>,
+    request: UpgradeRequest,
+    refused_origin: Option<String>,
 }
 
-/// Performs the HTTP upgrade and picks the subprotocol.
-pub async fn handshake<S>(
+/// Performs the HTTP upgrade: checks the Origin, picks the subprotocol, keeps the request.
+async fn handshake<S>(
     io: S,
     config: &Config,
-) -> Result<(WebSocketStream<S>, Option<Subprotocol>), HandshakeError>
+) -> Result<(Tungstenite<S>, Option<Subprotocol>, UpgradeRequest), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let enabled = config.subprotocols.clone();
-    let chosen = Arc::new(std::sync::Mutex::new(None));
-    let slot = Arc::clone(&chosen);
-    // The callback's error type is tungstenite's own HTTP response; it is never built here.
+    let allowed = config.clone();
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let slot = Arc::clone(&seen);
+    // The callback's error type is tungstenite's own HTTP response.
     #[allow(clippy::result_large_err)]
     let callback = move |request: &Request, mut response: Response| {
+        let upgrade = UpgradeRequest::new(request.uri().clone(), request.headers().clone());
+        let mut seen = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !allowed.is_origin_allowed(upgrade.origin()) {
+            seen.refused_origin = Some(upgrade.origin().unwrap_or_default().to_owned());
+            let mut refusal = ErrorResponse::new(Some("Origin not allowed".to_owned()));
+            *refusal.status_mut() = StatusCode::FORBIDDEN;
+            return Err(refusal);
+        }
         let offered = request
             .headers()
             .get_all("sec-websocket-protocol")
             .iter()
             .filter_map(|v| v.to_str().ok());
-        let protocol = negotiate(offered, &enabled);
+        let protocol = negotiate(offered, &allowed.subprotocols);
         if let Some(p) = protocol {
             response.headers_mut().insert(
                 "sec-websocket-protocol",
                 HeaderValue::from_static(p.token()),
             );
         }
-        if let Ok(mut slot) = slot.lock() {
-            *slot = protocol;
-        }
-        Ok::<_, ErrorResponse>(response)
+        seen.protocol = protocol;
+        seen.request = upgrade;
+        Ok(response)
     };
-    let ws = async_tungstenite::accept_hdr_async_with_config(
+    let result = async_tungstenite::accept_hdr_async_with_config(
         io,
         callback,
         Some(websocket_config(config)),
     )
-    .await?;
-    let protocol = chosen.lock().ok().and_then(|p| *p);
-    Ok((ws, protocol))
+    .await;
+    let seen = std::mem::take(
+        &mut *seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    match result {
+        Ok(ws) => Ok((Tungstenite::from(ws), seen.protocol, seen.request)),
+        Err(_) if seen.refused_origin.is_some() => Err(HandshakeError::OriginNotAllowed {
+            origin: seen.refused_origin.unwrap_or_default(),
+        }),
+        Err(err) => Err(HandshakeError::WebSocket(err.into())),
+    }
 }

@@ -31,7 +31,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use subscope_core::rt::Runtime;
+use subscope_core::rt::{Spawn, Timer};
 use subscope_core::{Delivery, Fanout, Gauges, Subscription, Topics};
 
 /// How long a `PUBLISH` may wait for Redis's answer.
@@ -70,7 +70,7 @@ impl RedisTopics {
     /// Connects lazily to `url` (e.g. `redis://127.0.0.1:6379`); local subscribers are
     /// served under `delivery` and counted into `gauges`. The shared subscriber
     /// connection's manager runs on `runtime` until every clone and every stream is gone.
-    pub fn new<R: Runtime>(
+    pub fn new<R: Spawn + Timer + Clone>(
         runtime: &R,
         url: &str,
         delivery: Delivery,
@@ -184,7 +184,7 @@ enum Event {
 
 /// The shared subscriber connection: reconciles subscriptions and fans messages out.
 /// Ends when every `RedisTopics` clone is gone.
-async fn manage<R: Runtime>(inner: Weak<Inner>, rx: async_channel::Receiver<String>, rt: R) {
+async fn manage<R: Timer>(inner: Weak<Inner>, rx: async_channel::Receiver<String>, rt: R) {
     let mut backoff = BACKOFF_START;
     // Set once a connection was lost: the next healthy one reports the gap (and the flag is
     // set again whenever a connection ends).

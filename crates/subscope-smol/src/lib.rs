@@ -1,5 +1,5 @@
-//! smol adapter for subscope: [`SmolRuntime`] supplies the timer (`async-io`), the spawner
-//! (an `async-executor` you own) and the TCP listener (`async-net`).
+//! smol adapter for subscope: [`SmolRuntime`] supplies the timer (`async-io`) and the
+//! spawner (an `async-executor` you own); [`TcpListener`] (`async-net`) accepts.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -10,8 +10,9 @@
 //! let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
 //! let server = subscope_smol::server(subscope_smol::SmolRuntime::new(Arc::clone(&ex)), schema).build();
 //! async_io::block_on(ex.run(async {
-//!     let listener = async_net::TcpListener::bind("127.0.0.1:8000").await?;
-//!     server.serve(listener).await
+//!     let listener = subscope_smol::TcpListener::bind("127.0.0.1:8000").await?;
+//!     server.serve(listener).await;
+//!     std::io::Result::Ok(())
 //! }))
 //! # .unwrap();
 //! ```
@@ -23,12 +24,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_executor::Executor;
 use async_graphql::Executor as GraphqlExecutor;
-use subscope_core::rt::{BoxTask, Runtime, Sleep, Timer};
+use subscope_core::rt::{BoxSleep, BoxTask, Listener, Sleep, Spawn, Timer};
 use subscope_core::{NoHooks, ServerBuilder};
 
 /// The smol runtime seam: connection tasks go to `executor`, which the application runs
@@ -55,26 +58,71 @@ impl Timer for SmolRuntime {
         Instant::now()
     }
 
-    fn sleep_until(&self, deadline: Instant) -> Sleep {
-        Box::pin(async move {
-            async_io::Timer::at(deadline).await;
-        })
+    fn sleep_until(&self, deadline: Instant) -> BoxSleep {
+        Box::pin(AsyncIoSleep(async_io::Timer::at(deadline)))
     }
 }
 
-impl Runtime for SmolRuntime {
-    type Listener = async_net::TcpListener;
-    type Io = async_net::TcpStream;
-
+impl Spawn for SmolRuntime {
     fn spawn(&self, task: BoxTask) {
         // Detached on purpose: the server tracks and ends its tasks itself.
         self.executor.spawn(task).detach();
     }
+}
 
-    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Io, SocketAddr)> {
-        let (stream, peer) = listener.accept().await?;
+/// async-io's timer (which both smol and async-std run on), moved in place.
+#[derive(Debug)]
+struct AsyncIoSleep(async_io::Timer);
+
+impl Future for AsyncIoSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl Sleep for AsyncIoSleep {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.0.set_at(deadline);
+    }
+}
+
+/// A TCP listener for [`subscope_core::Server::serve`]. Accepted sockets have
+/// `TCP_NODELAY` set: subscription frames are small and should not wait to coalesce.
+#[derive(Debug)]
+pub struct TcpListener(async_net::TcpListener);
+
+impl TcpListener {
+    /// Binds to `addr`.
+    pub async fn bind(addr: impl async_net::AsyncToSocketAddrs) -> io::Result<Self> {
+        async_net::TcpListener::bind(addr).await.map(Self)
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    /// The underlying listener back.
+    pub fn into_inner(self) -> async_net::TcpListener {
+        self.0
+    }
+}
+
+impl From<async_net::TcpListener> for TcpListener {
+    fn from(listener: async_net::TcpListener) -> Self {
+        Self(listener)
+    }
+}
+
+impl Listener for TcpListener {
+    type Io = async_net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Option<SocketAddr>)> {
+        let (stream, peer) = self.0.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((stream, peer))
+        Ok((stream, Some(peer)))
     }
 }
 

@@ -1,5 +1,5 @@
 //! tokio adapter for subscope: [`TokioRuntime`] supplies the timer (tokio's clock, so a
-//! paused test clock works), the spawner and the TCP listener.
+//! paused test clock works) and the spawner; [`TcpListener`] accepts.
 //!
 //! ```no_run
 //! use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
@@ -8,11 +8,8 @@
 //! # async fn run() -> std::io::Result<()> {
 //! let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
 //! let server = subscope_tokio::server(schema).build();
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-//! let serving = tokio::spawn({
-//!     let server = server.clone();
-//!     async move { server.serve(listener).await }
-//! });
+//! let listener = subscope_tokio::TcpListener::bind("127.0.0.1:8000").await?;
+//! let serving = tokio::spawn(server.serve(listener));
 //! tokio::signal::ctrl_c().await?;
 //! server.shutdown(std::time::Duration::from_secs(5)).await; // every subscription dropped
 //! # let _ = serving.await;
@@ -24,11 +21,13 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_graphql::Executor;
 use async_tungstenite::tokio::TokioAdapter;
-use subscope_core::rt::{BoxTask, Runtime, Sleep, Timer};
+use subscope_core::rt::{BoxSleep, BoxTask, Listener, Sleep, Spawn, Timer};
 use subscope_core::{NoHooks, ServerBuilder};
 
 /// The tokio runtime seam. The runtime needs IO and time enabled.
@@ -51,20 +50,41 @@ impl TokioRuntime {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// tokio's sleep, moved in place by [`Sleep::reset`].
+    struct TokioSleep {
+        #[pin]
+        inner: tokio::time::Sleep,
+    }
+}
+
+impl Future for TokioSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl Sleep for TokioSleep {
+    fn reset(self: Pin<&mut Self>, deadline: Instant) {
+        self.project().inner.reset(deadline.into());
+    }
+}
+
 impl Timer for TokioRuntime {
     fn now(&self) -> Instant {
         tokio::time::Instant::now().into_std()
     }
 
-    fn sleep_until(&self, deadline: Instant) -> Sleep {
-        Box::pin(tokio::time::sleep_until(deadline.into()))
+    fn sleep_until(&self, deadline: Instant) -> BoxSleep {
+        Box::pin(TokioSleep {
+            inner: tokio::time::sleep_until(deadline.into()),
+        })
     }
 }
 
-impl Runtime for TokioRuntime {
-    type Listener = tokio::net::TcpListener;
-    type Io = TokioAdapter<tokio::net::TcpStream>;
-
+impl Spawn for TokioRuntime {
     fn spawn(&self, task: BoxTask) {
         // Detached on purpose: the server tracks and ends its tasks itself.
         match &self.handle {
@@ -72,12 +92,43 @@ impl Runtime for TokioRuntime {
             None => drop(tokio::spawn(task)),
         }
     }
+}
 
-    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Io, SocketAddr)> {
-        let (stream, peer) = listener.accept().await?;
-        // Small frames are the norm: do not wait to coalesce them.
+/// A tokio TCP listener for [`subscope_core::Server::serve`]. Accepted sockets have
+/// `TCP_NODELAY` set: subscription frames are small and should not wait to coalesce.
+#[derive(Debug)]
+pub struct TcpListener(tokio::net::TcpListener);
+
+impl TcpListener {
+    /// Binds to `addr`.
+    pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<Self> {
+        tokio::net::TcpListener::bind(addr).await.map(Self)
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    /// The tokio listener back.
+    pub fn into_inner(self) -> tokio::net::TcpListener {
+        self.0
+    }
+}
+
+impl From<tokio::net::TcpListener> for TcpListener {
+    fn from(listener: tokio::net::TcpListener) -> Self {
+        Self(listener)
+    }
+}
+
+impl Listener for TcpListener {
+    type Io = TokioAdapter<tokio::net::TcpStream>;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Option<SocketAddr>)> {
+        let (stream, peer) = self.0.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((TokioAdapter::new(stream), peer))
+        Ok((TokioAdapter::new(stream), Some(peer)))
     }
 }
 
@@ -92,4 +143,24 @@ pub fn server<E: Executor>(executor: E) -> ServerBuilder<E, NoHooks, TokioRuntim
 /// Wraps a tokio stream you accepted yourself, for [`subscope_core::Server::serve_io`].
 pub fn io<S>(stream: S) -> TokioAdapter<S> {
     TokioAdapter::new(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_sleep_fires_at_its_new_deadline() {
+        let rt = TokioRuntime::new();
+        let start = rt.now();
+        let mut sleep = rt.sleep(Duration::from_secs(10));
+        sleep.as_mut().reset(start + Duration::from_secs(1));
+        sleep.as_mut().await;
+        assert_eq!(rt.now() - start, Duration::from_secs(1));
+        // Completed, then moved later: pending again until the new deadline.
+        sleep.as_mut().reset(start + Duration::from_secs(3));
+        sleep.as_mut().await;
+        assert_eq!(rt.now() - start, Duration::from_secs(3));
+    }
 }

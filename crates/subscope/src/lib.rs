@@ -3,7 +3,28 @@
 //! subscope serves `graphql-transport-ws` and the legacy `graphql-ws` for any
 //! [`async_graphql::Executor`], and guarantees that every subscription stream is dropped,
 //! and its cleanup has run, on every way a connection can end. This facade re-exports the
-//! runtime-free core and, by additive feature, each runtime adapter.
+//! runtime-free core ([`subscope-core`](https://docs.rs/subscope-core)) and, by additive
+//! feature, each runtime adapter.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn run<E: subscope::async_graphql::Executor>(schema: E) -> std::io::Result<()> {
+//! let server = subscope::tokio::server(schema)
+//!     .config(subscope::Config::default().max_subscriptions(50))
+//!     .build();
+//! let listener = subscope::tokio::TcpListener::bind("127.0.0.1:8000").await?;
+//! let serving = ::tokio::spawn(server.serve(listener));
+//! ::tokio::signal::ctrl_c().await?;
+//! server.shutdown(std::time::Duration::from_secs(5)).await; // every subscription dropped
+//! # let _ = serving.await;
+//! # Ok(()) }
+//! ```
+//!
+//! What you need, in the order you need it: a runtime module ([`tokio`](crate::tokio),
+//! `smol`, `async_std`) for `server(..)` and its `TcpListener`; [`Server`] to serve and
+//! shut down; [`Config`] for timeouts and limits; [`Hooks`] (with [`Accept`], [`Reject`],
+//! [`ConnectionInfo`]) for authentication and lifecycle; [`Gauges`] for metrics. To put
+//! subscope on an axum route, use the `subscope-axum` crate.
 //!
 //! # Features
 //! Runtimes are additive features; any combination compiles, and libraries built on
@@ -15,18 +36,29 @@
 //! - `async-std`: the `async_std` module, the async-std adapter (async-std is discontinued
 //!   upstream; prefer smol).
 //!
-//! ```no_run
-//! # #[cfg(feature = "tokio")]
-//! # async fn run<E: subscope::async_graphql::Executor>(schema: E) -> std::io::Result<()> {
-//! let server = subscope::tokio::server(schema)
-//!     .config(subscope::Config::default().max_subscriptions(50))
-//!     .build();
-//! let listener = ::tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-//! server.serve(listener).await
-//! # }
-//! ```
+//! # Stability
+//! As `subscope-core`'s: 0.x with `#[non_exhaustive]` enums and settings; the wire
+//! behaviour of `docs/PROTOCOL.md` section 4 changes only in a breaking release.
 
-pub use subscope_core::*;
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub use subscope_core::{
+    Accept, CloseKind, CloseReason, Config, ConnectionInfo, Delivery, EndReason, Fanout,
+    GaugeSnapshot, Gauges, HandshakeError, Hooks, InvalidMessage, MemoryTopics, Missed, NoHooks,
+    OperationToken, Overflow, Rate, Reject, Server, ServerBuilder, Subprotocol, Subscription,
+    Topics, Transport, UpgradeRequest, negotiate, truncate_reason,
+};
+pub use subscope_core::{close, rt, topics, transport};
+
+/// The GraphQL engine subscope executes with (the version subscope uses).
+#[doc(no_inline)]
+pub use subscope_core::async_graphql;
+/// The WebSocket implementation of the standalone server.
+#[doc(no_inline)]
+pub use subscope_core::async_tungstenite;
+/// The HTTP types of [`UpgradeRequest`] and [`ConnectionInfo`].
+#[doc(no_inline)]
+pub use subscope_core::http;
 
 /// The tokio adapter.
 #[cfg(feature = "tokio")]
@@ -40,8 +72,7 @@ pub mod smol {
     pub use subscope_smol::*;
 }
 
-/// The async-std adapter. async-std is discontinued upstream; prefer [`crate::smol`] where
-/// you can.
+/// The async-std adapter. async-std is discontinued upstream; prefer `smol` where you can.
 #[cfg(feature = "async-std")]
 pub mod async_std {
     pub use subscope_async_std::*;

@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use subscope::rt::Runtime;
+use subscope::rt::{Listener, Runtime};
 use subscope::{Gauges, Server};
 use subscope_examples::auth::TokenAuth;
-use subscope_examples::cli::{CliError, DemoArgs, RuntimeChoice};
+use subscope_examples::cli::{DemoArgs, RuntimeChoice};
 use subscope_examples::{Broker, DemoSchema, LiveCounter, build_schema};
 
 /// How long shutdown waits for connections to close before dropping them.
@@ -24,17 +24,8 @@ type Stop = async_channel::Receiver<()>;
 
 fn main() -> ExitCode {
     subscope_examples::init_tracing();
-    let args = match DemoArgs::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(CliError::Help) => {
-            println!("{}", subscope_examples::cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            eprintln!("demo: {err}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help` prints and exits 0; a usage error prints and exits 2.
+    let args = DemoArgs::parse(std::env::args().skip(1)).unwrap_or_else(|err| err.exit());
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -102,19 +93,18 @@ fn announce(addr: SocketAddr) {
 }
 
 /// Serves until a signal arrives, then shuts down gracefully. Runtime-independent.
-async fn serve_until_signal<R: Runtime>(
+async fn serve_until_signal<R: Runtime, L: Listener>(
     server: Server<DemoSchema, TokenAuth, R>,
-    listener: R::Listener,
+    listener: L,
     stop: Stop,
-) -> std::io::Result<()> {
+) {
     let serving = server.serve(listener);
     let stopping = async {
         let _ = stop.recv().await;
         tracing::info!("shutting down");
         server.shutdown(GRACE).await;
     };
-    let (served, ()) = futures_lite::future::zip(serving, stopping).await;
-    served
+    futures_lite::future::zip(serving, stopping).await;
 }
 
 #[cfg(feature = "tokio")]
@@ -124,9 +114,10 @@ fn on_tokio(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
         .build()?;
     rt.block_on(async {
         let server = demo_server(subscope::tokio::TokioRuntime::new(), &args)?;
-        let listener = tokio::net::TcpListener::bind(args.addr).await?;
+        let listener = subscope::tokio::TcpListener::bind(args.addr).await?;
         announce(listener.local_addr()?);
-        Ok(serve_until_signal(server, listener, stop).await?)
+        serve_until_signal(server, listener, stop).await;
+        Ok(())
     })
 }
 
@@ -145,9 +136,10 @@ fn on_smol(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
         .collect();
     let server = demo_server(subscope::smol::SmolRuntime::new(Arc::clone(&ex)), &args)?;
     let result = async_io::block_on(ex.run(async {
-        let listener = async_net::TcpListener::bind(args.addr).await?;
+        let listener = subscope::smol::TcpListener::bind(args.addr).await?;
         announce(listener.local_addr()?);
-        serve_until_signal(server, listener, stop).await
+        serve_until_signal(server, listener, stop).await;
+        std::io::Result::Ok(())
     }));
     drop(done_tx);
     for w in workers {
@@ -160,8 +152,9 @@ fn on_smol(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
 fn on_async_std(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
     async_std::task::block_on(async {
         let server = demo_server(subscope::async_std::AsyncStdRuntime::new(), &args)?;
-        let listener = async_std::net::TcpListener::bind(args.addr).await?;
+        let listener = subscope::async_std::TcpListener::bind(args.addr).await?;
         announce(listener.local_addr()?);
-        Ok(serve_until_signal(server, listener, stop).await?)
+        serve_until_signal(server, listener, stop).await;
+        Ok(())
     })
 }

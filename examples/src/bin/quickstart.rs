@@ -44,13 +44,11 @@ async fn main() -> std::io::Result<()> {
         .hooks(Auth)
         .config(subscope::Config::default().max_subscriptions(50))
         .build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-    let serving = tokio::spawn({
-        let server = server.clone();
-        async move { server.serve(listener).await }
-    });
+    let listener = subscope::tokio::TcpListener::bind("127.0.0.1:8000").await?;
+    let serving = tokio::spawn(server.serve(listener));
     tokio::signal::ctrl_c().await?;
     // Returns only when every connection, and so every subscription, has been dropped.
     server.shutdown(std::time::Duration::from_secs(5)).await;
-    serving.await?
+    serving.await?;
+    Ok(())
 }

@@ -323,7 +323,7 @@ fn long_ids_and_large_inits_are_invalid_messages() {
     m.handle_text(t0, &big);
     assert_eq!(
         drain(&mut m),
-        [r#"CLOSE 4400 InvalidMessage("Invalid message received")"#]
+        [r#"CLOSE 4400 InvalidMessage(InitTooLarge)"#]
     );
 
     let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, config.clone());
@@ -336,10 +336,7 @@ fn long_ids_and_large_inits_are_invalid_messages() {
         t0,
         r#"{"type":"subscribe","id":"12345","payload":{"query":"{a}"}}"#,
     );
-    assert_eq!(
-        drain(&mut m),
-        [r#"CLOSE 4400 InvalidMessage("Invalid message received")"#]
-    );
+    assert_eq!(drain(&mut m), [r#"CLOSE 4400 InvalidMessage(IdTooLong)"#]);
 
     let (mut m, t0) = acked(Subprotocol::GraphqlWs, config);
     m.handle_text(

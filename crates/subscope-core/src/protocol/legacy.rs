@@ -1,14 +1,94 @@
-//! `graphql-ws`: the message names of the legacy Apollo protocol.
+//! `graphql-ws`, the legacy Apollo protocol: its message names, and its policy of
+//! reporting problems in-band (`connection_error`, `complete`) and keeping the socket open
+//! where the protocol allows it.
 
 use async_graphql::{Response, ServerError};
 use serde_json::{Value, json};
 
 use super::{
-    DecodeError, Inbound, encode, parse_object, take_id, take_object_payload, take_request,
+    Dialect, Duplicate, Inbound, InvalidMessage, Reply, encode, parse_object, take_id,
+    take_object_payload, take_request,
 };
+use crate::CloseReason;
+
+/// The legacy `graphql-ws` dialect.
+#[derive(Debug)]
+pub(crate) struct Legacy;
+
+impl Dialect for Legacy {
+    fn decode(&self, text: &str) -> Result<Inbound, InvalidMessage> {
+        decode(text)
+    }
+
+    fn invalid(&self, kind: InvalidMessage) -> Reply {
+        // Reported, and the socket stays open.
+        Reply {
+            frame: Some(connection_error(&format!(
+                "Invalid message received: {kind}"
+            ))),
+            close: None,
+        }
+    }
+
+    fn binary(&self) -> Reply {
+        Reply::close(CloseReason::BinaryFrame)
+    }
+
+    fn second_init(&self) -> Reply {
+        Reply::frame_then_close(
+            connection_error("Too many initialisation requests"),
+            CloseReason::TooManyInitRequests,
+        )
+    }
+
+    fn ack(&self, payload: Option<&Value>) -> String {
+        encode(None, "connection_ack", payload)
+    }
+
+    fn keepalive(&self) -> Option<String> {
+        Some(ka())
+    }
+
+    fn rejected(&self, message: &str) -> Reply {
+        Reply::frame_then_close(connection_error(message), CloseReason::LegacyInitRejected)
+    }
+
+    fn failed(&self) -> Reply {
+        Reply::frame_then_close(
+            connection_error("Internal server error"),
+            CloseReason::LegacyInitFailed,
+        )
+    }
+
+    fn duplicate(&self, id: &str) -> Duplicate {
+        // The old operation stops (its `complete` first), then the new one starts.
+        Duplicate::Replace(complete(id))
+    }
+
+    fn stopped(&self, id: &str) -> Option<String> {
+        Some(complete(id))
+    }
+
+    fn pong(&self, _payload: Option<&Value>) -> Option<String> {
+        // The legacy protocol has no `ping` message (it never decodes one).
+        None
+    }
+
+    fn next(&self, id: &str, response: &Response) -> String {
+        encode(Some(id), "data", Some(response))
+    }
+
+    fn error(&self, id: &str, errors: &[ServerError]) -> String {
+        error(id, errors)
+    }
+
+    fn complete(&self, id: &str) -> String {
+        complete(id)
+    }
+}
 
 /// Decodes one client text frame. Modern-only and server-only types are invalid here.
-pub(crate) fn decode(text: &str) -> Result<Inbound, DecodeError> {
+fn decode(text: &str) -> Result<Inbound, InvalidMessage> {
     let (mut map, ty) = parse_object(text)?;
     match ty.as_str() {
         // Some legacy clients put an id on connection_init; it is ignored.
@@ -24,19 +104,12 @@ pub(crate) fn decode(text: &str) -> Result<Inbound, DecodeError> {
             id: take_id(&mut map)?,
         }),
         "connection_terminate" => Ok(Inbound::Terminate),
-        _ => Err(DecodeError::new(
-            "Invalid message received: unknown message type",
-        )),
+        _ => Err(InvalidMessage::UnknownType),
     }
 }
 
-/// `connection_ack`, with the hook's payload when it gave one.
-pub(crate) fn ack(payload: Option<&Value>) -> String {
-    encode(None, "connection_ack", payload)
-}
-
 /// `connection_error` with `{"message": ...}`.
-pub(crate) fn connection_error(message: &str) -> String {
+fn connection_error(message: &str) -> String {
     encode(
         None,
         "connection_error",
@@ -45,22 +118,17 @@ pub(crate) fn connection_error(message: &str) -> String {
 }
 
 /// The keep-alive message.
-pub(crate) fn ka() -> String {
+fn ka() -> String {
     encode::<()>(None, "ka", None)
 }
 
-/// `data` carrying one execution result.
-pub(crate) fn data(id: &str, response: &Response) -> String {
-    encode(Some(id), "data", Some(response))
-}
-
 /// `error` carrying a single error object (the first one).
-pub(crate) fn error(id: &str, errors: &[ServerError]) -> String {
+fn error(id: &str, errors: &[ServerError]) -> String {
     encode(Some(id), "error", errors.first())
 }
 
 /// `complete` for an operation that finished or was stopped.
-pub(crate) fn complete(id: &str) -> String {
+fn complete(id: &str) -> String {
     encode::<()>(Some(id), "complete", None)
 }
 

@@ -1,16 +1,21 @@
-//! The two subprotocols: negotiation, inbound decoding and outbound encoding.
+//! The subprotocols: negotiation, the shared message parsing, and the [`Dialect`] each
+//! subprotocol implements in its own module.
 //!
-//! Each codec maps its own message names to one internal command and rejects
-//! the other protocol's names; everything protocol-specific about the wire lives in
-//! [`transport_ws`] and [`legacy`].
-
-use std::borrow::Cow;
+//! A dialect is a subprotocol's codec *and* its policy: how it names messages, and how it
+//! answers what differs between subprotocols (an invalid message, a reused id, a `stop`,
+//! a rejected init, keep-alive messages). The state machine asks the dialect and never
+//! branches on the subprotocol, so a third subprotocol is one new module here.
 
 use async_graphql::{Request, Response, ServerError};
 use serde_json::{Map, Value};
 
-pub mod legacy;
-pub mod transport_ws;
+use crate::CloseReason;
+
+mod legacy;
+mod transport_ws;
+
+pub(crate) use legacy::Legacy;
+pub(crate) use transport_ws::TransportWs;
 
 /// A GraphQL-over-WebSocket subprotocol, named by its `Sec-WebSocket-Protocol` token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +42,14 @@ impl Subprotocol {
     /// The subprotocol with exactly this token (case-sensitive), if any.
     pub fn from_token(token: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.token() == token)
+    }
+
+    /// The codec and policy of this subprotocol.
+    pub(crate) fn dialect(self) -> &'static dyn Dialect {
+        match self {
+            Self::GraphqlTransportWs => &TransportWs,
+            Self::GraphqlWs => &Legacy,
+        }
     }
 }
 
@@ -85,73 +98,171 @@ pub(crate) enum Inbound {
     Terminate,
 }
 
-/// Why an inbound text could not be decoded. The text is short and safe to show the peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DecodeError(pub(crate) Cow<'static, str>);
+/// What was wrong with an inbound message. Carried by [`CloseReason::InvalidMessage`]
+/// (the close reason on the wire stays `Invalid message received`) and, on the legacy
+/// subprotocol, shown in the `connection_error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidMessage {
+    /// The text is not JSON.
+    #[error("not JSON")]
+    NotJson,
+    /// The JSON is not an object.
+    #[error("not an object")]
+    NotAnObject,
+    /// No `type` field.
+    #[error("missing type")]
+    MissingType,
+    /// `type` is not a non-empty string.
+    #[error("type must be a non-empty string")]
+    BadType,
+    /// A `type` this subprotocol does not accept from a client.
+    #[error("unknown message type")]
+    UnknownType,
+    /// `id` is missing or not a non-empty string.
+    #[error("id must be a non-empty string")]
+    BadId,
+    /// An `id` longer than [`crate::Config::max_id_length`].
+    #[error("id too long")]
+    IdTooLong,
+    /// A `connection_init`/`ping`/`pong` payload that is not an object or null.
+    #[error("payload must be an object or null")]
+    BadPayload,
+    /// A `connection_init` larger than [`crate::Config::max_init_size`].
+    #[error("connection_init too large")]
+    InitTooLarge,
+    /// A `subscribe`/`start` payload that is not an object.
+    #[error("payload must be an object")]
+    BadOperation,
+    /// `query` is missing or not a string.
+    #[error("query must be a string")]
+    BadQuery,
+    /// `operationName` is not a string or null.
+    #[error("operationName must be a string or null")]
+    BadOperationName,
+    /// `variables` is not an object or null.
+    #[error("variables must be an object or null")]
+    BadVariables,
+    /// `extensions` is not an object or null.
+    #[error("extensions must be an object or null")]
+    BadExtensions,
+    /// A binary frame (subscope's subprotocols are text-only).
+    #[error("binary frame")]
+    Binary,
+    /// A text frame that is not valid UTF-8.
+    #[error("text frame is not valid UTF-8")]
+    InvalidUtf8,
+}
 
-impl DecodeError {
-    pub(crate) fn new(text: impl Into<Cow<'static, str>>) -> Self {
-        Self(text.into())
+/// What a dialect answers: a frame to send first, then perhaps the close.
+#[derive(Debug, Default)]
+pub(crate) struct Reply {
+    pub(crate) frame: Option<String>,
+    pub(crate) close: Option<CloseReason>,
+}
+
+impl Reply {
+    pub(crate) fn close(reason: CloseReason) -> Self {
+        Self {
+            frame: None,
+            close: Some(reason),
+        }
+    }
+
+    pub(crate) fn frame_then_close(frame: String, reason: CloseReason) -> Self {
+        Self {
+            frame: Some(frame),
+            close: Some(reason),
+        }
     }
 }
 
+/// What happens to a `subscribe` whose id is live.
+#[derive(Debug)]
+pub(crate) enum Duplicate {
+    /// The connection closes.
+    Close(CloseReason),
+    /// The live operation is stopped (this frame tells the client), and the new one starts.
+    Replace(String),
+}
+
+/// A subprotocol's codec and policy; see the module docs.
+pub(crate) trait Dialect: Sync {
+    /// One client text frame.
+    fn decode(&self, text: &str) -> Result<Inbound, InvalidMessage>;
+    /// The answer to an invalid message (a too-long id or init included).
+    fn invalid(&self, kind: InvalidMessage) -> Reply;
+    /// The answer to a binary frame.
+    fn binary(&self) -> Reply;
+    /// The answer to a second `connection_init`.
+    fn second_init(&self) -> Reply;
+    /// `connection_ack`, with the hook's payload.
+    fn ack(&self, payload: Option<&Value>) -> String;
+    /// The keep-alive message sent at the ack and every keepalive interval, if the
+    /// subprotocol has one.
+    fn keepalive(&self) -> Option<String>;
+    /// The answer to an init `on_connect` refused.
+    fn rejected(&self, message: &str) -> Reply;
+    /// The answer to an init `on_connect` failed on (an error or a panic).
+    fn failed(&self) -> Reply;
+    /// The answer to a `subscribe` whose id is live.
+    fn duplicate(&self, id: &str) -> Duplicate;
+    /// The answer to the client's `complete`/`stop` of a live operation, if any.
+    fn stopped(&self, id: &str) -> Option<String>;
+    /// The answer to a protocol-level `ping`.
+    fn pong(&self, payload: Option<&Value>) -> Option<String>;
+    /// One execution result.
+    fn next(&self, id: &str, response: &Response) -> String;
+    /// An operation's errors (non-empty).
+    fn error(&self, id: &str, errors: &[ServerError]) -> String;
+    /// An operation that finished by itself.
+    fn complete(&self, id: &str) -> String;
+}
+
 /// Parses the JSON object common to both protocols and returns it with its `type`.
-fn parse_object(text: &str) -> Result<(Map<String, Value>, String), DecodeError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|_| DecodeError::new("Invalid message received: not JSON"))?;
+fn parse_object(text: &str) -> Result<(Map<String, Value>, String), InvalidMessage> {
+    let value: Value = serde_json::from_str(text).map_err(|_| InvalidMessage::NotJson)?;
     let Value::Object(mut map) = value else {
-        return Err(DecodeError::new("Invalid message received: not an object"));
+        return Err(InvalidMessage::NotAnObject);
     };
     match map.remove("type") {
         Some(Value::String(ty)) if !ty.is_empty() => Ok((map, ty)),
-        Some(_) => Err(DecodeError::new(
-            "Invalid message received: type must be a non-empty string",
-        )),
-        None => Err(DecodeError::new("Invalid message received: missing type")),
+        Some(_) => Err(InvalidMessage::BadType),
+        None => Err(InvalidMessage::MissingType),
     }
 }
 
 /// A required non-empty string `id`.
-fn take_id(map: &mut Map<String, Value>) -> Result<String, DecodeError> {
+fn take_id(map: &mut Map<String, Value>) -> Result<String, InvalidMessage> {
     match map.remove("id") {
         Some(Value::String(id)) if !id.is_empty() => Ok(id),
-        _ => Err(DecodeError::new(
-            "Invalid message received: id must be a non-empty string",
-        )),
+        _ => Err(InvalidMessage::BadId),
     }
 }
 
 /// An optional payload that must be an object or null when present.
-fn take_object_payload(map: &mut Map<String, Value>) -> Result<Option<Value>, DecodeError> {
+fn take_object_payload(map: &mut Map<String, Value>) -> Result<Option<Value>, InvalidMessage> {
     match map.remove("payload") {
         None => Ok(None),
         Some(v @ (Value::Null | Value::Object(_))) => Ok(Some(v)),
-        Some(_) => Err(DecodeError::new(
-            "Invalid message received: payload must be an object or null",
-        )),
+        Some(_) => Err(InvalidMessage::BadPayload),
     }
 }
 
 /// The operation payload of `subscribe`/`start`, checked field by field.
-fn take_request(map: &mut Map<String, Value>) -> Result<Box<Request>, DecodeError> {
+fn take_request(map: &mut Map<String, Value>) -> Result<Box<Request>, InvalidMessage> {
     let Some(Value::Object(mut payload)) = map.remove("payload") else {
-        return Err(DecodeError::new(
-            "Invalid message received: payload must be an object",
-        ));
+        return Err(InvalidMessage::BadOperation);
     };
     let Some(Value::String(query)) = payload.remove("query") else {
-        return Err(DecodeError::new(
-            "Invalid message received: query must be a string",
-        ));
+        return Err(InvalidMessage::BadQuery);
     };
     let mut request = Request::new(query);
     match payload.remove("operationName") {
         None | Some(Value::Null) => {}
         Some(Value::String(name)) => request = request.operation_name(name),
         Some(_) => {
-            return Err(DecodeError::new(
-                "Invalid message received: operationName must be a string or null",
-            ));
+            return Err(InvalidMessage::BadOperationName);
         }
     }
     match payload.remove("variables") {
@@ -160,9 +271,7 @@ fn take_request(map: &mut Map<String, Value>) -> Result<Box<Request>, DecodeErro
             request = request.variables(async_graphql::Variables::from_json(v));
         }
         Some(_) => {
-            return Err(DecodeError::new(
-                "Invalid message received: variables must be an object or null",
-            ));
+            return Err(InvalidMessage::BadVariables);
         }
     }
     match payload.remove("extensions") {
@@ -174,9 +283,7 @@ fn take_request(map: &mut Map<String, Value>) -> Result<Box<Request>, DecodeErro
             }
         }
         Some(_) => {
-            return Err(DecodeError::new(
-                "Invalid message received: extensions must be an object or null",
-            ));
+            return Err(InvalidMessage::BadExtensions);
         }
     }
     Ok(Box::new(request))
@@ -196,12 +303,12 @@ pub(crate) fn internal_error() -> Vec<ServerError> {
     vec![ServerError::new("Internal server error", None)]
 }
 
-/// The errors sent when the per-connection subscription limit is reached.
 /// The error an operation ends with when a response exceeds `max_response_size`.
 pub(crate) fn too_large_error() -> Vec<ServerError> {
     vec![ServerError::new("Response too large", None)]
 }
 
+/// The errors sent when the per-connection subscription limit is reached.
 pub(crate) fn limit_error() -> Vec<ServerError> {
     vec![ServerError::new("Subscription limit reached", None)]
 }

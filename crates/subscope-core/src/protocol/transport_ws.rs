@@ -1,14 +1,83 @@
-//! `graphql-transport-ws`: the message names of the current protocol.
+//! `graphql-transport-ws`, the current protocol: its message names, and its policy of
+//! closing the socket with a specific code for every protocol violation.
 
 use async_graphql::{Response, ServerError};
 use serde_json::Value;
 
 use super::{
-    DecodeError, Inbound, encode, parse_object, take_id, take_object_payload, take_request,
+    Dialect, Duplicate, Inbound, InvalidMessage, Reply, encode, parse_object, take_id,
+    take_object_payload, take_request,
 };
+use crate::CloseReason;
+
+/// The `graphql-transport-ws` dialect.
+#[derive(Debug)]
+pub(crate) struct TransportWs;
+
+impl Dialect for TransportWs {
+    fn decode(&self, text: &str) -> Result<Inbound, InvalidMessage> {
+        decode(text)
+    }
+
+    fn invalid(&self, kind: InvalidMessage) -> Reply {
+        // The close reason is the reference text; the kind goes to hooks and the log.
+        tracing::debug!(detail = %kind, "invalid message");
+        Reply::close(CloseReason::InvalidMessage(kind))
+    }
+
+    fn binary(&self) -> Reply {
+        self.invalid(InvalidMessage::Binary)
+    }
+
+    fn second_init(&self) -> Reply {
+        Reply::close(CloseReason::TooManyInitRequests)
+    }
+
+    fn ack(&self, payload: Option<&Value>) -> String {
+        encode(None, "connection_ack", payload)
+    }
+
+    fn keepalive(&self) -> Option<String> {
+        // Liveness is WebSocket ping/pong; the subprotocol has no keep-alive message.
+        None
+    }
+
+    fn rejected(&self, _message: &str) -> Reply {
+        Reply::close(CloseReason::Forbidden)
+    }
+
+    fn failed(&self) -> Reply {
+        Reply::close(CloseReason::InternalError)
+    }
+
+    fn duplicate(&self, id: &str) -> Duplicate {
+        Duplicate::Close(CloseReason::DuplicateOperationId(id.to_owned()))
+    }
+
+    fn stopped(&self, _id: &str) -> Option<String> {
+        // The client's `complete` needs no answer.
+        None
+    }
+
+    fn pong(&self, payload: Option<&Value>) -> Option<String> {
+        Some(pong(payload))
+    }
+
+    fn next(&self, id: &str, response: &Response) -> String {
+        encode(Some(id), "next", Some(response))
+    }
+
+    fn error(&self, id: &str, errors: &[ServerError]) -> String {
+        encode(Some(id), "error", Some(errors))
+    }
+
+    fn complete(&self, id: &str) -> String {
+        complete(id)
+    }
+}
 
 /// Decodes one client text frame. Server-only and legacy-only types are invalid here.
-pub(crate) fn decode(text: &str) -> Result<Inbound, DecodeError> {
+fn decode(text: &str) -> Result<Inbound, InvalidMessage> {
     let (mut map, ty) = parse_object(text)?;
     match ty.as_str() {
         "connection_init" => Ok(Inbound::Init {
@@ -29,34 +98,17 @@ pub(crate) fn decode(text: &str) -> Result<Inbound, DecodeError> {
         "complete" => Ok(Inbound::Complete {
             id: take_id(&mut map)?,
         }),
-        _ => Err(DecodeError::new(
-            "Invalid message received: unknown message type",
-        )),
+        _ => Err(InvalidMessage::UnknownType),
     }
 }
 
-/// `connection_ack`, with the hook's payload when it gave one.
-pub(crate) fn ack(payload: Option<&Value>) -> String {
-    encode(None, "connection_ack", payload)
-}
-
 /// `pong`, echoing the ping's payload (no key when the ping had none).
-pub(crate) fn pong(payload: Option<&Value>) -> String {
+fn pong(payload: Option<&Value>) -> String {
     encode(None, "pong", payload)
 }
 
-/// `next` carrying one execution result.
-pub(crate) fn next(id: &str, response: &Response) -> String {
-    encode(Some(id), "next", Some(response))
-}
-
-/// `error` carrying a non-empty array of errors.
-pub(crate) fn error(id: &str, errors: &[ServerError]) -> String {
-    encode(Some(id), "error", Some(errors))
-}
-
 /// `complete` for an operation that finished.
-pub(crate) fn complete(id: &str) -> String {
+fn complete(id: &str) -> String {
     encode::<()>(Some(id), "complete", None)
 }
 
