@@ -68,6 +68,7 @@ impl Model {
                     self.live.clear();
                 }
                 Output::Ping | Output::Connect { .. } => {}
+                other => panic!("an output the model does not know: {other:?}"),
             }
         }
         assert!(self.live.len() <= LIMIT, "{} live operations", self.live.len());

@@ -149,6 +149,7 @@
 //! subscope.
 
 #![deny(rustdoc::broken_intra_doc_links)]
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 mod children;
 pub mod close;
