@@ -245,7 +245,7 @@ pub enum CloseKind {
 }
 
 impl CloseKind {
-    /// Every kind, in a fixed order (the order of [`crate::GaugeSnapshot::closes`]).
+    /// Every kind, in a fixed order (the order of the Prometheus `closes_total` lines).
     pub const ALL: &'static [Self] = &[
         Self::Client,
         Self::PeerGone,

@@ -263,7 +263,10 @@ pub trait Hooks: Send + Sync + 'static {
 
 /// Hooks that accept every connection and operation and observe nothing.
 #[derive(Debug, Clone, Copy, Default)]
-#[allow(clippy::exhaustive_structs, reason = "a unit struct users construct by name")]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "a unit struct users construct by name"
+)]
 pub struct NoHooks;
 
 impl Hooks for NoHooks {}

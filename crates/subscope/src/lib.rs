@@ -20,7 +20,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What you need, in the order you need it: a runtime module ([`tokio`](crate::tokio),
+//! What you need, in the order you need it: a runtime module ([`tokio`],
 //! `smol`, `async_std`) for `server(..)` and its `TcpListener`; [`Server`] to serve and
 //! shut down; [`Config`] for timeouts and limits; [`Hooks`] (with [`Accept`], [`Reject`],
 //! [`ConnectionInfo`]) for authentication and lifecycle; [`Gauges`] for metrics. To put

@@ -1,0 +1,478 @@
+//! `cargo xtask bench`: contenders under one load generator, as ratios and charts.
+
+use std::env;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use crate::interop::spawn_server;
+
+/// A benchmark contender: name, binary, arguments, whether it runs the GraphQL schema.
+pub(crate) struct Contender {
+    name: &'static str,
+    binary: &'static str,
+    args: &'static [&'static str],
+    graphql: bool,
+}
+
+pub(crate) const CONTENDERS: &[Contender] = &[
+    Contender {
+        name: "subscope-tokio",
+        binary: "demo",
+        args: &["--runtime", "tokio"],
+        graphql: true,
+    },
+    Contender {
+        name: "subscope-smol",
+        binary: "demo",
+        args: &["--runtime", "smol"],
+        graphql: true,
+    },
+    Contender {
+        name: "subscope-async-std",
+        binary: "demo",
+        args: &["--runtime", "async-std"],
+        graphql: true,
+    },
+    Contender {
+        name: "async-graphql",
+        binary: "bench-server",
+        args: &["--kind", "async-graphql"],
+        graphql: true,
+    },
+    Contender {
+        name: "limit",
+        binary: "bench-server",
+        args: &["--kind", "limit"],
+        graphql: false,
+    },
+];
+
+/// (scenario, loadgen arguments quick, full, metrics shown: (json key, label, higher is better)).
+type Metric = (&'static str, &'static str, bool);
+pub(crate) struct Scenario {
+    name: &'static str,
+    title: &'static str,
+    quick: &'static [&'static str],
+    full: &'static [&'static str],
+    metrics: &'static [Metric],
+}
+
+pub(crate) const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "fanout",
+        title: "Wide fan-out: C connections x S subscriptions to messages(topic), P messages published with W mutations in flight",
+        quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
+        full: &["--connections", "100", "--subs", "10", "--messages", "200"],
+        metrics: &[
+            ("events_per_s", "events/s", true),
+            ("p50_ms", "p50 latency (ms)", false),
+            ("p99_ms", "p99 latency (ms)", false),
+            ("delivered", "delivered", true),
+            ("expected", "expected", true),
+        ],
+    },
+    Scenario {
+        name: "deep",
+        title: "Deep: 1 subscriber, P messages published with W mutations in flight",
+        quick: &["--connections", "1", "--subs", "1", "--messages", "5000"],
+        full: &["--connections", "1", "--subs", "1", "--messages", "20000"],
+        metrics: &[
+            ("events_per_s", "events/s", true),
+            ("p50_ms", "p50 latency (ms)", false),
+            ("p99_ms", "p99 latency (ms)", false),
+            ("delivered", "delivered", true),
+            ("expected", "expected", true),
+        ],
+    },
+    Scenario {
+        name: "idle",
+        title: "Many idle subscriptions: N connections, 1 then 5 quiet subscriptions each",
+        quick: &["--connections", "200"],
+        full: &["--connections", "1000"],
+        metrics: &[
+            (
+                "kib_per_connection",
+                "RSS KiB per connection (with 1 subscription)",
+                false,
+            ),
+            (
+                "kib_per_subscription",
+                "RSS KiB per extra subscription",
+                false,
+            ),
+        ],
+    },
+    Scenario {
+        name: "churn",
+        title: "Churn: connect, subscribe, TCP reset, as fast as possible",
+        quick: &["--seconds", "3"],
+        full: &["--seconds", "15"],
+        metrics: &[
+            ("cycles_per_s", "cycles/s", true),
+            ("live_after", "live streams after", false),
+            ("rss_growth_kib", "RSS growth (KiB)", false),
+        ],
+    },
+    Scenario {
+        name: "cleanup",
+        title: "Cleanup latency: client TCP reset to the stream dropped on the server",
+        quick: &["--samples", "20"],
+        full: &["--samples", "100"],
+        metrics: &[("p50_ms", "p50 (ms)", false), ("p99_ms", "p99 (ms)", false)],
+    },
+];
+
+/// A number from a flat JSON object line (`None` for null or missing).
+pub(crate) fn json_number(line: &str, key: &str) -> Option<f64> {
+    let rest = line.split(&format!("\"{key}\":")).nth(1)?;
+    let value: String = rest
+        .chars()
+        .take_while(|c| !matches!(c, ',' | '}'))
+        .collect();
+    value.trim().parse().ok()
+}
+
+/// Starts a contender (with `extra` arguments) and returns it with its URL.
+pub(crate) fn start_contender(
+    dir: &str,
+    c: &Contender,
+    extra: &[&str],
+) -> Option<(std::process::Child, String)> {
+    let mut args = vec!["--addr", "127.0.0.1:0"];
+    args.extend_from_slice(c.args);
+    args.extend_from_slice(extra);
+    spawn_server(&format!("{dir}/{}", c.binary), &args)
+}
+
+pub(crate) fn fmt_value(v: Option<f64>) -> String {
+    match v {
+        None => "n/a".to_owned(),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.2}"),
+    }
+}
+
+/// A horizontal bar chart of one metric across contenders.
+pub(crate) fn bar_chart(title: &str, label: &str, rows: &[(&str, Option<f64>)]) -> String {
+    let max = rows
+        .iter()
+        .filter_map(|r| r.1)
+        .fold(0.0_f64, f64::max)
+        .max(1e-9);
+    let (w, bar_h, left) = (720.0, 26.0, 170.0);
+    let h = 50.0 + bar_h * rows.len() as f64 + 20.0;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
+         <text x=\"10\" y=\"20\" font-size=\"14\">{title}</text><text x=\"10\" y=\"38\">{label}</text>"
+    );
+    for (i, (name, v)) in rows.iter().enumerate() {
+        let y = 50.0 + bar_h * i as f64;
+        let len = v.map_or(0.0, |v| (w - left - 90.0) * v / max);
+        out.push_str(&format!(
+            "<text x=\"10\" y=\"{}\">{name}</text><rect x=\"{left}\" y=\"{y}\" width=\"{len:.1}\" height=\"{}\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            y + 17.0,
+            bar_h - 6.0,
+            if name.starts_with("subscope") { "#1f77b4" } else { "#999999" },
+            left + len + 6.0,
+            y + 17.0,
+            fmt_value(*v)
+        ));
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The in-memory subscope-tokio fan-out result from the JSON built so far.
+pub(crate) fn memory_fanout_line(json: &str) -> String {
+    json.split("\"fanout\":{\"subscope-tokio\":")
+        .nth(1)
+        .and_then(|r| r.split('}').next())
+        .map(|r| format!("{r}}}"))
+        .unwrap_or_default()
+}
+
+/// Two demo processes (tokio) behind one redis-server: subscribers on one, the publisher on
+/// the other. Returns the load generator's JSON line.
+pub(crate) fn redis_fanout(bin: &str, quick: bool, window: u64) -> Option<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let mut redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let url = format!("redis://127.0.0.1:{port}");
+    let demo = |name| Contender {
+        name,
+        binary: "demo",
+        args: &["--runtime", "tokio"],
+        graphql: true,
+    };
+    let result = (|| {
+        let with_redis = |c: &Contender| start_contender(bin, c, &["--redis", &url]);
+        let (mut subs, sub_url) = with_redis(&demo("subscribers"))?;
+        let (mut publ, pub_url) = with_redis(&demo("publisher"))?;
+        let params = if quick {
+            SCENARIOS[0].quick
+        } else {
+            SCENARIOS[0].full
+        };
+        let out = Command::new(format!("{bin}/loadgen"))
+            .args(["--url", &sub_url, "--publish-url", &pub_url])
+            .args(["--pid", &subs.id().to_string(), "--scenario", "fanout"])
+            .args(params)
+            .args(["--window", &window.to_string()])
+            .output();
+        for child in [&mut subs, &mut publ] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let out = out.ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    })();
+    let _ = redis.kill();
+    let _ = redis.wait();
+    result
+}
+
+/// A load-generator result that lost events: `Some((lost, expected))`.
+pub(crate) fn loss(line: &str) -> Option<(f64, f64)> {
+    let lost = json_number(line, "lost")?;
+    (lost > 0.0).then(|| (lost, json_number(line, "expected").unwrap_or(f64::NAN)))
+}
+
+/// Runs every scenario against every contender; writes target/bench/*.{md,json,svg}.
+/// `window` is how many `publish` mutations the fan-out publishers keep in flight.
+pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
+    let window_arg = window.to_string();
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let built = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "subscope-examples",
+            "--bin",
+            "demo",
+        ])
+        .args(["-p", "subscope-bench", "--bins"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !built {
+        return ExitCode::FAILURE;
+    }
+    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+    let bin = format!("{target}/release");
+    let out_dir = format!("{target}/bench");
+    let _ = std::fs::create_dir_all(&out_dir);
+    let started = Instant::now();
+    let mut markdown = format!(
+        "# subscope benchmarks ({} run, publishers keep {window} mutations in flight)\n\nEach contender runs in its own process on 127.0.0.1; one Rust load generator \
+         (its own process) measures. Ratios are against subscope-tokio measured in the same run. A run that \
+         lost any event gets no throughput figure: it is shown as lost.\n",
+        if quick { "quick" } else { "full" }
+    );
+    let mut summary = Vec::new();
+    let mut json = String::from("{");
+    let mut fanout_ratio = None;
+    let mut failed = false;
+    for (si, sc) in SCENARIOS.iter().enumerate() {
+        let mut results: Vec<(&str, String)> = Vec::new();
+        for c in CONTENDERS {
+            let Some((mut server, url)) = start_contender(&bin, c, &[]) else {
+                eprintln!("bench: {} did not start", c.name);
+                failed = true;
+                continue;
+            };
+            let params = if quick { sc.quick } else { sc.full };
+            let out = Command::new(format!("{bin}/loadgen"))
+                .args(["--url", &url, "--pid", &server.id().to_string()])
+                .args([
+                    "--scenario",
+                    sc.name,
+                    "--graphql",
+                    if c.graphql { "true" } else { "false" },
+                ])
+                .args(params)
+                .args(["--window", &window_arg])
+                .output();
+            let _ = server.kill();
+            let _ = server.wait();
+            match out {
+                Ok(o) if o.status.success() => {
+                    let line = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+                    eprintln!("bench {} {}: {line}", sc.name, c.name);
+                    if let Some((lost, expected)) = loss(&line) {
+                        eprintln!(
+                            "bench {} {}: LOST {lost} of {expected} events",
+                            sc.name, c.name
+                        );
+                        if c.name.starts_with("subscope") {
+                            failed = true;
+                        }
+                    }
+                    results.push((c.name, line));
+                }
+                Ok(o) => {
+                    eprintln!(
+                        "bench {} {} failed: {}",
+                        sc.name,
+                        c.name,
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    failed = true;
+                }
+                Err(e) => {
+                    eprintln!("bench: loadgen did not run: {e}");
+                    failed = true;
+                }
+            }
+        }
+        let base = results
+            .iter()
+            .find(|r| r.0 == "subscope-tokio")
+            .map(|r| r.1.clone());
+        markdown.push_str(&format!("\n## {}\n\n| contender |", sc.title));
+        for (_, label, _) in sc.metrics {
+            markdown.push_str(&format!(" {label} | ratio |"));
+        }
+        markdown.push_str("\n| --- |");
+        for _ in sc.metrics {
+            markdown.push_str(" ---: | ---: |");
+        }
+        markdown.push('\n');
+        for (name, line) in &results {
+            markdown.push_str(&format!("| {name} |"));
+            for (key, _, _) in sc.metrics {
+                if *key == "events_per_s"
+                    && let Some((lost, expected)) = loss(line)
+                {
+                    markdown.push_str(&format!(" lost {lost} of {expected} | n/a |"));
+                    continue;
+                }
+                let v = json_number(line, key);
+                let b = base.as_deref().and_then(|b| json_number(b, key));
+                let ratio = match (v, b) {
+                    (Some(v), Some(b)) if b != 0.0 => format!("{:.2}x", v / b),
+                    _ => "n/a".to_owned(),
+                };
+                markdown.push_str(&format!(" {} | {ratio} |", fmt_value(v)));
+            }
+            markdown.push('\n');
+        }
+        let (key, label, _) = sc.metrics[0];
+        let rows: Vec<(&str, Option<f64>)> = results
+            .iter()
+            .map(|(n, l)| (*n, json_number(l, key)))
+            .collect();
+        let _ = std::fs::write(
+            format!("{out_dir}/{}.svg", sc.name),
+            bar_chart(sc.title, label, &rows),
+        );
+        let get = |n: &str, key: &str| {
+            results
+                .iter()
+                .find(|r| r.0 == n)
+                .and_then(|r| json_number(&r.1, key))
+        };
+        if sc.name == "fanout" {
+            let s = get("subscope-tokio", "events_per_s");
+            if let (Some(s), Some(a)) = (s, get("async-graphql", "events_per_s")) {
+                fanout_ratio = Some(s / a);
+            }
+            if let (Some(s), Some(l)) = (s, get("limit", "events_per_s")) {
+                summary.push(format!(
+                    "wide fan-out events/s subscope-tokio / raw-frame limit = {:.2}x",
+                    s / l
+                ));
+            }
+        }
+        if sc.name == "deep" {
+            let p50s: Vec<(&str, f64)> = ["subscope-tokio", "subscope-smol", "subscope-async-std"]
+                .into_iter()
+                .filter_map(|n| Some((n, get(n, "p50_ms")?)))
+                .collect();
+            let best = p50s.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+            for (n, p50) in &p50s {
+                summary.push(format!(
+                    "deep p50/p99 {n}: {p50:.2} / {:.2} ms ({:.2}x the best runtime's p50)",
+                    get(n, "p99_ms").unwrap_or(f64::NAN),
+                    p50 / best
+                ));
+            }
+        }
+        json.push_str(&format!(
+            "{}\"{}\":{{",
+            if si > 0 { "," } else { "" },
+            sc.name
+        ));
+        for (i, (name, line)) in results.iter().enumerate() {
+            json.push_str(&format!(
+                "{}\"{name}\":{line}",
+                if i > 0 { "," } else { "" }
+            ));
+        }
+        json.push('}');
+    }
+    match redis_fanout(&bin, quick, window) {
+        Some(line) => {
+            if loss(&line).is_some() {
+                eprintln!("bench redis fan-out: LOST events: {line}");
+                failed = true;
+            }
+            let base = json_number(&memory_fanout_line(&json), "events_per_s");
+            let v = json_number(&line, "events_per_s");
+            markdown.push_str(&format!(
+                "\n## Cross-process fan-out through Redis (subscope-tokio, subscribers on one process, publisher on another)\n\n\
+                 | setup | events/s | ratio to in-memory | p50 (ms) | p99 (ms) | delivered |\n| --- | ---: | ---: | ---: | ---: | ---: |\n\
+                 | one process, in memory | {} | 1.00x | {} | {} | {} |\n| two processes, Redis | {} | {} | {} | {} | {} |\n",
+                fmt_value(base),
+                fmt_value(json_number(&memory_fanout_line(&json), "p50_ms")),
+                fmt_value(json_number(&memory_fanout_line(&json), "p99_ms")),
+                fmt_value(json_number(&memory_fanout_line(&json), "delivered")),
+                fmt_value(v),
+                match (v, base) {
+                    (Some(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
+                    _ => "n/a".to_owned(),
+                },
+                fmt_value(json_number(&line, "p50_ms")),
+                fmt_value(json_number(&line, "p99_ms")),
+                fmt_value(json_number(&line, "delivered")),
+            ));
+            json.push_str(&format!(",\"redis_fanout\":{{\"subscope-tokio\":{line}}}"));
+        }
+        None => {
+            markdown.push_str(
+                "\n## Cross-process fan-out through Redis\n\nskipped: redis-server not available\n",
+            );
+        }
+    }
+    json.push_str("}\n");
+    let _ = std::fs::write(format!("{out_dir}/results.md"), &markdown);
+    let _ = std::fs::write(format!("{out_dir}/results.json"), &json);
+    println!("{markdown}");
+    println!(
+        "wrote {out_dir}/results.{{md,json}} and one SVG per scenario ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    match fanout_ratio {
+        Some(r) => println!("fan-out events/s subscope-tokio / async-graphql = {r:.2}x"),
+        None => println!("fan-out events/s subscope-tokio / async-graphql = n/a"),
+    }
+    for line in summary {
+        println!("{line}");
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,241 @@
+//! CI steps: fmt, clippy, tests per runtime, docs, packaging, and the runner that prints
+//! the summary CI reads.
+
+use std::env;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// The runtimes the socket suite runs on, each as a feature of `subscope-tests`.
+pub(crate) const RUNTIMES: &[&str] = &["tokio", "smol", "async-std"];
+
+/// Library crates, each linted alone so a missing feature or dependency shows up.
+pub(crate) const CRATES: &[&str] = &[
+    "subscope-core",
+    "subscope-tokio",
+    "subscope-smol",
+    "subscope-async-std",
+    "subscope-axum",
+];
+
+pub(crate) struct Step {
+    name: String,
+    args: Vec<String>,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+pub(crate) fn step(name: impl Into<String>, args: &[&str]) -> Step {
+    Step {
+        name: name.into(),
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+        env: Vec::new(),
+    }
+}
+
+pub(crate) fn lint_steps() -> Vec<Step> {
+    let mut steps = vec![
+        step("fmt --check", &["fmt", "--all", "--", "--check"]),
+        step(
+            "clippy (workspace, all features)",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ];
+    for krate in CRATES {
+        steps.push(step(
+            format!("clippy {krate} (alone)"),
+            &[
+                "clippy",
+                "-p",
+                krate,
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ));
+    }
+    steps.push(step(
+        "clippy subscope (no runtime feature)",
+        &[
+            "clippy",
+            "-p",
+            "subscope",
+            "--no-default-features",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ));
+    steps
+}
+
+pub(crate) fn suite_steps(runtimes: &[&str]) -> Vec<Step> {
+    runtimes
+        .iter()
+        .map(|rt| {
+            let features = format!("rt-{rt}");
+            Step {
+                name: format!("socket suite on {rt}"),
+                args: [
+                    "test",
+                    "-p",
+                    "subscope-tests",
+                    "--no-default-features",
+                    "--features",
+                    &features,
+                ]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+                env: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn doc_step() -> Step {
+    let mut s = step(
+        "rustdoc -D warnings",
+        &["doc", "--workspace", "--no-deps", "--all-features"],
+    );
+    s.env.push(("RUSTDOCFLAGS", "-D warnings"));
+    s
+}
+
+/// The crates published to crates.io.
+pub(crate) const PUBLISHED: &[&str] = &[
+    "subscope-core",
+    "subscope-tokio",
+    "subscope-smol",
+    "subscope-async-std",
+    "subscope-axum",
+    "subscope-redis",
+    "subscope",
+];
+
+/// `cargo package` for every published crate: the archive builds on its own, path
+/// dependencies resolved against each other as cargo's local overlay does for a workspace.
+pub(crate) fn package_step() -> Step {
+    let mut args = vec!["package", "--allow-dirty"];
+    for krate in PUBLISHED {
+        args.extend(["-p", krate]);
+    }
+    step("cargo package (every published crate, verified)", &args)
+}
+
+pub(crate) fn ci_steps() -> Vec<Step> {
+    let mut steps = lint_steps();
+    steps.push(step(
+        "core unit tests (no runtime)",
+        &["test", "-p", "subscope-core", "-p", "subscope"],
+    ));
+    steps.push(step(
+        "test bench: the driver hand-polled in virtual time",
+        &["test", "-p", "subscope-testbench"],
+    ));
+    steps.push(step(
+        "test bench: per-connection memory under floods (dhat)",
+        &[
+            "test",
+            "-p",
+            "subscope-testbench",
+            "--features",
+            "dhat-heap",
+            "--test",
+            "memory",
+        ],
+    ));
+    steps.extend(suite_steps(RUNTIMES));
+    steps.push(step(
+        "heap growth under churn (dhat, every runtime)",
+        &[
+            "test",
+            "-p",
+            "subscope-tests",
+            "--features",
+            "dhat-heap",
+            "--test",
+            "heap",
+        ],
+    ));
+    steps.push(step("axum mount tests", &["test", "-p", "subscope-axum"]));
+    steps.push(step(
+        "install redis-server if missing",
+        &["xtask", "setup-redis"],
+    ));
+    steps.push(step(
+        "demo binary tests, incl. two processes behind Redis (every runtime)",
+        &["test", "-p", "subscope-examples"],
+    ));
+    for rt in RUNTIMES {
+        let mut s = step(
+            format!("examples built for {rt}"),
+            &[
+                "build",
+                "-p",
+                "subscope-examples",
+                "--bins",
+                "--no-default-features",
+                "--features",
+            ],
+        );
+        s.args.push((*rt).to_owned());
+        steps.push(s);
+    }
+    steps.push(doc_step());
+    steps.push(package_step());
+    steps.push(step(
+        "interop: third-party clients and a browser, every runtime",
+        &["xtask", "interop"],
+    ));
+    steps.push(step(
+        "fuzz both targets (bounded: 15 s each)",
+        &["xtask", "fuzz", "--seconds", "15"],
+    ));
+    steps
+}
+
+pub(crate) fn run(steps: Vec<Step>) -> ExitCode {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for s in &steps {
+        eprintln!("\n==> {}: cargo {}", s.name, s.args.join(" "));
+        let t = Instant::now();
+        let ok = Command::new(&cargo)
+            .args(&s.args)
+            .envs(s.env.iter().copied())
+            .status()
+            .map(|st| st.success())
+            .unwrap_or(false);
+        results.push((s.name.clone(), ok, t.elapsed()));
+        if !ok {
+            break;
+        }
+    }
+    println!("\nsummary:");
+    for (name, ok, took) in &results {
+        let verdict = if *ok { "ok    " } else { "FAILED" };
+        println!("  {verdict} {:>7.1}s  {name}", took.as_secs_f64());
+    }
+    for s in steps.iter().skip(results.len()) {
+        println!("  skipped          {}", s.name);
+    }
+    let failed = results.iter().filter(|(_, ok, _)| !ok).count();
+    let passed = results.len() - failed;
+    println!("total time {:.1}s", started.elapsed().as_secs_f64());
+    // Alone on its line, so CI's log reader can count steps.
+    println!("xtask: {passed} passed, {failed} failed");
+    if failed == 0 && results.len() == steps.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
