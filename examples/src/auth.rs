@@ -2,7 +2,10 @@
 //! the user to resolvers.
 //!
 //! The payload may carry the token as `{"token": "..."}` or as
-//! `{"Authorization": "Bearer ..."}` (what many clients put in `connectionParams`).
+//! `{"Authorization": "Bearer ..."}` (what many clients put in `connectionParams`); a
+//! native client may instead send an `Authorization: Bearer ...` header on the upgrade
+//! request. [`TokenAuth::authenticate`] is the one check, shared with the HTTP side of the
+//! axum example.
 //! Resolvers read the user with `ctx.data::<User>()`; there is no way to reach a resolver
 //! without passing this hook, on either subprotocol: an operation before the ack closes
 //! the socket 4401.
@@ -62,20 +65,41 @@ impl TokenAuth {
     }
 }
 
+impl TokenAuth {
+    /// The user a token belongs to (`anonymous` for an open server), or `None`.
+    pub fn authenticate(&self, token: Option<&str>) -> Option<User> {
+        if self.open {
+            return Some(User("anonymous".into()));
+        }
+        token
+            .and_then(|t| self.users.get(t))
+            .map(|user| User(user.clone()))
+    }
+
+    /// The token of an `Authorization: Bearer ...` header, if any.
+    pub fn bearer(headers: &subscope::http::HeaderMap) -> Option<&str> {
+        headers
+            .get(subscope::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+    }
+}
+
 impl Hooks for TokenAuth {
     async fn on_connect(
         &self,
         conn: &ConnectionInfo,
         payload: Option<Value>,
     ) -> Result<Accept, Reject> {
-        if self.open {
-            return Ok(Accept::new().data(User("anonymous".into())));
-        }
-        let token = payload.as_ref().and_then(Self::token);
-        match token.and_then(|t| self.users.get(t)) {
+        // The init payload first; else the upgrade request's header.
+        let token = payload
+            .as_ref()
+            .and_then(Self::token)
+            .or_else(|| Self::bearer(&conn.headers));
+        match self.authenticate(token) {
             Some(user) => {
-                tracing::debug!(conn = conn.id, user = %user, "authenticated");
-                Ok(Accept::new().data(User(user.clone())))
+                tracing::debug!(conn = conn.id, user = %user.0, "authenticated");
+                Ok(Accept::new().data(user))
             }
             None => Err(Reject::forbidden("invalid or missing token")),
         }

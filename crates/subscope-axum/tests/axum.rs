@@ -30,6 +30,10 @@ fn start() -> App {
 }
 
 fn start_with(config: Config) -> App {
+    start_full(config, subscope_examples::auth::TokenAuth::open())
+}
+
+fn start_full(config: Config, http_auth: subscope_examples::auth::TokenAuth) -> App {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -50,7 +54,7 @@ fn start_with(config: Config) -> App {
         .config(config)
         .gauges(Arc::clone(&gauges))
         .build();
-    let app = axum_app::router(schema, server.clone(), Arc::clone(&gauges));
+    let app = axum_app::router(schema, server.clone(), Arc::clone(&gauges), http_auth);
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
@@ -240,4 +244,27 @@ fn a_foreign_origin_gets_403_on_axum_too() {
     let mut native = Client::modern(app.addr);
     native.init(None);
     assert_eq!(app.gauges.snapshot().origins_refused, 1);
+}
+
+#[test]
+fn the_http_side_checks_the_same_token() {
+    let auth = subscope_examples::auth::TokenAuth::new([("t0k3n", "demo")]);
+    let app = start_full(Config::default(), auth);
+    let body = r#"{"query":"{ hello }"}"#;
+    let post = |extra: &str| {
+        http(
+            app.addr,
+            &format!(
+                "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let refused = post("");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let wrong = post("Authorization: Bearer nope\r\n");
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let ok = post("Authorization: Bearer t0k3n\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains(r#"{"data":{"hello":"world"}}"#), "{ok}");
 }
