@@ -15,7 +15,11 @@ fn help_and_bad_arguments() {
         .output()
         .expect("run");
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--keepalive-ms"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--keepalive-ms", "--allowed-origin", "--max-connections"] {
+        assert!(help.contains(flag), "{flag} missing from\n{help}");
+    }
+    assert!(help.contains("[default: 3000]"), "{help}");
     let out = Command::new(env!("CARGO_BIN_EXE_demo"))
         .args(["--runtime", "tokyo"])
         .output()
@@ -101,6 +105,44 @@ fn cli_timeouts_and_limits_apply(runtime: &str) {
     );
 }
 
+/// Upgrades with an `Origin` header; the HTTP status the demo answered.
+fn upgrade_status(url: &str, origin: &str) -> u16 {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("request");
+    let headers = request.headers_mut();
+    headers.insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    headers.insert("origin", origin.parse().expect("header"));
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/graphql");
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    match tungstenite::client(request, stream) {
+        Ok((_ws, response)) => response.status().as_u16(),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            response.status().as_u16()
+        }
+        Err(other) => panic!("upgrade failed without a status: {other}"),
+    }
+}
+
+fn allowed_origin_flag_refuses_foreign_browsers(runtime: &str) {
+    let demo = Demo::start(&[
+        "--runtime",
+        runtime,
+        "--allowed-origin",
+        "https://app.example",
+        "--allowed-origin=http://localhost:3000",
+    ]);
+    assert_eq!(upgrade_status(&demo.url, "https://evil.example"), 403);
+    assert_eq!(upgrade_status(&demo.url, "https://app.example"), 101);
+    assert_eq!(upgrade_status(&demo.url, "http://localhost:3000"), 101);
+    // No Origin (not a browser): allowed.
+    let mut ws = connect(&demo.url, "graphql-transport-ws");
+    init(&mut ws);
+}
+
 macro_rules! per_runtime {
     ($($rt:ident => $name:literal, $feature:literal;)*) => {
         $(
@@ -114,6 +156,11 @@ macro_rules! per_runtime {
                 #[test]
                 fn cli_timeouts_and_limits_apply() {
                     super::cli_timeouts_and_limits_apply($name);
+                }
+
+                #[test]
+                fn allowed_origin_flag_refuses_foreign_browsers() {
+                    super::allowed_origin_flag_refuses_foreign_browsers($name);
                 }
             }
         )*

@@ -177,6 +177,11 @@ fn shutdown_closes_axum_upgraded_sockets_and_waits_for_them() {
     for c in &mut clients {
         assert_eq!(c.expect_close(), (1001, "Going away".into()));
     }
+    // axum still accepts (its own shutdown was not asked for): an upgrade that arrives
+    // now is completed and closed 1001 at once, never served.
+    let mut late = Client::modern(app.addr);
+    assert_eq!(late.expect_close(), (1001, "Going away".into()));
+    assert_eq!(app.gauges.connections(), 0);
 }
 
 const MODERN: &str = "Sec-WebSocket-Protocol: graphql-transport-ws";
