@@ -24,6 +24,9 @@
 //! operations live inside their connection's task and shutdown waits on its own tracker.
 //! async-std starts its own executor threads on first use.
 
+#![deny(rustdoc::broken_intra_doc_links)]
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;

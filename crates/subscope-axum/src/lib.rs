@@ -35,6 +35,9 @@
 //! [`subscope_core::Transport`] (see [`AxumSocket`] for a mapping) and the subprotocol
 //! [`subscope_core::negotiate`] picked.
 
+#![deny(rustdoc::broken_intra_doc_links)]
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -55,7 +58,20 @@ use subscope_core::{Hooks, Server, UpgradeRequest, negotiate};
 
 /// axum's [`WebSocket`] as a subscope [`subscope_core::Transport`].
 #[derive(Debug)]
-pub struct AxumSocket(pub WebSocket);
+pub struct AxumSocket(WebSocket);
+
+impl From<WebSocket> for AxumSocket {
+    fn from(socket: WebSocket) -> Self {
+        Self(socket)
+    }
+}
+
+impl AxumSocket {
+    /// axum's socket back.
+    pub fn into_inner(self) -> WebSocket {
+        self.0
+    }
+}
 
 /// axum wraps tungstenite's error; unwrapped, it says "too big" or "invalid UTF-8" in the
 /// protocol's terms, so the peer gets 1009 or 4400 as on the standalone server.
@@ -164,7 +180,7 @@ where
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             server
-                .serve_websocket(AxumSocket(socket), protocol, request)
+                .serve_websocket(AxumSocket::from(socket), protocol, request)
                 .await;
         })
 }

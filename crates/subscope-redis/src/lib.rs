@@ -24,6 +24,9 @@
 //! Runtimes: the manager runs on the subscope runtime you pass; under tokio the redis crate
 //! uses tokio, elsewhere (smol, async-std) its smol driver.
 
+#![deny(rustdoc::broken_intra_doc_links)]
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -22,6 +22,9 @@
 //! it whatever the executor does later. The first timer starts async-io's `async-io`
 //! reactor thread; this crate starts no other thread.
 
+#![deny(rustdoc::broken_intra_doc_links)]
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;

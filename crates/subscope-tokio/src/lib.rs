@@ -19,6 +19,9 @@
 //! Operations run inside their connection's task (subscope's in-task scope), so the
 //! runtime's parallelism comes from many connections. This crate starts no threads.
 
+#![deny(rustdoc::broken_intra_doc_links)]
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
+
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -40,6 +40,7 @@
 //! As `subscope-core`'s: 0.x with `#[non_exhaustive]` enums and settings; the wire
 //! behaviour of `docs/PROTOCOL.md` section 4 changes only in a breaking release.
 
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub use subscope_core::{
