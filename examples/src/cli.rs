@@ -83,6 +83,10 @@ struct Cli {
     /// [default: every origin].
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// Share one execution among operations whose document, operation name and variables
+    /// are equal (the demo schema has no per-user fields) [default: off].
+    #[arg(long)]
+    share: bool,
 }
 
 /// Parsed `demo` arguments.
@@ -95,7 +99,7 @@ pub struct DemoArgs {
     pub runtime: RuntimeChoice,
     /// Server settings from `--init-timeout-ms`, `--keepalive-ms`, `--write-timeout-ms`,
     /// `--max-subscriptions`, `--inbound-rate`, `--max-message-size`, `--max-connections`,
-    /// `--allowed-origin`.
+    /// `--allowed-origin`, `--share`.
     pub config: Config,
     /// Topic delivery from `--subscriber-buffer` and `--overflow`.
     pub delivery: Delivery,
@@ -160,7 +164,8 @@ impl DemoArgs {
             .max_subscriptions(cli.max_subscriptions)
             .inbound_rate(rate)
             .max_message_size(cli.max_message_size)
-            .max_connections(cli.max_connections);
+            .max_connections(cli.max_connections)
+            .share_identical(cli.share);
         if !cli.allowed_origins.is_empty() {
             config = config.allowed_origins(&cli.allowed_origins);
         }
@@ -277,6 +282,14 @@ mod tests {
     }
 
     #[test]
+    fn share_is_off_unless_asked() {
+        let shown = format!("{:?}", parse(&[]).expect("defaults").config);
+        assert!(shown.contains("share_identical: false"), "{shown}");
+        let shown = format!("{:?}", parse(&["--share"]).expect("share").config);
+        assert!(shown.contains("share_identical: true"), "{shown}");
+    }
+
+    #[test]
     fn zero_flags_disable_their_timers() {
         let a = parse(&[
             "--init-timeout-ms",
@@ -327,6 +340,7 @@ mod tests {
             "--max-message-size",
             "--max-connections",
             "--allowed-origin",
+            "--share",
         ] {
             assert!(help.contains(flag), "{flag} missing from\n{help}");
         }

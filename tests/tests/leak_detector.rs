@@ -74,4 +74,52 @@ fn reports_only_operations_kept_alive_by_user_code<R: TestRuntime>() {
     R::block_on(&guard, server.shutdown(Duration::from_secs(1)));
 }
 
-per_runtime!(reports_only_operations_kept_alive_by_user_code);
+/// Shared executions are covered too: the upstream's request carries the token of the
+/// operation that started it, judged when the upstream is dropped (with its last
+/// subscriber), not when that first subscriber leaves.
+fn covers_shared_executions<R: TestRuntime>() {
+    let (rt, guard) = R::runtime();
+    let kept = Kept::default();
+    let schema = Schema::build(Query, EmptyMutation, Sub)
+        .data(Arc::clone(&kept))
+        .finish();
+    let server = Server::builder(rt, schema)
+        .config(Config::default().detect_leaks(true).share_identical(true))
+        .build();
+    let addr = R::listen(&guard, &server);
+    let gauges = Arc::clone(server.gauges());
+    let mut first = Client::modern(addr);
+    first.init(None);
+    first.subscribe("a", "subscription { leaky }");
+    assert_eq!(first.recv_json()["type"], "next");
+    let mut second = Client::modern(addr);
+    second.init(None);
+    second.subscribe("b", "subscription { leaky }");
+    wait_until("two subscribers of one upstream", DEADLINE, || {
+        let g = gauges.snapshot();
+        g.shared_subscriptions == 2 && g.shared_upstreams == 1
+    });
+    // The starter leaves; the upstream (and the token it holds) lives on: no leak yet.
+    first.send(json!({"id": "a", "type": "complete"}));
+    wait_until("one subscriber left", DEADLINE, || {
+        gauges.snapshot().shared_subscriptions == 1
+    });
+    assert_eq!(gauges.snapshot().leaked_operations, 0);
+    second.send(json!({"id": "b", "type": "complete"}));
+    wait_until("the upstream dropped", DEADLINE, || {
+        let g = gauges.snapshot();
+        g.shared_upstreams == 0 && g.subscriptions == 0
+    });
+    assert_eq!(
+        gauges.snapshot().leaked_operations,
+        1,
+        "one upstream, one leak"
+    );
+    assert_eq!(kept.lock().unwrap_or_else(|e| e.into_inner()).len(), 1);
+    R::block_on(&guard, server.shutdown(Duration::from_secs(1)));
+}
+
+per_runtime!(
+    reports_only_operations_kept_alive_by_user_code,
+    covers_shared_executions
+);

@@ -30,6 +30,8 @@ pub struct Config {
     pub(crate) max_response_size: usize,
     /// `None`: every origin. `Some(list)`: only these (lowercase, no trailing slash).
     pub(crate) allowed_origins: Option<Vec<String>>,
+    pub(crate) share_identical: bool,
+    pub(crate) shared_delivery: crate::Delivery,
 }
 
 /// A token-bucket rate: `per_second` sustained, up to `burst` at once.
@@ -71,6 +73,8 @@ impl Default for Config {
             inbound_rate: None,
             max_response_size: 32 * 1024 * 1024,
             allowed_origins: None,
+            share_identical: false,
+            shared_delivery: crate::Delivery::default(),
         }
     }
 }
@@ -246,6 +250,23 @@ impl Config {
             .map(|o| o.as_ref().trim().trim_end_matches('/').to_ascii_lowercase())
             .collect();
         self.allowed_origins = Some(list);
+        self
+    }
+
+    /// Share one execution among operations whose document, operation name and variables
+    /// are equal, when [`crate::Hooks::share_key`] gives no key (default: off). Only for
+    /// schemas whose results do not depend on who asks; otherwise return a key that
+    /// includes the context from `share_key`.
+    pub fn share_identical(mut self, on: bool) -> Self {
+        self.share_identical = on;
+        self
+    }
+
+    /// The per-subscriber buffer and overflow policy of shared executions (default:
+    /// [`crate::Delivery::default`], 1024 events, `Overflow::End`). A subscriber that falls
+    /// that far behind lags alone; the others go on.
+    pub fn shared_delivery(mut self, delivery: crate::Delivery) -> Self {
+        self.shared_delivery = delivery;
         self
     }
 

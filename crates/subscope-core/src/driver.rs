@@ -18,7 +18,7 @@ use async_graphql::{Data, Executor};
 use crate::children::{ChildEvent, ChildSet};
 use crate::hooks::{Accept, Reject, run_guarded};
 use crate::machine::{ConnectOutcome, Machine, Output};
-use crate::operation::{OpItem, Operation};
+use crate::operation::{OpItem, Operation, Sharing};
 use crate::rt::{BoxSleep, Timer};
 use crate::transport::{CloseFrame, Message, Transport, TransportError};
 use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
@@ -45,6 +45,7 @@ pub(crate) struct ConnectionParts<E, H, R> {
     pub(crate) timer: R,
     pub(crate) close_timeout: Duration,
     pub(crate) detect_leaks: bool,
+    pub(crate) sharing: Sharing,
     pub(crate) stop: StopFuture,
     /// The connection's span; the close code and reason are recorded on it at the end.
     pub(crate) span: tracing::Span,
@@ -222,6 +223,7 @@ where
                         &self.end.conn,
                         &self.parts.hooks,
                         &self.parts.gauges,
+                        &self.parts.sharing,
                     );
                     if let Err(op) = self.children.insert(id, op) {
                         // The machine reserves ids, so this is unreachable; never leak it.
@@ -260,6 +262,12 @@ where
             }
             ChildEvent::Item(id, OpItem::Refused(errors)) => {
                 self.machine.handle_refused(&id, &errors);
+            }
+            ChildEvent::Item(id, OpItem::Shared(payload)) => {
+                self.machine.handle_shared(&id, &payload);
+            }
+            ChildEvent::Item(id, OpItem::RequestError(errors)) => {
+                self.machine.handle_request_error(&id, &errors);
             }
             ChildEvent::Ended(id, op) => {
                 op.finish(EndReason::Completed);

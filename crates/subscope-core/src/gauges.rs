@@ -21,6 +21,8 @@ pub struct Gauges {
     subscriptions_lagged: AtomicU64,
     broker_gaps: AtomicU64,
     origins_refused: AtomicU64,
+    shared_upstreams: AtomicU64,
+    shared_subscriptions: AtomicU64,
     closes: [AtomicU64; CloseKind::ALL.len()],
 }
 
@@ -53,6 +55,11 @@ pub struct GaugeSnapshot {
     /// Upgrades refused with HTTP 403 because their `Origin` is not allowed
     /// ([`crate::Config::allowed_origins`]).
     pub origins_refused: u64,
+    /// Shared executions alive now (see [`crate::ShareKey`]): one per distinct key in use.
+    pub shared_upstreams: u64,
+    /// Operations alive now that are subscribers of a shared execution (also counted in
+    /// `subscriptions`).
+    pub shared_subscriptions: u64,
     /// Finished connections per [`CloseKind`] (read with [`GaugeSnapshot::closes_of`]);
     /// private, so a new kind does not change a public type.
     closes: [u64; CloseKind::ALL.len()],
@@ -142,6 +149,18 @@ impl GaugeSnapshot {
             "Upgrades refused because their Origin is not allowed.",
             self.origins_refused,
         );
+        metric(
+            "shared_upstreams",
+            "gauge",
+            "Shared executions alive now.",
+            self.shared_upstreams,
+        );
+        metric(
+            "shared_subscriptions",
+            "gauge",
+            "Operations alive now that subscribe to a shared execution.",
+            self.shared_subscriptions,
+        );
         out.push_str("# HELP subscope_closes_total Finished connections by kind of ending.\n");
         out.push_str("# TYPE subscope_closes_total counter\n");
         for &kind in CloseKind::ALL {
@@ -185,6 +204,8 @@ impl Gauges {
             subscriptions_lagged: self.subscriptions_lagged.load(Ordering::Relaxed),
             broker_gaps: self.broker_gaps.load(Ordering::Relaxed),
             origins_refused: self.origins_refused.load(Ordering::Relaxed),
+            shared_upstreams: self.shared_upstreams.load(Ordering::Relaxed),
+            shared_subscriptions: self.shared_subscriptions.load(Ordering::Relaxed),
             closes,
         }
     }
@@ -250,6 +271,22 @@ impl Gauges {
 
     pub(crate) fn count_origin_refused(&self) {
         self.origins_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn open_upstream(&self) {
+        self.shared_upstreams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn close_upstream(&self) {
+        self.shared_upstreams.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn open_shared_subscriber(&self) {
+        self.shared_subscriptions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn close_shared_subscriber(&self) {
+        self.shared_subscriptions.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(crate) fn close_subscription(&self) {

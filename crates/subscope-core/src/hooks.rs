@@ -245,6 +245,17 @@ pub trait Hooks: Send + Sync + 'static {
         async { Ok(request) }
     }
 
+    /// Whether this operation may share one execution with identical ones, and what
+    /// "identical" means: return a [`crate::ShareKey`] (the request's document, operation
+    /// name and variables, plus whatever of the connection's context your resolvers read),
+    /// or `None` (the default) to execute it alone. Runs after `on_subscribe`, on the
+    /// request it returned. The shared execution runs with the session data of the
+    /// operation that started it; a later one joins at its next event.
+    fn share_key(&self, conn: &ConnectionInfo, request: &Request) -> Option<crate::ShareKey> {
+        let _ = (conn, request);
+        None
+    }
+
     /// Exactly once per accepted operation, right after its stream was dropped.
     fn on_complete(&self, conn: &ConnectionInfo, id: &str, reason: &EndReason) {
         let _ = (conn, id, reason);

@@ -165,6 +165,7 @@ mod operation;
 mod protocol;
 pub mod rt;
 mod server;
+mod share;
 mod sync;
 pub mod topics;
 pub mod transport;
@@ -179,6 +180,7 @@ pub use machine::{ConnectOutcome, Machine, Output};
 pub use operation::OperationToken;
 pub use protocol::{InvalidMessage, Subprotocol, negotiate};
 pub use server::{HandshakeError, Server, ServerBuilder};
+pub use share::ShareKey;
 pub use topics::{Delivery, Fanout, MemoryTopics, Missed, Overflow, Subscription, Topics};
 pub use transport::Transport;
 

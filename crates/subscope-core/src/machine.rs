@@ -519,6 +519,47 @@ impl Machine {
         self.text(frame);
     }
 
+    /// One event of a shared execution, serialized once (`payload` is the JSON of the
+    /// execution result).
+    pub fn handle_shared(&mut self, id: &str, payload: &str) {
+        let Some(phase) = self.ops.get_mut(id) else {
+            return;
+        };
+        *phase = OpPhase::Streaming;
+        let frame = self.dialect.next_raw(id, payload);
+        if frame.len() > self.settings.max_response_size {
+            tracing::warn!(
+                id,
+                bytes = frame.len(),
+                limit = self.settings.max_response_size,
+                "response larger than max_response_size: operation ended"
+            );
+            self.ops.remove(id);
+            self.out.push_back(Output::Stop {
+                id: id.to_owned(),
+                reason: EndReason::ResponseTooLarge,
+            });
+            let frame = self.error_frame(id, &protocol::too_large_error());
+            self.text(frame);
+            return;
+        }
+        self.text(frame);
+    }
+
+    /// A shared execution failed before executing (its first result was a request error).
+    pub fn handle_request_error(&mut self, id: &str, errors: &[ServerError]) {
+        if self.ops.get(id) != Some(&OpPhase::Preparing) {
+            return;
+        }
+        self.ops.remove(id);
+        let frame = self.error_frame(id, errors);
+        self.out.push_back(Output::Stop {
+            id: id.to_owned(),
+            reason: EndReason::RequestError,
+        });
+        self.text(frame);
+    }
+
     /// `on_subscribe` refused the operation with these errors.
     pub fn handle_refused(&mut self, id: &str, errors: &[ServerError]) {
         if self.ops.remove(id).is_none() {

@@ -11,7 +11,8 @@ use futures_core::Stream;
 use futures_core::stream::BoxStream;
 
 use crate::hooks::run_guarded;
-use crate::{ConnectionInfo, EndReason, Gauges, Hooks};
+use crate::share::{SharedItem, SharedSubscription, Shares};
+use crate::{ConnectionInfo, EndReason, Gauges, Hooks, ShareKey};
 
 /// A marker of one operation's execution state, present in its request data when leak
 /// detection is on ([`crate::Config::detect_leaks`]); resolvers reach it with
@@ -53,6 +54,18 @@ impl OperationToken {
 pub(crate) enum OpItem {
     Response(Response),
     Refused(Vec<ServerError>),
+    /// A shared execution's event, serialized once.
+    Shared(Arc<str>),
+    /// A shared execution's first result was a request error.
+    RequestError(Arc<[ServerError]>),
+}
+
+/// How an operation may join a shared execution.
+#[derive(Clone)]
+pub(crate) struct Sharing {
+    pub(crate) shares: Arc<Shares>,
+    /// `Config::share_identical`.
+    pub(crate) identical: bool,
 }
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<Request, Vec<ServerError>>> + Send>>;
@@ -60,6 +73,7 @@ type HookFuture = Pin<Box<dyn Future<Output = Result<Request, Vec<ServerError>>>
 enum Stage {
     Subscribing(HookFuture),
     Running(BoxStream<'static, Response>),
+    Shared(SharedSubscription),
     Done,
 }
 
@@ -70,6 +84,7 @@ pub(crate) struct Operation<H: Hooks> {
     span: tracing::Span,
     stage: Stage,
     execute: Box<dyn FnOnce(Request) -> BoxStream<'static, Response> + Send>,
+    sharing: Sharing,
     guard: CompletionGuard<H>,
 }
 
@@ -124,6 +139,7 @@ impl<H: Hooks> Operation<H> {
         conn: &Arc<ConnectionInfo>,
         hooks: &Arc<H>,
         gauges: &Arc<Gauges>,
+        sharing: &Sharing,
     ) -> Self {
         gauges.open_subscription();
         let token = detect_leaks.then(|| {
@@ -155,6 +171,7 @@ impl<H: Hooks> Operation<H> {
             span: span.clone(),
             stage: Stage::Subscribing(hook),
             execute: Box::new(move |request| executor.execute_stream(request, session)),
+            sharing: sharing.clone(),
             guard: CompletionGuard {
                 span,
                 id,
@@ -201,7 +218,21 @@ impl<H: Hooks> Stream for Operation<H> {
                             &mut this.execute,
                             Box::new(|_| Box::pin(futures_lite::stream::empty())),
                         );
-                        this.stage = Stage::Running(execute(request));
+                        let key = this
+                            .guard
+                            .hooks
+                            .share_key(&this.guard.conn, &request)
+                            .or_else(|| this.sharing.identical.then(|| ShareKey::of(&request)));
+                        this.stage = match key {
+                            Some(key) => {
+                                // The upstream judges leaks of the request it executes; a
+                                // joiner's request is never executed.
+                                let token = this.guard.token.take();
+                                let shares = Arc::clone(&this.sharing.shares);
+                                Stage::Shared(shares.join(key, token, move || execute(request)))
+                            }
+                            None => Stage::Running(execute(request)),
+                        };
                     }
                     Poll::Ready(Err(errors)) => {
                         this.stage = Stage::Done;
@@ -212,6 +243,24 @@ impl<H: Hooks> Stream for Operation<H> {
                     return match stream.as_mut().poll_next(cx) {
                         Poll::Pending => Poll::Pending,
                         Poll::Ready(Some(r)) => Poll::Ready(Some(OpItem::Response(r))),
+                        Poll::Ready(None) => {
+                            this.stage = Stage::Done;
+                            Poll::Ready(None)
+                        }
+                    };
+                }
+                Stage::Shared(sub) => {
+                    return match Pin::new(sub).poll_next(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(Some(SharedItem::Next(p))) => {
+                            Poll::Ready(Some(OpItem::Shared(p)))
+                        }
+                        Poll::Ready(Some(SharedItem::RequestError(e))) => {
+                            Poll::Ready(Some(OpItem::RequestError(e)))
+                        }
+                        Poll::Ready(Some(SharedItem::Lagged(e))) => {
+                            Poll::Ready(Some(OpItem::Response(Response::from_errors(vec![e]))))
+                        }
                         Poll::Ready(None) => {
                             this.stage = Stage::Done;
                             Poll::Ready(None)

@@ -15,7 +15,9 @@ use tracing::Instrument;
 
 use crate::driver::{ConnectionParts, Driver, close_frame, close_handshake};
 use crate::machine::Machine;
+use crate::operation::Sharing;
 use crate::rt::{Listener, Runtime};
+use crate::share::Shares;
 use crate::sync::{Signal, Tracked, Tracker};
 use crate::transport::{Transport, Tungstenite, websocket_config};
 use crate::{
@@ -46,6 +48,8 @@ struct Inner<E, H, R> {
     force: Arc<Signal>,
     tracker: Arc<Tracker>,
     next_id: AtomicU64,
+    /// Shared executions of this server's operations.
+    shares: Arc<Shares>,
 }
 
 impl<E, H, R> Clone for Server<E, H, R> {
@@ -115,13 +119,15 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
 
     /// The server.
     pub fn build(self) -> Server<E, H, R> {
+        let gauges = self.gauges.unwrap_or_default();
         Server {
             inner: Arc::new(Inner {
                 executor: self.executor,
                 hooks: Arc::new(self.hooks),
                 runtime: self.runtime,
+                shares: Shares::new(self.config.shared_delivery, Arc::clone(&gauges)),
                 config: self.config,
-                gauges: self.gauges.unwrap_or_default(),
+                gauges,
                 stop: Arc::default(),
                 force: Arc::default(),
                 tracker: Arc::default(),
@@ -364,6 +370,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 timer: inner.runtime.clone(),
                 close_timeout: inner.config.close_timeout,
                 detect_leaks: inner.config.detect_leaks,
+                sharing: Sharing {
+                    shares: Arc::clone(&inner.shares),
+                    identical: inner.config.share_identical,
+                },
                 stop: Box::pin(Arc::clone(&inner.stop).wait()),
                 span: span.clone(),
             };

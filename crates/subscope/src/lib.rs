@@ -46,8 +46,8 @@
 pub use subscope_core::{
     Accept, CloseKind, CloseReason, Config, ConnectionInfo, Delivery, EndReason, Fanout,
     GaugeSnapshot, Gauges, HandshakeError, Hooks, InvalidMessage, MemoryTopics, Missed, NoHooks,
-    OperationToken, Overflow, Rate, Reject, Server, ServerBuilder, Subprotocol, Subscription,
-    Topics, Transport, UpgradeRequest, negotiate, truncate_reason,
+    OperationToken, Overflow, Rate, Reject, Server, ServerBuilder, ShareKey, Subprotocol,
+    Subscription, Topics, Transport, UpgradeRequest, negotiate, truncate_reason,
 };
 pub use subscope_core::{close, rt, topics, transport};
 

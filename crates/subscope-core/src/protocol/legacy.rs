@@ -78,6 +78,10 @@ impl Dialect for Legacy {
         encode(Some(id), "data", Some(response))
     }
 
+    fn next_raw(&self, id: &str, payload: &str) -> String {
+        super::encode_raw(id, "data", payload)
+    }
+
     fn error(&self, id: &str, errors: &[ServerError]) -> String {
         error(id, errors)
     }

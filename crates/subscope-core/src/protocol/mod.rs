@@ -213,6 +213,8 @@ pub(crate) trait Dialect: Sync {
     fn pong(&self, payload: Option<&Value>) -> Option<String>;
     /// One execution result.
     fn next(&self, id: &str, response: &Response) -> String;
+    /// One execution result already serialized (a shared execution's event).
+    fn next_raw(&self, id: &str, payload: &str) -> String;
     /// An operation's errors (non-empty).
     fn error(&self, id: &str, errors: &[ServerError]) -> String;
     /// An operation that finished by itself.
@@ -322,6 +324,21 @@ struct Envelope<'a, P: serde::Serialize> {
     ty: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<P>,
+}
+
+/// `{"id":<id>,"type":<ty>,"payload":<payload>}` around JSON serialized elsewhere; the
+/// same bytes `encode` writes for the same payload.
+pub(crate) fn encode_raw(id: &str, ty: &'static str, payload: &str) -> String {
+    let id = serde_json::to_string(id).unwrap_or_default();
+    let mut out = String::with_capacity(id.len() + ty.len() + payload.len() + 32);
+    out.push_str("{\"id\":");
+    out.push_str(&id);
+    out.push_str(",\"type\":\"");
+    out.push_str(ty);
+    out.push_str("\",\"payload\":");
+    out.push_str(payload);
+    out.push('}');
+    out
 }
 
 pub(crate) fn encode<P: serde::Serialize>(

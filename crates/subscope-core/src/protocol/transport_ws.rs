@@ -67,6 +67,10 @@ impl Dialect for TransportWs {
         encode(Some(id), "next", Some(response))
     }
 
+    fn next_raw(&self, id: &str, payload: &str) -> String {
+        super::encode_raw(id, "next", payload)
+    }
+
     fn error(&self, id: &str, errors: &[ServerError]) -> String {
         encode(Some(id), "error", Some(errors))
     }
