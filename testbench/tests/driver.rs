@@ -738,3 +738,37 @@ fn a_missing_required_variable_is_a_request_error_and_releases_the_id() {
         assert!(b.is_running());
     }
 }
+
+/// Shared executions under the hand-polled bench: two identical operations of one
+/// connection share one upstream, which dies inside the `drop` of the connection future,
+/// and with a keepalive timeout in virtual time.
+#[test]
+fn shared_upstreams_end_with_the_connection_future_and_on_timeouts() {
+    for p in both() {
+        for dropped in [true, false] {
+            let mut b = bench(p, Config::default().share_identical(true));
+            b.init();
+            for id in ["a", "b"] {
+                b.subscribe(id, "subscription { ticks(everyMs: 100000) }");
+            }
+            b.messages();
+            assert_eq!(b.live_children(), (2, 1), "{p}: two operations, one stream");
+            assert_eq!(b.gauges.snapshot().shared_upstreams, 1);
+            let expected = if dropped {
+                b.drop_connection();
+                EndReason::Dropped
+            } else {
+                b.advance(12 * SEC); // the ping
+                b.advance(12 * SEC); // no pong
+                assert_eq!(b.close_reason(), &CloseReason::KeepaliveTimeout, "{p}");
+                EndReason::ConnectionClosed(CloseReason::KeepaliveTimeout)
+            };
+            // Synchronously: no poll happened since.
+            assert_eq!(b.live_children(), (0, 0), "{p}");
+            let g = b.gauges.snapshot();
+            assert_eq!((g.shared_upstreams, g.shared_subscriptions), (0, 0), "{p}");
+            let reasons: Vec<EndReason> = b.record.completes().into_iter().map(|c| c.1).collect();
+            assert_eq!(reasons, vec![expected; 2], "{p}");
+        }
+    }
+}

@@ -176,6 +176,91 @@ fn shutdown_drops_shared_upstreams<R: TestRuntime>() {
     }
 }
 
+/// Ways one subscriber's connection can end.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Complete,
+    CloseFrame,
+    Reset,
+    Fin,
+    ProtocolViolation,
+    SecondInit,
+}
+
+fn end(c: &mut Option<Client>, how: Ending) {
+    let id = "m";
+    match how {
+        Ending::Complete => {
+            if let Some(c) = c.as_mut() {
+                c.send(json!({"id": id, "type": "complete"}));
+            }
+        }
+        Ending::CloseFrame => drop(c.take().map(|c| c.close(1000))),
+        Ending::Reset => {
+            if let Some(c) = c.take() {
+                c.reset();
+            }
+        }
+        Ending::Fin => {
+            if let Some(c) = c.take() {
+                c.drop_tcp();
+            }
+        }
+        Ending::ProtocolViolation => {
+            if let Some(c) = c.as_mut() {
+                c.send_text("{nope");
+                assert_eq!(c.expect_close_skipping_data().0, 4400);
+            }
+        }
+        Ending::SecondInit => {
+            if let Some(c) = c.as_mut() {
+                c.send(json!({"type": "connection_init"}));
+                assert_eq!(c.expect_close_skipping_data().0, 4429);
+            }
+        }
+    }
+}
+
+/// Every way a subscriber can go: the upstream outlives the first one to leave and is
+/// dropped with the last, and every subscriber completes exactly once.
+fn the_upstream_ends_with_its_last_subscriber_on_every_path<R: TestRuntime>() {
+    let s = R::start(Config::default().share_identical(true));
+    for how in [
+        Ending::Complete,
+        Ending::CloseFrame,
+        Ending::Reset,
+        Ending::Fin,
+        Ending::ProtocolViolation,
+        Ending::SecondInit,
+    ] {
+        s.recorder.clear();
+        let mut clients: Vec<Option<Client>> = (0..2)
+            .map(|_| {
+                let mut c = Client::modern(s.addr);
+                c.init(None);
+                c.subscribe("m", "subscription { delayed(ms: 60000) }");
+                Some(c)
+            })
+            .collect();
+        wait_until("two subscribers, one upstream", DEADLINE, || {
+            shared(&s) == (1, 2) && s.live.get() == 1
+        });
+        end(&mut clients[0], how);
+        wait_until(&format!("{how:?}: one subscriber left"), DEADLINE, || {
+            shared(&s) == (1, 1)
+        });
+        assert_eq!(s.live.get(), 1, "{how:?}: the upstream died with the first");
+        end(&mut clients[1], how);
+        wait_until(&format!("{how:?}: upstream dropped"), DEADLINE, || {
+            shared(&s) == (0, 0) && s.live.get() == 0 && s.gauges.subscriptions() == 0
+        });
+        drop(clients);
+        s.wait_idle();
+        let completes = s.recorder.events().completes;
+        assert_eq!(completes.len(), 2, "{how:?}: {completes:?}");
+    }
+}
+
 /// The tenant of a connection: its `X-Tenant` upgrade header.
 #[derive(Debug, Clone)]
 struct Tenant(String);
@@ -303,5 +388,6 @@ per_runtime!(
     request_errors_reach_every_subscriber_of_the_key,
     a_slow_subscriber_lags_alone,
     shutdown_drops_shared_upstreams,
+    the_upstream_ends_with_its_last_subscriber_on_every_path,
     a_key_with_the_tenant_keeps_tenants_apart,
 );
