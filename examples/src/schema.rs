@@ -58,6 +58,10 @@ pub struct ServerStats {
     subscriptions_lagged: u64,
     /// Subscribers told of a broker gap (Redis connection lost and back).
     broker_gaps: u64,
+    /// Shared executions alive now (`--share`).
+    shared_upstreams: u64,
+    /// Operations alive now that subscribe to a shared execution (`--share`).
+    shared_subscriptions: u64,
 }
 
 #[Object]
@@ -83,6 +87,8 @@ impl Query {
             events_dropped: s.events_dropped,
             subscriptions_lagged: s.subscriptions_lagged,
             broker_gaps: s.broker_gaps,
+            shared_upstreams: s.shared_upstreams,
+            shared_subscriptions: s.shared_subscriptions,
         })
     }
 }

@@ -118,6 +118,35 @@ fn request_errors_reach_every_subscriber_of_the_key<R: TestRuntime>() {
     assert_eq!(c.recv_json()["type"], "next");
 }
 
+fn queries_and_mutations_never_share<R: TestRuntime>() {
+    let s = R::start(Config::default().share_identical(true));
+    let mut sub = Client::modern(s.addr);
+    sub.init(None);
+    sub.subscribe("m", "subscription { messages(topic: \"once\") }");
+    s.wait_live(1);
+    let publish = "mutation { publish(topic: \"once\", message: \"hi\") }";
+    let mut pubs: Vec<Client> = (0..2)
+        .map(|i| {
+            let mut c = Client::modern(s.addr);
+            c.init(None);
+            c.subscribe(&format!("p{i}"), publish);
+            c
+        })
+        .collect();
+    for p in &mut pubs {
+        assert_eq!(p.recv_json()["payload"]["data"]["publish"], 1);
+    }
+    // Both identical mutations ran: the subscriber got the message twice.
+    for _ in 0..2 {
+        assert_eq!(sub.recv_json()["payload"]["data"]["messages"], "hi");
+    }
+    assert_eq!(
+        s.gauges.snapshot().shared_upstreams,
+        1,
+        "only the subscription"
+    );
+}
+
 fn a_slow_subscriber_lags_alone<R: TestRuntime>() {
     let config = Config::default()
         .share_identical(true)
@@ -386,6 +415,7 @@ per_runtime!(
     identical_subscriptions_share_one_execution,
     a_finished_upstream_is_not_joined,
     request_errors_reach_every_subscriber_of_the_key,
+    queries_and_mutations_never_share,
     a_slow_subscriber_lags_alone,
     shutdown_drops_shared_upstreams,
     the_upstream_ends_with_its_last_subscriber_on_every_path,

@@ -22,6 +22,12 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         graphql: true,
     },
     Contender {
+        name: "subscope-tokio-share",
+        binary: "demo",
+        args: &["--runtime", "tokio", "--share"],
+        graphql: true,
+    },
+    Contender {
         name: "subscope-smol",
         binary: "demo",
         args: &["--runtime", "smol"],
@@ -57,19 +63,41 @@ pub(crate) struct Scenario {
     metrics: &'static [Metric],
 }
 
+/// What a fan-out scenario shows: throughput, latency, server CPU per event, no-loss count.
+const FANOUT_METRICS: &[Metric] = &[
+    ("events_per_s", "events/s", true),
+    ("p50_ms", "p50 latency (ms)", false),
+    ("p99_ms", "p99 latency (ms)", false),
+    (
+        "cpu_ms_per_1000_events",
+        "server CPU ms per 1,000 events",
+        false,
+    ),
+    ("delivered", "delivered", true),
+    ("expected", "expected", true),
+];
+
 pub(crate) const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "fanout",
-        title: "Wide fan-out: C connections x S subscriptions to messages(topic), P messages published with W mutations in flight",
+        title: "Wide fan-out: C connections x S subscriptions to messages(topic), P messages published with W mutations in flight (1,000 identical subscribers in the full run)",
         quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
         full: &["--connections", "100", "--subs", "10", "--messages", "200"],
-        metrics: &[
-            ("events_per_s", "events/s", true),
-            ("p50_ms", "p50 latency (ms)", false),
-            ("p99_ms", "p99 latency (ms)", false),
-            ("delivered", "delivered", true),
-            ("expected", "expected", true),
-        ],
+        metrics: FANOUT_METRICS,
+    },
+    Scenario {
+        name: "fanout100",
+        title: "Fan-out to 100 identical subscribers (10 x 10)",
+        quick: &["--connections", "10", "--subs", "10", "--messages", "500"],
+        full: &["--connections", "10", "--subs", "10", "--messages", "2000"],
+        metrics: FANOUT_METRICS,
+    },
+    Scenario {
+        name: "fanout10",
+        title: "Fan-out to 10 identical subscribers (1 x 10)",
+        quick: &["--connections", "1", "--subs", "10", "--messages", "2000"],
+        full: &["--connections", "1", "--subs", "10", "--messages", "10000"],
+        metrics: FANOUT_METRICS,
     },
     Scenario {
         name: "deep",
@@ -383,6 +411,23 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
                 .find(|r| r.0 == n)
                 .and_then(|r| json_number(&r.1, key))
         };
+        if sc.name.starts_with("fanout") {
+            // Shared execution's targets: at most half the CPU per event of subscope without
+            // it, and within 1.5x of the raw-frame contender's (checked on the full run).
+            let cpu = |n: &str| get(n, "cpu_ms_per_1000_events");
+            if let (Some(share), Some(plain), Some(limit)) = (
+                cpu("subscope-tokio-share"),
+                cpu("subscope-tokio"),
+                cpu("limit"),
+            ) {
+                summary.push(format!(
+                    "{}: server CPU per 1,000 events: share {share:.2} ms, no share {plain:.2} ms ({:.2}x), raw-frame limit {limit:.2} ms (share at {:.2}x the limit)",
+                    sc.name,
+                    share / plain,
+                    share / limit
+                ));
+            }
+        }
         if sc.name == "fanout" {
             let s = get("subscope-tokio", "events_per_s");
             if let (Some(s), Some(a)) = (s, get("async-graphql", "events_per_s")) {
@@ -392,6 +437,17 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
                 summary.push(format!(
                     "wide fan-out events/s subscope-tokio / raw-frame limit = {:.2}x",
                     s / l
+                ));
+            }
+            if let (Some(sh), Some(s), Some(a)) = (
+                get("subscope-tokio-share", "events_per_s"),
+                s,
+                get("async-graphql", "events_per_s"),
+            ) {
+                summary.push(format!(
+                    "wide fan-out events/s subscope-tokio-share / subscope-tokio = {:.2}x, / async-graphql = {:.2}x",
+                    sh / s,
+                    sh / a
                 ));
             }
         }

@@ -93,6 +93,18 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The server's CPU time so far (user + system), in milliseconds (`/proc/PID/stat` counts in
+/// USER_HZ ticks, 100 per second on Linux).
+fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at state (field 3).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10.0)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -142,21 +154,40 @@ impl Observer {
             .unwrap_or(0)
     }
 
-    /// Waits until `liveStreams == n` (GraphQL contenders), or a fixed settle time.
-    async fn wait_live(&mut self, graphql: bool, n: u64) {
+    /// `(liveStreams, serverStats.sharedSubscriptions)`.
+    async fn live_and_shared(&mut self) -> (u64, u64) {
+        let d = self
+            .query("{ liveStreams serverStats { sharedSubscriptions } }")
+            .await;
+        (
+            d["liveStreams"].as_u64().unwrap_or(0),
+            d["serverStats"]["sharedSubscriptions"]
+                .as_u64()
+                .unwrap_or(0),
+        )
+    }
+
+    /// Waits until `n` subscriptions are live beyond `base` (GraphQL contenders): `n` demo
+    /// streams, or, when the server shares executions, `n` subscribers of running
+    /// upstreams. Without GraphQL, a fixed settle time.
+    async fn wait_live(&mut self, graphql: bool, base: u64, n: u64) {
         if !graphql {
             tokio::time::sleep(Duration::from_millis(500)).await;
             return;
         }
         let end = Instant::now() + DEADLINE;
-        while self.live_streams().await != n {
-            assert!(Instant::now() < end, "liveStreams never reached {n}");
+        loop {
+            let (live, shared) = self.live_and_shared().await;
+            if live == base + n || (shared == n && live > base) {
+                return;
+            }
+            assert!(Instant::now() < end, "subscriptions never reached {n}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
+async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let (c, s, p) = (
         a.num("--connections", 10),
         a.num("--subs", 10),
@@ -206,7 +237,7 @@ async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
             (lat, last)
         }));
     }
-    obs.wait_live(graphql, base + c * s).await;
+    obs.wait_live(graphql, base, c * s).await;
     // Cross-process runs publish on another server (through Redis).
     let publish_url = a.get("--publish-url", url);
     if publish_url != url {
@@ -214,6 +245,7 @@ async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let mut publisher = connect(&publish_url).await;
+    let cpu_before = cpu_ms(pid);
     let started = Instant::now();
     publish_windowed(&mut publisher, p, window, &sent).await;
     let expected = p * c * s;
@@ -229,6 +261,7 @@ async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let cpu_after = cpu_ms(pid);
     stop.store(true, Ordering::Relaxed);
     // Readers stop once everything arrived; their latencies come back with them.
     let mut lat = Vec::new();
@@ -243,9 +276,15 @@ async fn fanout(url: &str, a: &Args, graphql: bool) -> Value {
     lat.sort_by(f64::total_cmp);
     let delivered = received.load(Ordering::Relaxed);
     let secs = last.duration_since(started).as_secs_f64().max(1e-9);
+    let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
     json!({
         // No throughput for a run that lost events: it is reported as lost.
         "events_per_s": (delivered == expected).then(|| delivered as f64 / secs),
+        // Server CPU (user + system) over the publish-to-last-event phase.
+        "server_cpu_ms": cpu,
+        "cpu_ms_per_1000_events": cpu
+            .filter(|_| delivered == expected && delivered > 0)
+            .map(|ms| ms * 1000.0 / delivered as f64),
         "delivered": delivered,
         "expected": expected,
         "lost": expected - delivered.min(expected),
@@ -303,7 +342,7 @@ async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
         .await;
         conns.push(ws);
     }
-    obs.wait_live(graphql, base_live + n).await;
+    obs.wait_live(graphql, base_live, n).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let with_one = rss_kib(pid);
     for ws in &mut conns {
@@ -316,7 +355,7 @@ async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
             .await;
         }
     }
-    obs.wait_live(graphql, base_live + n * (1 + extra)).await;
+    obs.wait_live(graphql, base_live, n * (1 + extra)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let with_more = rss_kib(pid);
     drop(conns);
@@ -377,7 +416,7 @@ async fn cleanup(url: &str, a: &Args, graphql: bool) -> Value {
             "payload": {"query": "subscription { delayed(ms: 600000) }"}}),
         )
         .await;
-        obs.wait_live(true, base + 1).await;
+        obs.wait_live(true, base, 1).await;
         let t = Instant::now();
         reset(ws);
         while obs.live_streams().await != base {
@@ -405,7 +444,7 @@ async fn main() {
     let graphql = args.get("--graphql", "true") == "true";
     let scenario = args.get("--scenario", "fanout");
     let result = match scenario.as_str() {
-        "fanout" | "deep" => fanout(&url, &args, graphql).await,
+        s if s.starts_with("fanout") || s == "deep" => fanout(&url, &args, pid, graphql).await,
         "idle" => idle(&url, &args, pid, graphql).await,
         "churn" => churn(&url, &args, pid, graphql).await,
         "cleanup" => cleanup(&url, &args, graphql).await,

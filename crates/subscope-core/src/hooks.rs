@@ -249,8 +249,9 @@ pub trait Hooks: Send + Sync + 'static {
     /// "identical" means: return a [`crate::ShareKey`] (the request's document, operation
     /// name and variables, plus whatever of the connection's context your resolvers read),
     /// or `None` (the default) to execute it alone. Runs after `on_subscribe`, on the
-    /// request it returned. The shared execution runs with the session data of the
-    /// operation that started it; a later one joins at its next event.
+    /// request it returned, and only for subscriptions: a query or mutation always executes
+    /// by itself. The shared execution runs with the session data of the operation that
+    /// started it; a later one joins at its next event.
     fn share_key(&self, conn: &ConnectionInfo, request: &Request) -> Option<crate::ShareKey> {
         let _ = (conn, request);
         None

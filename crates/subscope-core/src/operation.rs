@@ -205,7 +205,8 @@ impl<H: Hooks> Stream for Operation<H> {
                 Stage::Subscribing(hook) => match hook.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(mut request)) => {
-                        let missing = crate::variables::missing_required(&mut request);
+                        let checked = crate::variables::check(&mut request);
+                        let missing = checked.missing;
                         if !missing.is_empty() {
                             // A request error: one response with no data and pathless errors,
                             // which the machine turns into `error` (no `complete`).
@@ -218,11 +219,19 @@ impl<H: Hooks> Stream for Operation<H> {
                             &mut this.execute,
                             Box::new(|_| Box::pin(futures_lite::stream::empty())),
                         );
-                        let key = this
-                            .guard
-                            .hooks
-                            .share_key(&this.guard.conn, &request)
-                            .or_else(|| this.sharing.identical.then(|| ShareKey::of(&request)));
+                        // Only subscriptions share: a query or mutation (side effects!)
+                        // always executes by itself.
+                        let key = checked
+                            .subscription
+                            .then(|| {
+                                this.guard
+                                    .hooks
+                                    .share_key(&this.guard.conn, &request)
+                                    .or_else(|| {
+                                        this.sharing.identical.then(|| ShareKey::of(&request))
+                                    })
+                            })
+                            .flatten();
                         this.stage = match key {
                             Some(key) => {
                                 // The upstream judges leaks of the request it executes; a

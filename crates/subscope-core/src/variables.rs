@@ -7,24 +7,37 @@
 //! the client as `next` then `complete`. Wrongly typed values are already request errors
 //! there, so only presence is checked here.
 
-use async_graphql::parser::types::{DocumentOperations, OperationDefinition};
+use async_graphql::parser::types::{DocumentOperations, OperationDefinition, OperationType};
 use async_graphql::parser::{Positioned, parse_query};
 use async_graphql::{Name, Request, ServerError, Value};
 
-/// The coercion errors of `request`'s required variables, or none. A document that does
-/// not parse, or names no operation unambiguously, is left to async-graphql, which
+/// What the one parse of a request found.
+#[derive(Debug, Default)]
+pub(crate) struct Checked {
+    /// The coercion errors of the request's required variables, or none.
+    pub(crate) missing: Vec<ServerError>,
+    /// Whether the selected operation is a subscription (the only kind that may share an
+    /// execution: a query or mutation always runs by itself).
+    pub(crate) subscription: bool,
+}
+
+/// Checks `request`'s required variables and finds its operation type. A document that
+/// does not parse, or names no operation unambiguously, is left to async-graphql, which
 /// reports it properly. The parsed document is handed to the request, so async-graphql
 /// does not parse it again.
-pub(crate) fn missing_required(request: &mut Request) -> Vec<ServerError> {
+pub(crate) fn check(request: &mut Request) -> Checked {
     let Ok(document) = parse_query(&request.query) else {
-        return Vec::new();
+        return Checked::default();
     };
-    let errors = match select(&document.operations, request.operation_name.as_deref()) {
-        Some(operation) => missing_in(operation, request),
-        None => Vec::new(),
+    let checked = match select(&document.operations, request.operation_name.as_deref()) {
+        Some(operation) => Checked {
+            missing: missing_in(operation, request),
+            subscription: operation.node.ty == OperationType::Subscription,
+        },
+        None => Checked::default(),
     };
     request.set_parsed_query(document);
-    errors
+    checked
 }
 
 fn missing_in(operation: &Positioned<OperationDefinition>, request: &Request) -> Vec<ServerError> {
@@ -72,7 +85,8 @@ mod tests {
     fn errors(query: &str, variables: serde_json::Value) -> Vec<String> {
         let mut request =
             Request::new(query).variables(async_graphql::Variables::from_json(variables));
-        missing_required(&mut request)
+        check(&mut request)
+            .missing
             .into_iter()
             .map(|e| e.message)
             .collect()
@@ -98,10 +112,30 @@ mod tests {
     }
 
     #[test]
+    fn only_subscriptions_are_marked_shareable() {
+        let kind = |q: &str, name: Option<&str>| {
+            let mut request = Request::new(q);
+            if let Some(n) = name {
+                request = request.operation_name(n);
+            }
+            check(&mut request).subscription
+        };
+        assert!(kind("subscription { ticks }", None));
+        assert!(!kind("{ hello }", None));
+        assert!(!kind(
+            "mutation { publish(topic: \"t\", message: \"m\") }",
+            None
+        ));
+        assert!(kind("query A { a } subscription B { b }", Some("B")));
+        assert!(!kind("query A { a } subscription B { b }", Some("A")));
+        assert!(!kind("subscription {", None), "unparsable: never shared");
+    }
+
+    #[test]
     fn the_named_operation_is_the_one_checked() {
         let q = "query A($a: Int!) { a } query B($b: String!) { b }";
         let mut request = Request::new(q).operation_name("B");
-        let errs = missing_required(&mut request);
+        let errs = check(&mut request).missing;
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.contains("$b"), "{}", errs[0].message);
         assert_eq!(errs[0].locations.len(), 1);
