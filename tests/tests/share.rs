@@ -118,6 +118,34 @@ fn request_errors_reach_every_subscriber_of_the_key<R: TestRuntime>() {
     assert_eq!(c.recv_json()["type"], "next");
 }
 
+fn a_panicking_upstream_ends_every_subscriber_with_an_error<R: TestRuntime>() {
+    let s = R::start(Config::default().share_identical(true));
+    let q = "subscription { panicking(after: 1) }";
+    let mut clients: Vec<Client> = (0..3)
+        .map(|i| {
+            let mut c = Client::modern(s.addr);
+            c.init(None);
+            c.subscribe(&format!("p{i}"), q);
+            c
+        })
+        .collect();
+    for c in &mut clients {
+        // Joiners may miss the one item; every subscriber ends with the error.
+        let mut m = c.recv_json();
+        if m["type"] == "next" {
+            m = c.recv_json();
+        }
+        assert_eq!(m["type"], "error", "{m}");
+        assert_eq!(m["payload"][0]["message"], "Internal server error");
+    }
+    wait_until("nothing shared left", DEADLINE, || shared(&s) == (0, 0));
+    // The connections go on.
+    for c in &mut clients {
+        c.subscribe("t", TICKS);
+        assert_eq!(c.recv_json()["type"], "next");
+    }
+}
+
 fn queries_and_mutations_never_share<R: TestRuntime>() {
     let s = R::start(Config::default().share_identical(true));
     let mut sub = Client::modern(s.addr);
@@ -416,6 +444,7 @@ per_runtime!(
     a_finished_upstream_is_not_joined,
     request_errors_reach_every_subscriber_of_the_key,
     queries_and_mutations_never_share,
+    a_panicking_upstream_ends_every_subscriber_with_an_error,
     a_slow_subscriber_lags_alone,
     shutdown_drops_shared_upstreams,
     the_upstream_ends_with_its_last_subscriber_on_every_path,

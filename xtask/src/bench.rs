@@ -94,9 +94,9 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "fanout10",
-        title: "Fan-out to 10 identical subscribers (1 x 10)",
-        quick: &["--connections", "1", "--subs", "10", "--messages", "2000"],
-        full: &["--connections", "1", "--subs", "10", "--messages", "10000"],
+        title: "Fan-out to 10 identical subscribers (10 x 1)",
+        quick: &["--connections", "10", "--subs", "1", "--messages", "2000"],
+        full: &["--connections", "10", "--subs", "1", "--messages", "10000"],
         metrics: FANOUT_METRICS,
     },
     Scenario {

@@ -120,7 +120,8 @@ impl Shares {
             self.gauges.open_shared_subscriber();
             return SharedSubscription { upstream, slot };
         }
-        let upstream = Arc::new(Upstream {
+        let upstream = Arc::new_cyclic(|weak| Upstream {
+            waker: Waker::from(Arc::new(WakeAll(weak.clone()))),
             key: key.clone(),
             shares: Arc::downgrade(self),
             state: Mutex::new(UpState {
@@ -144,6 +145,8 @@ impl Shares {
 }
 
 struct Upstream {
+    /// Polls the stream with this: it wakes every waiting subscriber (made once).
+    waker: Waker,
     key: ShareKey,
     shares: Weak<Shares>,
     state: Mutex<UpState>,
@@ -354,9 +357,10 @@ impl Stream for SharedSubscription {
             state.driving = true;
             drop(state);
 
-            let waker = Waker::from(Arc::new(WakeAll(Arc::downgrade(upstream))));
             let polled = catch_unwind(AssertUnwindSafe(|| {
-                stream.as_mut().poll_next(&mut Context::from_waker(&waker))
+                stream
+                    .as_mut()
+                    .poll_next(&mut Context::from_waker(&upstream.waker))
             }));
 
             let mut state = upstream.lock();
