@@ -52,7 +52,10 @@ fn main() -> ExitCode {
         ["test", rt] if RUNTIMES.contains(rt) => run(suite_steps(&[rt])),
         ["lint"] => run(lint_steps()),
         ["doc"] => run(vec![doc_step()]),
-        ["package"] => run(vec![package_step()]),
+        ["package"] => {
+            steps::clear_package_overlays();
+            run(vec![package_step()])
+        }
         ["soak", rest @ ..] => soak(rest),
         ["interop"] => interop(),
         ["setup-redis"] => {

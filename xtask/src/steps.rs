@@ -120,10 +120,63 @@ pub(crate) const PUBLISHED: &[&str] = &[
     "subscope",
 ];
 
+/// Where `cargo package` verifies: its own target directory, so stale builds of our crates
+/// can be removed without touching the workspace's.
+fn verify_dir() -> String {
+    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+    format!("{target}/package-verify")
+}
+
+/// Removes what earlier `cargo package` runs left of our own crates. Verification resolves
+/// path dependencies through a local overlay registry, unpacked under
+/// `$CARGO_HOME/registry/src/-<hash of the package dir>/NAME-VERSION`, and cargo treats a
+/// registry crate of a given name and version as immutable: it reuses both the unpacked
+/// sources and their compiled artifacts. With an unchanged version a second run would verify
+/// against the first run's code, so both are removed first (third-party builds stay cached).
+pub(crate) fn clear_package_overlays() {
+    for dir in ["debug/.fingerprint", "debug/deps", "debug/build"] {
+        let Ok(entries) = std::fs::read_dir(format!("{}/{dir}", verify_dir())) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains("subscope") {
+                let path = entry.path();
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+        }
+    }
+    let home = env::var("CARGO_HOME")
+        .ok()
+        .or_else(|| env::var("HOME").ok().map(|h| format!("{h}/.cargo")));
+    let Some(src) = home.map(|h| std::path::PathBuf::from(h).join("registry/src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        // Local overlays are named `-<hash>`; crates.io's is `index.crates.io-...`.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for krate in crates.flatten() {
+            let name = krate.file_name().to_string_lossy().into_owned();
+            if PUBLISHED.iter().any(|p| name.starts_with(&format!("{p}-"))) {
+                let _ = std::fs::remove_dir_all(krate.path());
+            }
+        }
+    }
+}
+
 /// `cargo package` for every published crate: the archive builds on its own, path
 /// dependencies resolved against each other as cargo's local overlay does for a workspace.
 pub(crate) fn package_step() -> Step {
-    let mut args = vec!["package", "--allow-dirty"];
+    let target = verify_dir();
+    let mut args = vec!["package", "--allow-dirty", "--target-dir", target.as_str()];
     for krate in PUBLISHED {
         args.extend(["-p", krate]);
     }
@@ -190,7 +243,11 @@ pub(crate) fn ci_steps() -> Vec<Step> {
         steps.push(s);
     }
     steps.push(doc_step());
-    steps.push(package_step());
+    // Through xtask, which clears stale overlay sources first.
+    steps.push(step(
+        "cargo package (every published crate, verified)",
+        &["xtask", "package"],
+    ));
     steps.push(step(
         "interop: third-party clients and a browser, every runtime",
         &["xtask", "interop"],
