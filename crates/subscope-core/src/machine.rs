@@ -481,6 +481,38 @@ impl Machine {
         self.dialect.error(id, errors)
     }
 
+    /// Releases the operation's id, stops it with `reason` and sends its `error` frame
+    /// (no `complete` follows).
+    fn end_with_error(&mut self, id: &str, reason: EndReason, errors: &[ServerError]) {
+        self.ops.remove(id);
+        self.out.push_back(Output::Stop {
+            id: id.to_owned(),
+            reason,
+        });
+        let frame = self.error_frame(id, errors);
+        self.text(frame);
+    }
+
+    /// Sends a `next`/`data` frame of a streaming operation, or, if it is larger than
+    /// `max_response_size`, ends only that operation with an error the client can see.
+    fn send_next(&mut self, id: &str, frame: String) {
+        if frame.len() > self.settings.max_response_size {
+            tracing::warn!(
+                id,
+                bytes = frame.len(),
+                limit = self.settings.max_response_size,
+                "response larger than max_response_size: operation ended"
+            );
+            self.end_with_error(
+                id,
+                EndReason::ResponseTooLarge,
+                &protocol::too_large_error(),
+            );
+            return;
+        }
+        self.text(frame);
+    }
+
     /// One response of a running operation.
     pub fn handle_response(&mut self, id: &str, response: &Response) {
         let Some(phase) = self.ops.get_mut(id) else {
@@ -488,35 +520,12 @@ impl Machine {
         };
         if *phase == OpPhase::Preparing && protocol::is_request_error(response) {
             // Failed before execution: one `error`, no `complete`, id released.
-            self.ops.remove(id);
-            let frame = self.error_frame(id, &response.errors);
-            self.out.push_back(Output::Stop {
-                id: id.to_owned(),
-                reason: EndReason::RequestError,
-            });
-            self.text(frame);
+            self.end_with_error(id, EndReason::RequestError, &response.errors);
             return;
         }
         *phase = OpPhase::Streaming;
         let frame = self.dialect.next(id, response);
-        if frame.len() > self.settings.max_response_size {
-            // Only this operation ends, with an error the client can see; the socket goes on.
-            tracing::warn!(
-                id,
-                bytes = frame.len(),
-                limit = self.settings.max_response_size,
-                "response larger than max_response_size: operation ended"
-            );
-            self.ops.remove(id);
-            self.out.push_back(Output::Stop {
-                id: id.to_owned(),
-                reason: EndReason::ResponseTooLarge,
-            });
-            let frame = self.error_frame(id, &protocol::too_large_error());
-            self.text(frame);
-            return;
-        }
-        self.text(frame);
+        self.send_next(id, frame);
     }
 
     /// One event of a shared execution, serialized once (`payload` is the JSON of the
@@ -527,42 +536,19 @@ impl Machine {
         };
         *phase = OpPhase::Streaming;
         let frame = self.dialect.next_raw(id, payload);
-        if frame.len() > self.settings.max_response_size {
-            tracing::warn!(
-                id,
-                bytes = frame.len(),
-                limit = self.settings.max_response_size,
-                "response larger than max_response_size: operation ended"
-            );
-            self.ops.remove(id);
-            self.out.push_back(Output::Stop {
-                id: id.to_owned(),
-                reason: EndReason::ResponseTooLarge,
-            });
-            let frame = self.error_frame(id, &protocol::too_large_error());
-            self.text(frame);
-            return;
-        }
-        self.text(frame);
+        self.send_next(id, frame);
     }
 
     /// A shared execution failed before executing (its first result was a request error).
     pub fn handle_request_error(&mut self, id: &str, errors: &[ServerError]) {
-        if self.ops.get(id) != Some(&OpPhase::Preparing) {
-            return;
+        if self.ops.get(id) == Some(&OpPhase::Preparing) {
+            self.end_with_error(id, EndReason::RequestError, errors);
         }
-        self.ops.remove(id);
-        let frame = self.error_frame(id, errors);
-        self.out.push_back(Output::Stop {
-            id: id.to_owned(),
-            reason: EndReason::RequestError,
-        });
-        self.text(frame);
     }
 
     /// `on_subscribe` refused the operation with these errors.
     pub fn handle_refused(&mut self, id: &str, errors: &[ServerError]) {
-        if self.ops.remove(id).is_none() {
+        if !self.ops.contains_key(id) {
             return;
         }
         let errors = if errors.is_empty() {
@@ -570,12 +556,7 @@ impl Machine {
         } else {
             errors.to_vec()
         };
-        self.out.push_back(Output::Stop {
-            id: id.to_owned(),
-            reason: EndReason::Refused,
-        });
-        let frame = self.error_frame(id, &errors);
-        self.text(frame);
+        self.end_with_error(id, EndReason::Refused, &errors);
     }
 
     /// The operation's stream ended by itself (the driver already dropped it).

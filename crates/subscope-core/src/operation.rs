@@ -99,22 +99,28 @@ pub(crate) struct CompletionGuard<H: Hooks> {
     token: Option<Weak<TokenInner>>,
 }
 
+/// Reports a leak if `token` is still alive: called once the stream that owned the
+/// operation's execution state was dropped, so only a clone kept by user code can hold it.
+pub(crate) fn check_leak(token: Option<&Weak<TokenInner>>, gauges: &Gauges) {
+    let Some(inner) = token.and_then(Weak::upgrade) else {
+        return;
+    };
+    gauges.count_leak();
+    tracing::warn!(
+        target: "subscope::leak",
+        conn = inner.conn,
+        id = %inner.id,
+        operation = inner.operation_name.as_deref().unwrap_or("<anonymous>"),
+        holders = Arc::strong_count(&inner) - 1,
+        "operation state still alive after its stream was dropped (a clone kept by user code?)"
+    );
+}
+
 impl<H: Hooks> Drop for CompletionGuard<H> {
     fn drop(&mut self) {
         self.gauges.close_subscription();
-        // The stream (and with it the execution state) was dropped before this guard; only
-        // a clone kept by user code can still hold the token.
-        if let Some(inner) = self.token.as_ref().and_then(Weak::upgrade) {
-            self.gauges.count_leak();
-            tracing::warn!(
-                target: "subscope::leak",
-                conn = self.conn.id,
-                id = %self.id,
-                operation = inner.operation_name.as_deref().unwrap_or("<anonymous>"),
-                holders = Arc::strong_count(&inner) - 1,
-                "operation state still alive after its stream was dropped (a clone kept by user code?)"
-            );
-        }
+        // The stream (and with it the execution state) was dropped before this guard.
+        check_leak(self.token.as_ref(), &self.gauges);
         self.span
             .record("end_reason", tracing::field::debug(&self.reason));
         tracing::debug!(parent: &self.span, reason = ?self.reason, "operation ended");

@@ -457,17 +457,12 @@ async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let allowed = config.clone();
-    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
-    let slot = Arc::clone(&seen);
+    let mut seen = Seen::default();
     // The callback's error type is tungstenite's own HTTP response.
     #[allow(clippy::result_large_err)]
-    let callback = move |request: &Request, mut response: Response| {
+    let callback = |request: &Request, mut response: Response| {
         let upgrade = UpgradeRequest::new(request.uri().clone(), request.headers().clone());
-        let mut seen = slot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !allowed.is_origin_allowed(upgrade.origin()) {
+        if !config.is_origin_allowed(upgrade.origin()) {
             seen.refused_origin = Some(upgrade.origin().unwrap_or_default().to_owned());
             let mut refusal = ErrorResponse::new(Some("Origin not allowed".to_owned()));
             *refusal.status_mut() = StatusCode::FORBIDDEN;
@@ -478,7 +473,7 @@ where
             .get_all("sec-websocket-protocol")
             .iter()
             .filter_map(|v| v.to_str().ok());
-        let protocol = negotiate(offered, &allowed.subprotocols);
+        let protocol = negotiate(offered, &config.subprotocols);
         if let Some(p) = protocol {
             response.headers_mut().insert(
                 "sec-websocket-protocol",
@@ -489,17 +484,13 @@ where
         seen.request = upgrade;
         Ok(response)
     };
+    // The callback borrows `seen` until the upgrade is done; then it is read.
     let result = async_tungstenite::accept_hdr_async_with_config(
         io,
         callback,
         Some(websocket_config(config)),
     )
     .await;
-    let seen = std::mem::take(
-        &mut *seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
     match result {
         Ok(ws) => Ok((Tungstenite::from(ws), seen.protocol, seen.request)),
         Err(_) if seen.refused_origin.is_some() => Err(HandshakeError::OriginNotAllowed {

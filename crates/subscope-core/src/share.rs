@@ -22,7 +22,7 @@ use futures_core::stream::BoxStream;
 use slab::Slab;
 
 use crate::Gauges;
-use crate::operation::TokenInner;
+use crate::operation::{TokenInner, check_leak};
 use crate::topics::{Delivery, Missed, Overflow};
 
 /// What makes two operations identical enough to share one execution.
@@ -167,6 +167,17 @@ struct UpState {
     token: Option<Weak<TokenInner>>,
 }
 
+impl UpState {
+    /// The registered wakers of every subscriber but `except`, taken.
+    fn take_wakers(&mut self, except: Option<usize>) -> Vec<Waker> {
+        self.slots
+            .iter_mut()
+            .filter(|(k, _)| Some(*k) != except)
+            .filter_map(|(_, s)| s.waker.take())
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct Slot {
     queue: VecDeque<SharedItem>,
@@ -227,12 +238,7 @@ impl Upstream {
     }
 
     fn wake_all(&self) {
-        let wakers: Vec<Waker> = self
-            .lock()
-            .slots
-            .iter_mut()
-            .filter_map(|(_, s)| s.waker.take())
-            .collect();
+        let wakers = self.lock().take_wakers(None);
         for w in wakers {
             w.wake();
         }
@@ -241,13 +247,7 @@ impl Upstream {
     /// Drops an upstream's stream, then checks its leak-detection token.
     fn drop_stream(&self, stream: BoxStream<'static, Response>, token: Option<Weak<TokenInner>>) {
         drop(stream);
-        if token.as_ref().and_then(Weak::upgrade).is_some() {
-            self.gauges.count_leak();
-            tracing::warn!(
-                target: "subscope::leak",
-                "shared operation state still alive after its stream was dropped"
-            );
-        }
+        check_leak(token.as_ref(), &self.gauges);
     }
 
     /// Removes a subscriber; the last one drops the stream here, synchronously.
@@ -387,12 +387,7 @@ impl Stream for SharedSubscription {
             };
             let wake = match &item {
                 Some(item) => upstream.distribute(&mut state, item, me),
-                None => state
-                    .slots
-                    .iter_mut()
-                    .filter(|(k, _)| *k != me)
-                    .filter_map(|(_, s)| s.waker.take())
-                    .collect(),
+                None => state.take_wakers(Some(me)),
             };
             let token = if ended_stream.is_some() {
                 state.token.take()
