@@ -39,11 +39,22 @@ impl Redis {
         redis
     }
 
+    /// A redis-server on a port no other test of this binary has had: a restart test frees
+    /// its port while it restarts, and a parallel test must not pick it up meanwhile (the
+    /// kernel may hand it out again), or one test's demo talks to the other's Redis.
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+        let port = loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+            if !handed_out.contains(&port) {
+                handed_out.push(port);
+                break port;
+            }
+        };
         Self::start_on(port)
     }
 
