@@ -166,6 +166,22 @@ impl<C: Stream + Unpin + Send> ChildSet<C> {
         Ok(())
     }
 
+    /// Wakes whoever polls the set (it was changed from outside).
+    pub(crate) fn wake_parent(&self) {
+        let parent = self.ready.lock().parent.take();
+        if let Some(w) = parent {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     pub(crate) fn remove(&mut self, key: &str) -> Option<C> {
         let slot = self.index.remove(key)?;
         Some(self.slots.remove(slot).child)

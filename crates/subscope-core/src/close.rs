@@ -122,6 +122,10 @@ pub enum CloseReason {
     /// The connection future was dropped before it finished (server abort, runtime shutdown,
     /// an outer `select!`). Reported to hooks only.
     Dropped,
+    /// HTTP transports: the response ended because its operations finished (a distinct
+    /// SSE stream or a multipart response after its last result, a plain request after its
+    /// result). Code 1000; no WebSocket ever ends this way.
+    Finished,
 }
 
 impl CloseReason {
@@ -132,7 +136,7 @@ impl CloseReason {
             Self::PeerGone | Self::KeepaliveTimeout | Self::WriteTimeout | Self::Dropped => {
                 code::ABNORMAL
             }
-            Self::Terminated => code::NORMAL,
+            Self::Terminated | Self::Finished => code::NORMAL,
             Self::ServerShutdown => code::GOING_AWAY,
             Self::SubprotocolNotAcceptable => code::SUBPROTOCOL_NOT_ACCEPTABLE,
             Self::ConnectionLimit => code::TRY_AGAIN_LATER,
@@ -155,7 +159,7 @@ impl CloseReason {
         let text: Cow<'_, str> = match self {
             Self::ClientClosed { reason, .. } => Cow::Borrowed(reason.as_str()),
             Self::PeerGone => Cow::Borrowed("Connection lost"),
-            Self::Terminated => Cow::Borrowed(""),
+            Self::Terminated | Self::Finished => Cow::Borrowed(""),
             Self::ServerShutdown => Cow::Borrowed("Going away"),
             Self::SubprotocolNotAcceptable => Cow::Borrowed("Subprotocol not acceptable"),
             Self::ConnectionLimit => Cow::Borrowed("Try again later"),
@@ -195,7 +199,7 @@ impl CloseReason {
     /// The coarse kind of this ending, used as the key of the close counters.
     pub fn kind(&self) -> CloseKind {
         match self {
-            Self::ClientClosed { .. } | Self::Terminated => CloseKind::Client,
+            Self::ClientClosed { .. } | Self::Terminated | Self::Finished => CloseKind::Client,
             Self::PeerGone => CloseKind::PeerGone,
             Self::ServerShutdown => CloseKind::Shutdown,
             Self::SubprotocolNotAcceptable | Self::ConnectionLimit => CloseKind::Refused,

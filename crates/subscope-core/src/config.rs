@@ -32,6 +32,8 @@ pub struct Config {
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) share_identical: bool,
     pub(crate) shared_delivery: crate::Delivery,
+    pub(crate) http_heartbeat: Option<Duration>,
+    pub(crate) max_http_streams: Option<usize>,
 }
 
 /// A token-bucket rate: `per_second` sustained, up to `burst` at once.
@@ -75,6 +77,8 @@ impl Default for Config {
             allowed_origins: None,
             share_identical: false,
             shared_delivery: crate::Delivery::default(),
+            http_heartbeat: Some(Duration::from_secs(12)),
+            max_http_streams: None,
         }
     }
 }
@@ -145,6 +149,24 @@ impl Config {
     #[must_use]
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// How often an idle HTTP event stream (SSE, multipart) gets a keep-alive: an SSE
+    /// comment `:` or an empty multipart part `{}` (default 12 s, below the 30–60 s idle
+    /// timeouts common in proxies and load balancers; `None`: never).
+    #[must_use]
+    pub fn http_heartbeat(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.http_heartbeat = d.into();
+        self
+    }
+
+    /// At most this many HTTP event streams at once (SSE and multipart responses, and
+    /// single-connection reservations); one more is answered 503 with `Retry-After`.
+    /// Default: `None`, no limit (memory is bounded per stream, like a connection).
+    #[must_use]
+    pub fn max_http_streams(mut self, n: Option<usize>) -> Self {
+        self.max_http_streams = n;
         self
     }
 

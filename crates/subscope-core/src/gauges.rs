@@ -23,6 +23,10 @@ pub struct Gauges {
     origins_refused: AtomicU64,
     shared_upstreams: AtomicU64,
     shared_subscriptions: AtomicU64,
+    http_streams: AtomicU64,
+    http_streams_total: AtomicU64,
+    http_requests_total: AtomicU64,
+    http_refused: AtomicU64,
     closes: [AtomicU64; CloseKind::ALL.len()],
 }
 
@@ -60,6 +64,16 @@ pub struct GaugeSnapshot {
     /// Operations alive now that are subscribers of a shared execution (also counted in
     /// `subscriptions`).
     pub shared_subscriptions: u64,
+    /// HTTP event streams alive now: SSE and multipart responses, and single-connection
+    /// reservations not yet opened.
+    pub http_streams: u64,
+    /// HTTP event streams ever opened (reservations included).
+    pub http_streams_total: u64,
+    /// GraphQL HTTP requests ever received (every transport but WebSocket).
+    pub http_requests_total: u64,
+    /// HTTP requests answered with a 4xx or 5xx status before any GraphQL work (malformed,
+    /// too large, unknown token, limit reached, ...).
+    pub http_refused: u64,
     /// Finished connections per [`CloseKind`] (read with [`GaugeSnapshot::closes_of`]);
     /// private, so a new kind does not change a public type.
     closes: [u64; CloseKind::ALL.len()],
@@ -161,6 +175,30 @@ impl GaugeSnapshot {
             "Operations alive now that subscribe to a shared execution.",
             self.shared_subscriptions,
         );
+        metric(
+            "http_streams",
+            "gauge",
+            "HTTP event streams (SSE, multipart, reservations) alive now.",
+            self.http_streams,
+        );
+        metric(
+            "http_streams_total",
+            "counter",
+            "HTTP event streams ever opened.",
+            self.http_streams_total,
+        );
+        metric(
+            "http_requests_total",
+            "counter",
+            "GraphQL HTTP requests ever received.",
+            self.http_requests_total,
+        );
+        metric(
+            "http_refused_total",
+            "counter",
+            "HTTP requests refused with a 4xx or 5xx status before any GraphQL work.",
+            self.http_refused,
+        );
         out.push_str("# HELP subscope_closes_total Finished connections by kind of ending.\n");
         out.push_str("# TYPE subscope_closes_total counter\n");
         for &kind in CloseKind::ALL {
@@ -206,6 +244,10 @@ impl Gauges {
             origins_refused: self.origins_refused.load(Ordering::Relaxed),
             shared_upstreams: self.shared_upstreams.load(Ordering::Relaxed),
             shared_subscriptions: self.shared_subscriptions.load(Ordering::Relaxed),
+            http_streams: self.http_streams.load(Ordering::Relaxed),
+            http_streams_total: self.http_streams_total.load(Ordering::Relaxed),
+            http_requests_total: self.http_requests_total.load(Ordering::Relaxed),
+            http_refused: self.http_refused.load(Ordering::Relaxed),
             closes,
         }
     }
@@ -229,6 +271,29 @@ impl Gauges {
         }
         self.connections_total.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Counts a new HTTP event stream unless `limit` is reached.
+    pub(crate) fn try_open_http_stream(&self, limit: Option<usize>) -> bool {
+        let previous = self.http_streams.fetch_add(1, Ordering::Relaxed);
+        if limit.is_some_and(|max| previous >= max as u64) {
+            self.http_streams.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        self.http_streams_total.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    pub(crate) fn close_http_stream(&self) {
+        self.http_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_http_request(&self) {
+        self.http_requests_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_http_refused(&self) {
+        self.http_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn close_connection(&self, kind: CloseKind) {

@@ -162,6 +162,7 @@ pub mod machine;
 #[cfg(not(feature = "unstable-machine"))]
 mod machine;
 mod operation;
+mod over_http;
 mod protocol;
 pub mod rt;
 mod server;
@@ -178,6 +179,7 @@ pub use hooks::{Accept, ConnectionInfo, EndReason, Hooks, NoHooks, Reject, Upgra
 #[cfg(feature = "unstable-machine")]
 pub use machine::{ConnectOutcome, Machine, Output};
 pub use operation::OperationToken;
+pub use over_http::HttpBody;
 pub use protocol::{InvalidMessage, Subprotocol, negotiate};
 pub use server::{HandshakeError, Server, ServerBuilder};
 pub use share::ShareKey;

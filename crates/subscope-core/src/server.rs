@@ -6,12 +6,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::convert::Infallible;
+use std::sync::{Mutex, PoisonError};
+
 use async_graphql::Executor;
-use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::Role;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future;
-use http::{HeaderValue, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use tracing::Instrument;
+
+use crate::over_http::{
+    Ending, HyperIo, HyperTimer, Outcome, Prefixed, Reservations, accept_upgrade,
+    is_websocket_upgrade,
+};
+use crate::transport::TransportError;
 
 use crate::driver::{ConnectionParts, Driver, close_frame, close_handshake};
 use crate::machine::Machine;
@@ -22,7 +33,6 @@ use crate::sync::{Signal, Tracked, Tracker};
 use crate::transport::{Transport, Tungstenite, websocket_config};
 use crate::{
     CloseReason, Config, ConnectionInfo, Gauges, Hooks, NoHooks, Subprotocol, UpgradeRequest,
-    negotiate,
 };
 
 /// A GraphQL-over-WebSocket server for one executor, on runtime `R`.
@@ -34,25 +44,27 @@ use crate::{
 /// dropped and `on_complete` has run once for it. When [`Server::shutdown`] returns, that
 /// holds for every connection of this server. Outside it: operations kept alive by
 /// `mem::forget`, tasks a resolver spawns itself, and `panic = "abort"`.
-pub struct Server<E, H, R> {
-    inner: Arc<Inner<E, H, R>>,
+pub struct Server<E, H: Hooks, R> {
+    pub(crate) inner: Arc<Inner<E, H, R>>,
 }
 
-struct Inner<E, H, R> {
-    executor: E,
-    hooks: Arc<H>,
-    runtime: R,
-    config: Config,
-    gauges: Arc<Gauges>,
-    stop: Arc<Signal>,
-    force: Arc<Signal>,
-    tracker: Arc<Tracker>,
-    next_id: AtomicU64,
+pub(crate) struct Inner<E, H: Hooks, R> {
+    pub(crate) executor: E,
+    pub(crate) hooks: Arc<H>,
+    pub(crate) runtime: R,
+    pub(crate) config: Config,
+    pub(crate) gauges: Arc<Gauges>,
+    pub(crate) stop: Arc<Signal>,
+    pub(crate) force: Arc<Signal>,
+    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) next_id: AtomicU64,
     /// Shared executions of this server's operations.
-    shares: Arc<Shares>,
+    pub(crate) shares: Arc<Shares>,
+    /// The operations of every HTTP event stream (and single-connection reservation).
+    pub(crate) reservations: Arc<Reservations<H>>,
 }
 
-impl<E, H, R> Clone for Server<E, H, R> {
+impl<E, H: Hooks, R> Clone for Server<E, H, R> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -60,7 +72,7 @@ impl<E, H, R> Clone for Server<E, H, R> {
     }
 }
 
-impl<E, H, R> std::fmt::Debug for Server<E, H, R> {
+impl<E, H: Hooks, R> std::fmt::Debug for Server<E, H, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("config", &self.inner.config)
@@ -132,6 +144,7 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
                 force: Arc::default(),
                 tracker: Arc::default(),
                 next_id: AtomicU64::new(1),
+                reservations: Arc::default(),
             }),
         }
     }
@@ -231,35 +244,105 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let server = self.clone();
         let task = async move {
             let inner = &server.inner;
-            let handshake = handshake(io, &inner.config);
-            let timeout = async {
-                match inner.config.handshake_timeout {
-                    Some(limit) => inner.runtime.sleep(limit).await,
-                    None => future::pending().await,
-                }
-                Err(HandshakeError::TimedOut)
+            let ending = Arc::new(Ending::default());
+            let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
+            let io = HyperIo::new(
+                io,
+                inner.runtime.clone(),
+                inner.config.write_timeout,
+                Arc::clone(&ending),
+            );
+            let service = {
+                let (server, ending, outcome) =
+                    (server.clone(), Arc::clone(&ending), Arc::clone(&outcome));
+                hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+                    let (server, ending, outcome) =
+                        (server.clone(), Arc::clone(&ending), Arc::clone(&outcome));
+                    async move {
+                        if is_websocket_upgrade(request.method(), request.headers()) {
+                            let (response, next) =
+                                accept_upgrade(&server.inner.config, &mut request);
+                            if let Some(next) = next {
+                                *outcome.lock().unwrap_or_else(PoisonError::into_inner) =
+                                    Some(next);
+                            }
+                            return Ok::<_, Infallible>(response);
+                        }
+                        Ok(server.http(request, peer, Some(ending)).await)
+                    }
+                })
             };
-            match future::or(handshake, timeout).await {
-                Ok((ws, protocol, request)) => {
-                    let request = request.with_peer(peer);
-                    let (reason, ws) = server.connection(ws, protocol, request).await;
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(HyperTimer(inner.runtime.clone()))
+                // Also bounds how long an idle keep-alive connection waits for a request.
+                .header_read_timeout(inner.config.handshake_timeout);
+            let mut conn = std::pin::pin!(builder.serve_connection(io, service).with_upgrades());
+            let stop = Arc::clone(&inner.stop).wait();
+            let served = future::or(async { Some(conn.as_mut().await) }, async {
+                stop.await;
+                None
+            })
+            .await;
+            let served = match served {
+                Some(served) => served,
+                None => {
+                    // Idle keep-alive connections close now; streams end by themselves.
+                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().await
+                }
+            };
+            let next = outcome
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            match next {
+                Some(Outcome::Upgrade {
+                    on_upgrade,
+                    protocol,
+                    request,
+                }) => {
+                    let upgraded = on_upgrade.await.map_err(|e| {
+                        HandshakeError::WebSocket(TransportError::Other(Box::new(e)))
+                    })?;
+                    let Ok(parts) = upgraded.downcast::<HyperIo<S, R>>() else {
+                        unreachable!("the upgraded socket is the one we served")
+                    };
+                    let socket = Prefixed::new(parts.read_buf, parts.io.io);
+                    let ws = WebSocketStream::from_raw_socket(
+                        socket,
+                        Role::Server,
+                        Some(websocket_config(&inner.config)),
+                    )
+                    .await;
+                    let request = (*request).with_peer(peer);
+                    let (reason, ws) = server
+                        .connection(Tungstenite::from(ws), protocol, request)
+                        .await;
                     if reason.sends_close_frame() {
                         // Our close frame is out; let the peer's unread bytes drain so the
                         // kernel does not answer them with a reset that would eat it.
-                        let linger = lingering_close(ws.into_inner().into_inner());
+                        let linger = lingering_close(ws.into_inner().into_inner().into_inner());
                         let bound = inner.runtime.sleep(inner.config.close_timeout);
                         future::or(linger, bound).await;
                     }
                     Ok(reason)
                 }
-                Err(err) => {
-                    if let HandshakeError::OriginNotAllowed { origin } = &err {
-                        server.refused_origin(origin, peer);
-                    } else {
-                        tracing::debug!(?peer, error = %err, "handshake failed");
-                    }
-                    Err(err)
+                Some(Outcome::OriginRefused(origin)) => {
+                    server.refused_origin(&origin, peer);
+                    Err(HandshakeError::OriginNotAllowed { origin })
                 }
+                None => match served {
+                    Err(e) if e.is_timeout() => {
+                        tracing::debug!(?peer, "no complete request within the handshake timeout");
+                        Err(HandshakeError::TimedOut)
+                    }
+                    Err(e) => {
+                        tracing::debug!(?peer, error = %e, "http connection failed");
+                        Err(HandshakeError::NoUpgrade)
+                    }
+                    Ok(()) => Err(HandshakeError::NoUpgrade),
+                },
             }
         };
         self.track(task, Ok(CloseReason::Dropped))
@@ -295,7 +378,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         Err(HandshakeError::OriginNotAllowed { origin })
     }
 
-    fn refused_origin(&self, origin: &str, peer: Option<SocketAddr>) {
+    pub(crate) fn refused_origin(&self, origin: &str, peer: Option<SocketAddr>) {
         self.inner.gauges.count_origin_refused();
         tracing::info!(?peer, origin, "upgrade refused (403): origin not allowed");
     }
@@ -406,6 +489,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     "grace period over: dropping remaining connections"
                 );
                 inner.force.raise();
+                // HTTP streams whose body hyper no longer polls (a stuck peer under
+                // another server): their operations are dropped from here.
+                inner.reservations.close_all(&CloseReason::ServerShutdown);
                 inner.tracker.wait().await;
             }
         }
@@ -438,64 +524,9 @@ pub enum HandshakeError {
     },
     /// The upgrade request was invalid or the socket failed.
     #[error("websocket handshake failed: {0}")]
-    WebSocket(#[source] crate::transport::TransportError),
-}
-
-/// What the upgrade callback learned.
-#[derive(Default)]
-struct Seen {
-    protocol: Option<Subprotocol>,
-    request: UpgradeRequest,
-    refused_origin: Option<String>,
-}
-
-/// Performs the HTTP upgrade: checks the Origin, picks the subprotocol, keeps the request.
-async fn handshake<S>(
-    io: S,
-    config: &Config,
-) -> Result<(Tungstenite<S>, Option<Subprotocol>, UpgradeRequest), HandshakeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut seen = Seen::default();
-    // The callback's error type is tungstenite's own HTTP response.
-    #[allow(clippy::result_large_err)]
-    let callback = |request: &Request, mut response: Response| {
-        let upgrade = UpgradeRequest::new(request.uri().clone(), request.headers().clone());
-        if !config.is_origin_allowed(upgrade.origin()) {
-            seen.refused_origin = Some(upgrade.origin().unwrap_or_default().to_owned());
-            let mut refusal = ErrorResponse::new(Some("Origin not allowed".to_owned()));
-            *refusal.status_mut() = StatusCode::FORBIDDEN;
-            return Err(refusal);
-        }
-        let offered = request
-            .headers()
-            .get_all("sec-websocket-protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        let protocol = negotiate(offered, &config.subprotocols);
-        if let Some(p) = protocol {
-            response.headers_mut().insert(
-                "sec-websocket-protocol",
-                HeaderValue::from_static(p.token()),
-            );
-        }
-        seen.protocol = protocol;
-        seen.request = upgrade;
-        Ok(response)
-    };
-    // The callback borrows `seen` until the upgrade is done; then it is read.
-    let result = async_tungstenite::accept_hdr_async_with_config(
-        io,
-        callback,
-        Some(websocket_config(config)),
-    )
-    .await;
-    match result {
-        Ok(ws) => Ok((Tungstenite::from(ws), seen.protocol, seen.request)),
-        Err(_) if seen.refused_origin.is_some() => Err(HandshakeError::OriginNotAllowed {
-            origin: seen.refused_origin.unwrap_or_default(),
-        }),
-        Err(err) => Err(HandshakeError::WebSocket(err.into())),
-    }
+    WebSocket(#[source] TransportError),
+    /// The connection carried HTTP requests (GraphQL over HTTP, SSE, multipart, or a
+    /// refused upgrade) and ended without becoming a WebSocket.
+    #[error("the connection ended without a WebSocket upgrade")]
+    NoUpgrade,
 }

@@ -78,6 +78,12 @@ fn select<'a>(
     }
 }
 
+/// The type of the operation `request` selects, if its document parses and names one.
+pub(crate) fn operation_type(request: &Request) -> Option<OperationType> {
+    let document = parse_query(&request.query).ok()?;
+    select(&document.operations, request.operation_name.as_deref()).map(|op| op.node.ty)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

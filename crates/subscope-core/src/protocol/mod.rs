@@ -17,7 +17,8 @@ mod transport_ws;
 pub(crate) use legacy::Legacy;
 pub(crate) use transport_ws::TransportWs;
 
-/// A GraphQL-over-WebSocket subprotocol, named by its `Sec-WebSocket-Protocol` token.
+/// The protocol a connection speaks: one of the two GraphQL-over-WebSocket subprotocols
+/// (named by their `Sec-WebSocket-Protocol` token), or one of the HTTP transports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Subprotocol {
@@ -25,21 +26,36 @@ pub enum Subprotocol {
     GraphqlTransportWs,
     /// `graphql-ws`: the legacy Apollo `subscriptions-transport-ws` protocol.
     GraphqlWs,
+    /// GraphQL over Server-Sent Events (the `graphql-sse` protocol, either mode).
+    GraphqlSse,
+    /// Apollo's multipart HTTP subscriptions.
+    Multipart,
+    /// Plain GraphQL over HTTP (one request, one JSON response).
+    GraphqlHttp,
 }
 
 impl Subprotocol {
     /// Both subprotocols, modern first.
     pub const ALL: [Self; 2] = [Self::GraphqlTransportWs, Self::GraphqlWs];
 
-    /// The `Sec-WebSocket-Protocol` token.
+    /// The `Sec-WebSocket-Protocol` token (for the HTTP transports, a name for logs:
+    /// `graphql-sse`, `multipart`, `graphql-http`).
     pub fn token(self) -> &'static str {
         match self {
             Self::GraphqlTransportWs => "graphql-transport-ws",
             Self::GraphqlWs => "graphql-ws",
+            Self::GraphqlSse => "graphql-sse",
+            Self::Multipart => "multipart",
+            Self::GraphqlHttp => "graphql-http",
         }
     }
 
-    /// The subprotocol with exactly this token (case-sensitive), if any.
+    /// Whether this is a WebSocket subprotocol (rather than an HTTP transport).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Self::GraphqlTransportWs | Self::GraphqlWs)
+    }
+
+    /// The WebSocket subprotocol with exactly this token (case-sensitive), if any.
     pub fn from_token(token: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.token() == token)
     }
@@ -47,8 +63,9 @@ impl Subprotocol {
     /// The codec and policy of this subprotocol.
     pub(crate) fn dialect(self) -> &'static dyn Dialect {
         match self {
-            Self::GraphqlTransportWs => &TransportWs,
             Self::GraphqlWs => &Legacy,
+            // Only WebSocket connections have a state machine; HTTP never asks.
+            _ => &TransportWs,
         }
     }
 }

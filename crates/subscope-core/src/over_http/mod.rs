@@ -1,0 +1,734 @@
+//! GraphQL over HTTP on the same endpoint as the WebSocket: graphql-sse (distinct and
+//! single-connection modes), Apollo's multipart subscriptions, and plain GraphQL over HTTP
+//! for queries and mutations (`docs/PROTOCOL.md` 4.6).
+//!
+//! Every HTTP operation runs through the same [`Operation`] as a WebSocket one (the same
+//! hooks, limits, gauges, sharing and leak checks), and is owned by its response: an event
+//! stream's body owns its operations, so however the response ends (the client resets or
+//! closes, a write stalls past `write_timeout`, the stream ends, a `DELETE`, shutdown, the
+//! connection future dropped) they are dropped and `on_complete` runs exactly once.
+
+mod frame;
+mod io;
+mod request;
+mod single;
+mod stream;
+mod upgrade;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Data, Executor, Request as GqlRequest};
+use bytes::Bytes;
+use futures_lite::{FutureExt, StreamExt};
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+pub(crate) use io::{Ending, HyperIo, HyperTimer, Prefixed};
+pub(crate) use single::Reservations;
+pub(crate) use upgrade::{Outcome, accept_upgrade};
+
+use self::frame::Format;
+use self::request::{Params, Refusal, Wants};
+use self::single::{AddError, Phase};
+use self::stream::{EventStream, StreamEnd};
+use crate::operation::{OpItem, Operation, Sharing};
+use crate::protocol::{is_request_error, too_large_error};
+use crate::rt::Runtime;
+use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Server, Subprotocol, UpgradeRequest};
+
+pub(crate) use request::is_websocket_upgrade;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every HTTP response subscope produces: a whole JSON document, or an event
+/// stream (SSE, multipart) that owns its operations.
+pub struct HttpBody(Kind);
+
+enum Kind {
+    Full(Option<Bytes>),
+    Stream(Pin<Box<dyn http_body::Body<Data = Bytes, Error = Infallible> + Send>>),
+}
+
+impl HttpBody {
+    fn full(bytes: impl Into<Bytes>) -> Self {
+        Self(Kind::Full(Some(bytes.into())))
+    }
+
+    fn empty() -> Self {
+        Self(Kind::Full(None))
+    }
+}
+
+impl std::fmt::Debug for HttpBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Kind::Full(b) => f.debug_tuple("HttpBody::Full").field(b).finish(),
+            Kind::Stream(_) => f.write_str("HttpBody::Stream"),
+        }
+    }
+}
+
+impl http_body::Body for HttpBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut self.get_mut().0 {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(body) => body.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Stream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match &self.0 {
+            Kind::Full(bytes) => {
+                http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Kind::Stream(body) => body.size_hint(),
+        }
+    }
+}
+
+const ALLOW: &str = "GET, POST, PUT, DELETE";
+const ALLOW_HEADERS: &str = "content-type, authorization, x-graphql-event-stream-token";
+
+fn json_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<HttpBody> {
+    let mut response = Response::new(HttpBody::full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+const JSON: &str = "application/json; charset=utf-8";
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
+
+impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
+    /// Answers one GraphQL HTTP request that is not a WebSocket upgrade: graphql-sse
+    /// (both modes), Apollo multipart subscriptions, or plain GraphQL over HTTP, chosen by
+    /// method, `Accept` and the stream token (`docs/PROTOCOL.md` 4.6). For HTTP servers
+    /// of your own (`subscope-axum` uses it); the standalone server calls it itself.
+    ///
+    /// The returned body owns the request's operations: drop it, and they are dropped.
+    /// Under another server there is no write timeout of subscope's: a client that stops
+    /// reading holds its stream until that server drops it (or shutdown's grace ends).
+    pub fn serve_http<B>(
+        &self,
+        request: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> impl Future<Output = Response<HttpBody>> + Send + 'static
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        self.clone().http(request, peer, None)
+    }
+
+    pub(crate) async fn http<B>(
+        self,
+        request: Request<B>,
+        peer: Option<SocketAddr>,
+        ending: Option<Arc<Ending>>,
+    ) -> Response<HttpBody>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let inner = &self.inner;
+        inner.gauges.count_http_request();
+        let (parts, body) = request.into_parts();
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if !inner.config.is_origin_allowed(origin.as_deref()) {
+            // Cross-site requests with the user's cookies: refused like a WebSocket upgrade.
+            self.refused_origin(origin.as_deref().unwrap_or_default(), peer);
+            return self.refuse(Refusal::new(StatusCode::FORBIDDEN, "Origin not allowed"));
+        }
+        let mut response = if parts.method == Method::OPTIONS {
+            preflight()
+        } else {
+            match self.route(&parts, body, peer, ending).await {
+                Ok(response) => response,
+                Err(refusal) => self.refuse(refusal),
+            }
+        };
+        if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
+            let headers = response.headers_mut();
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(header::VARY, HeaderValue::from_static("origin"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        response
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Response<HttpBody> {
+        self.inner.gauges.count_http_refused();
+        tracing::debug!(status = refusal.status.as_u16(), message = %refusal.message, "http request refused");
+        let body = serde_json::json!({ "errors": [{ "message": refusal.message }] }).to_string();
+        let mut response = json_response(refusal.status, JSON, body);
+        let headers = response.headers_mut();
+        match refusal.status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                let allow = if refusal.message.contains("mutation") {
+                    "POST"
+                } else {
+                    ALLOW
+                };
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+
+    async fn route<B>(
+        &self,
+        parts: &Parts,
+        body: B,
+        peer: Option<SocketAddr>,
+        ending: Option<Arc<Ending>>,
+    ) -> Result<Response<HttpBody>, Refusal>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let query = parts.uri.query();
+        let token = request::token(&parts.headers, query);
+        let wants = request::wants(&parts.headers);
+        match parts.method {
+            Method::PUT => self.reserve(parts, peer).await,
+            Method::DELETE => {
+                let token =
+                    token.ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "Stream not found"))?;
+                self.stop_operation(&token, query)
+            }
+            Method::GET | Method::POST => match (token, wants) {
+                (Some(token), Some(Wants::EventStream)) => self.open_stream(&token, ending),
+                (Some(token), _) => {
+                    let params = self.read_params(parts, body).await?;
+                    self.add_operation(&token, params, parts)
+                }
+                (None, None) => Err(Refusal::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "Accept one of text/event-stream, multipart/mixed;subscriptionSpec=\"1.0\", \
+                     application/graphql-response+json, application/json",
+                )),
+                (None, Some(wants)) => {
+                    let params = self.read_params(parts, body).await?;
+                    match wants {
+                        Wants::EventStream => {
+                            self.stream(Format::Sse, params, parts, peer, ending).await
+                        }
+                        Wants::Multipart => {
+                            self.stream(Format::Multipart, params, parts, peer, ending)
+                                .await
+                        }
+                        Wants::Json | Wants::GraphqlResponse => {
+                            self.plain(wants, params, parts, peer).await
+                        }
+                    }
+                }
+            },
+            _ => Err(Refusal::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("Method {} not allowed", parts.method),
+            )),
+        }
+    }
+
+    async fn read_params<B>(&self, parts: &Parts, body: B) -> Result<Params, Refusal>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        if parts.method == Method::GET {
+            return Params::from_query(parts.uri.query());
+        }
+        if !request::is_json_body(&parts.headers) {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            ));
+        }
+        let limit = self.inner.config.max_message_size;
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Request body larger than {limit} bytes"),
+                ));
+            }
+            Err(_) => {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "Could not read the request body",
+                ));
+            }
+        };
+        Params::from_body(&bytes)
+    }
+
+    fn connection_info(
+        &self,
+        protocol: Subprotocol,
+        parts: &Parts,
+        peer: Option<SocketAddr>,
+    ) -> Arc<ConnectionInfo> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = UpgradeRequest::new(parts.uri.clone(), parts.headers.clone()).with_peer(peer);
+        Arc::new(ConnectionInfo::new(id, protocol, request))
+    }
+
+    fn end_guard(&self, conn: &Arc<ConnectionInfo>, stream: bool) -> StreamEnd<H> {
+        StreamEnd {
+            conn: Arc::clone(conn),
+            hooks: Arc::clone(&self.inner.hooks),
+            gauges: Arc::clone(&self.inner.gauges),
+            stream,
+            accepted: false,
+            reason: None,
+        }
+    }
+
+    /// A stream slot, or 503.
+    fn stream_slot(&self) -> Result<(), Refusal> {
+        let inner = &self.inner;
+        if inner.stop.is_raised() {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server is shutting down",
+            ));
+        }
+        if inner
+            .gauges
+            .try_open_http_stream(inner.config.max_http_streams)
+        {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many streams: try again later",
+            ))
+        }
+    }
+
+    /// Runs `on_connect` (no payload: HTTP carries its credentials in headers).
+    async fn connect(
+        &self,
+        conn: &Arc<ConnectionInfo>,
+        end: &mut StreamEnd<H>,
+    ) -> Result<Arc<Data>, Refusal> {
+        let hooks = Arc::clone(&self.inner.hooks);
+        let outcome = std::panic::AssertUnwindSafe(hooks.on_connect(conn, None))
+            .catch_unwind()
+            .await;
+        match outcome {
+            Ok(Ok(accept)) => {
+                end.accepted = true;
+                Ok(Arc::new(accept.data))
+            }
+            Ok(Err(reject)) if reject.is_internal() => {
+                tracing::warn!(conn = conn.id, error = %reject, "on_connect failed");
+                end.reason = Some(CloseReason::InternalError);
+                Err(Refusal::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                ))
+            }
+            Ok(Err(reject)) => {
+                end.reason = Some(CloseReason::Forbidden);
+                Err(Refusal::new(StatusCode::FORBIDDEN, reject.message()))
+            }
+            Err(_panic) => {
+                tracing::error!(conn = conn.id, "on_connect panicked");
+                end.reason = Some(CloseReason::InternalError);
+                Err(Refusal::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                ))
+            }
+        }
+    }
+
+    fn operation(
+        &self,
+        id: &str,
+        request: GqlRequest,
+        session: &Arc<Data>,
+        conn: &Arc<ConnectionInfo>,
+    ) -> Operation<H> {
+        let inner = &self.inner;
+        Operation::start(
+            id.to_owned(),
+            request,
+            inner.config.detect_leaks,
+            &inner.executor,
+            Some(Arc::clone(session)),
+            conn,
+            &inner.hooks,
+            &inner.gauges,
+            &Sharing {
+                shares: Arc::clone(&inner.shares),
+                identical: inner.config.share_identical,
+            },
+        )
+    }
+
+    fn event_stream(
+        &self,
+        reservation: Arc<single::Reservation<H>>,
+        format: Format,
+        ending: Option<Arc<Ending>>,
+        end: StreamEnd<H>,
+    ) -> Response<HttpBody> {
+        let inner = &self.inner;
+        let body = EventStream::new(
+            reservation,
+            format,
+            inner.runtime.clone(),
+            inner.config.http_heartbeat,
+            Box::pin(Arc::clone(&inner.stop).wait()),
+            ending,
+            inner.config.max_response_size_bytes(),
+            end,
+        );
+        let mut response = Response::new(HttpBody(Kind::Stream(Box::pin(body))));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(frame::content_type(format)),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        // nginx buffers responses unless told not to.
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        response
+    }
+
+    /// A distinct SSE stream or a multipart response: one operation, its results, the end.
+    async fn stream(
+        &self,
+        format: Format,
+        params: Params,
+        parts: &Parts,
+        peer: Option<SocketAddr>,
+        ending: Option<Arc<Ending>>,
+    ) -> Result<Response<HttpBody>, Refusal> {
+        let protocol = match format {
+            Format::Multipart => Subprotocol::Multipart,
+            _ => Subprotocol::GraphqlSse,
+        };
+        self.stream_slot()?;
+        let conn = self.connection_info(protocol, parts, peer);
+        let mut end = self.end_guard(&conn, true);
+        let session = self.connect(&conn, &mut end).await?;
+        let id = params.operation_id().unwrap_or_else(|| "1".to_owned());
+        let request = params.into_request();
+        if parts.method == Method::GET && is_mutation(&request) {
+            end.reason = Some(CloseReason::Finished);
+            return Err(mutation_over_get());
+        }
+        let reservation = self.inner.reservations.reserve(
+            Arc::clone(&conn),
+            session,
+            end,
+            false,
+            self.inner.tracker.token(),
+        );
+        let start = || self.operation(&id, request, &reservation.session, &conn);
+        if reservation.add(id.clone(), usize::MAX, start).is_err() {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server is shutting down",
+            ));
+        }
+        let end = reservation.open().map_err(|_| {
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down")
+        })?;
+        Ok(self.event_stream(reservation, format, ending, end))
+    }
+
+    /// Plain GraphQL over HTTP: one operation, one JSON response.
+    async fn plain(
+        &self,
+        wants: Wants,
+        params: Params,
+        parts: &Parts,
+        peer: Option<SocketAddr>,
+    ) -> Result<Response<HttpBody>, Refusal> {
+        let conn = self.connection_info(Subprotocol::GraphqlHttp, parts, peer);
+        let mut end = self.end_guard(&conn, false);
+        let session = self.connect(&conn, &mut end).await?;
+        end.reason = Some(CloseReason::Finished);
+        let request = params.into_request();
+        match variables_kind(&request) {
+            Some(OperationType::Mutation) if parts.method == Method::GET => {
+                return Err(mutation_over_get());
+            }
+            Some(OperationType::Subscription) => {
+                return Err(Refusal::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "A subscription streams: send Accept: text/event-stream or \
+                     multipart/mixed;subscriptionSpec=\"1.0\"",
+                ));
+            }
+            _ => {}
+        }
+        let (content_type, strict) = match wants {
+            Wants::GraphqlResponse => (GRAPHQL_RESPONSE, true),
+            _ => (JSON, false),
+        };
+        let mut op = self.operation("1", request, &session, &conn);
+        let (status, body, reason) = match op.next().await {
+            Some(OpItem::Response(response)) => {
+                let request_error = is_request_error(&response);
+                let json = frame::result_json(&response);
+                if json.len() > self.inner.config.max_response_size_bytes() {
+                    let status = if strict {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    };
+                    (
+                        status,
+                        frame::errors_json(&too_large_error()),
+                        EndReason::ResponseTooLarge,
+                    )
+                } else if request_error {
+                    let status = if strict {
+                        StatusCode::BAD_REQUEST
+                    } else {
+                        StatusCode::OK
+                    };
+                    (status, json, EndReason::RequestError)
+                } else {
+                    (StatusCode::OK, json, EndReason::Completed)
+                }
+            }
+            Some(OpItem::Refused(errors)) => {
+                let status = if strict {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::OK
+                };
+                (status, frame::errors_json(&errors), EndReason::Refused)
+            }
+            Some(OpItem::RequestError(errors)) => {
+                let status = if strict {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::OK
+                };
+                (status, frame::errors_json(&errors), EndReason::RequestError)
+            }
+            Some(OpItem::Shared(payload)) => {
+                (StatusCode::OK, payload.to_string(), EndReason::Completed)
+            }
+            None => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                frame::errors_json(&crate::protocol::internal_error()),
+                EndReason::Completed,
+            ),
+        };
+        op.finish(reason);
+        drop(end);
+        Ok(json_response(status, content_type, body))
+    }
+
+    /// Single-connection mode: `PUT` reserves a stream and answers its token.
+    async fn reserve(
+        &self,
+        parts: &Parts,
+        peer: Option<SocketAddr>,
+    ) -> Result<Response<HttpBody>, Refusal> {
+        self.stream_slot()?;
+        let conn = self.connection_info(Subprotocol::GraphqlSse, parts, peer);
+        let mut end = self.end_guard(&conn, true);
+        let session = self.connect(&conn, &mut end).await?;
+        let inner = &self.inner;
+        let reservation =
+            inner
+                .reservations
+                .reserve(conn, session, end, true, inner.tracker.token());
+        // Not opened within the handshake timeout (or by shutdown): closed.
+        let expiry = {
+            let reservation = Arc::clone(&reservation);
+            let stop = Arc::clone(&inner.stop);
+            let timeout = inner.config.handshake_timeout;
+            let sleep = timeout.map(|t| inner.runtime.sleep(t));
+            async move {
+                let expired = async {
+                    match sleep {
+                        Some(s) => s.await,
+                        None => futures_lite::future::pending().await,
+                    }
+                    CloseReason::InitTimeout
+                };
+                let stopped = async {
+                    Arc::clone(&stop).wait().await;
+                    CloseReason::ServerShutdown
+                };
+                let reason = futures_lite::future::or(expired, stopped).await;
+                if reservation.phase() == Phase::Reserved {
+                    tracing::debug!(conn = reservation.conn.id, reason = %reason, "stream reservation closed before it was opened");
+                    reservation.close(EndReason::ConnectionClosed(reason));
+                }
+            }
+        };
+        inner.runtime.spawn(Box::pin(expiry));
+        let mut response = Response::new(HttpBody::full(reservation.token.clone()));
+        *response.status_mut() = StatusCode::CREATED;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Ok(response)
+    }
+
+    fn reservation(&self, token: &str) -> Result<Arc<single::Reservation<H>>, Refusal> {
+        self.inner
+            .reservations
+            .get_tokened(token)
+            .filter(|r| r.phase() != Phase::Closed)
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "Stream not found"))
+    }
+
+    /// Single-connection mode: the stream of a reservation, once.
+    fn open_stream(
+        &self,
+        token: &str,
+        ending: Option<Arc<Ending>>,
+    ) -> Result<Response<HttpBody>, Refusal> {
+        let reservation = self.reservation(token)?;
+        match reservation.open() {
+            Ok(end) => Ok(self.event_stream(reservation, Format::SseSingle, ending, end)),
+            Err(Phase::Open) => Err(Refusal::new(StatusCode::CONFLICT, "Stream already open")),
+            Err(_) => Err(Refusal::new(StatusCode::NOT_FOUND, "Stream not found")),
+        }
+    }
+
+    /// Single-connection mode: an operation for a reservation's stream, answered 202.
+    fn add_operation(
+        &self,
+        token: &str,
+        params: Params,
+        parts: &Parts,
+    ) -> Result<Response<HttpBody>, Refusal> {
+        let reservation = self.reservation(token)?;
+        let id = params
+            .operation_id()
+            .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "Operation ID is missing"))?;
+        if id.len() > self.inner.config.max_id_length {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "Operation ID is too long",
+            ));
+        }
+        let request = params.into_request();
+        if parts.method == Method::GET && is_mutation(&request) {
+            return Err(mutation_over_get());
+        }
+        let start = || self.operation(&id, request, &reservation.session, &reservation.conn);
+        match reservation.add(id.clone(), self.inner.config.max_subscriptions, start) {
+            Ok(()) => {
+                let mut response = Response::new(HttpBody::empty());
+                *response.status_mut() = StatusCode::ACCEPTED;
+                Ok(response)
+            }
+            Err(AddError::Gone) => Err(Refusal::new(StatusCode::NOT_FOUND, "Stream not found")),
+            Err(AddError::Duplicate) => Err(Refusal::new(
+                StatusCode::CONFLICT,
+                "Operation with ID already exists",
+            )),
+            Err(AddError::Full) => Err(Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Subscription limit reached",
+            )),
+        }
+    }
+
+    /// Single-connection mode: `DELETE ?operationId=` stops one operation.
+    fn stop_operation(
+        &self,
+        token: &str,
+        query: Option<&str>,
+    ) -> Result<Response<HttpBody>, Refusal> {
+        let reservation = self.reservation(token)?;
+        let id = request::query_param(query, "operationId")
+            .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "Operation ID is missing"))?;
+        if let Some(op) = reservation.remove(&id) {
+            op.finish(EndReason::ClientStopped);
+        }
+        Ok(Response::new(HttpBody::empty()))
+    }
+}
+
+fn preflight() -> Response<HttpBody> {
+    let mut response = Response::new(HttpBody::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOW),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(ALLOW_HEADERS),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    response
+}
+
+fn variables_kind(request: &GqlRequest) -> Option<OperationType> {
+    crate::variables::operation_type(request)
+}
+
+fn is_mutation(request: &GqlRequest) -> bool {
+    variables_kind(request) == Some(OperationType::Mutation)
+}
+
+fn mutation_over_get() -> Refusal {
+    Refusal::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Cannot perform a mutation over GET: use POST",
+    )
+}

@@ -1,0 +1,235 @@
+//! The operations of every HTTP event stream, in one registry per server.
+//!
+//! Each stream's operations live in a [`Reservation`]: the body polls them, and dropping
+//! the body (however the stream ended) closes it, which drops every operation before
+//! `close` returns. The registry lets the server reach them too: shutdown's forced phase
+//! closes every reservation even when hyper (or axum) no longer polls its body, so
+//! [`crate::Server::shutdown`] keeps its promise for HTTP.
+//!
+//! graphql-sse's single-connection mode is the same thing with a token: a `PUT` reserves
+//! (and runs `on_connect` with its headers; the reservation is the connection in the
+//! hooks' sense), one event stream opens it, operations are `POST`ed to it. A reservation
+//! never opened expires after the handshake timeout.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
+
+use async_graphql::Data;
+
+use super::stream::StreamEnd;
+use crate::children::{ChildEvent, ChildSet};
+use crate::operation::Operation;
+use crate::sync::TrackerToken;
+use crate::{CloseReason, ConnectionInfo, EndReason, Hooks};
+
+/// Every live reservation of a server, by token.
+pub(crate) struct Reservations<H: Hooks> {
+    map: Mutex<HashMap<String, Arc<Reservation<H>>>>,
+}
+
+impl<H: Hooks> Default for Reservations<H> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<H: Hooks> Reservations<H> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Reservation<H>>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a new reservation: under a fresh random token for single-connection mode
+    /// (`tokened`), else under a key no token looks like.
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        conn: Arc<ConnectionInfo>,
+        session: Arc<Data>,
+        end: StreamEnd<H>,
+        tokened: bool,
+        live: TrackerToken,
+    ) -> Arc<Reservation<H>> {
+        let token = if tokened {
+            new_token()
+        } else {
+            format!("#{}", conn.id)
+        };
+        let reservation = Arc::new(Reservation {
+            token,
+            tokened,
+            registry: Arc::downgrade(self),
+            conn,
+            session,
+            state: Mutex::new(State {
+                ops: ChildSet::new(),
+                phase: Phase::Reserved,
+                end: Some(end),
+                live: Some(live),
+            }),
+        });
+        self.lock()
+            .insert(reservation.token.clone(), Arc::clone(&reservation));
+        reservation
+    }
+
+    /// The single-connection reservation of `token` (never a distinct stream's).
+    pub(crate) fn get_tokened(&self, token: &str) -> Option<Arc<Reservation<H>>> {
+        self.lock().get(token).filter(|r| r.tokened).cloned()
+    }
+
+    fn forget(&self, token: &str) {
+        self.lock().remove(token);
+    }
+
+    /// Closes every reservation (server shutdown), open or not.
+    pub(crate) fn close_all(&self, reason: &CloseReason) {
+        let all: Vec<_> = self.lock().drain().map(|(_, r)| r).collect();
+        for r in all {
+            r.close(EndReason::ConnectionClosed(reason.clone()));
+        }
+    }
+}
+
+/// 128 random bits, hex: a stream token is a capability, so it must not be guessable.
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness (should not happen on a server): fall back to the per-process
+        // random keys of std's hasher, still unpredictable to a peer.
+        use std::hash::{BuildHasher, RandomState};
+        let (a, b) = (
+            RandomState::new().hash_one(1u8),
+            RandomState::new().hash_one(2u8),
+        );
+        bytes[..8].copy_from_slice(&a.to_le_bytes());
+        bytes[8..].copy_from_slice(&b.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reserved, no stream yet.
+    Reserved,
+    /// Its stream is open.
+    Open,
+    /// Ended: every operation dropped, the token forgotten.
+    Closed,
+}
+
+struct State<H: Hooks> {
+    ops: ChildSet<Operation<H>>,
+    phase: Phase,
+    /// The end hooks; taken by the stream when it opens.
+    end: Option<StreamEnd<H>>,
+    /// Counts for shutdown until closed.
+    live: Option<TrackerToken>,
+}
+
+/// One reservation.
+pub(crate) struct Reservation<H: Hooks> {
+    pub(crate) token: String,
+    /// A single-connection reservation (reachable by its token), not a distinct stream.
+    tokened: bool,
+    registry: Weak<Reservations<H>>,
+    pub(crate) conn: Arc<ConnectionInfo>,
+    pub(crate) session: Arc<Data>,
+    state: Mutex<State<H>>,
+}
+
+/// Why an operation could not be added.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AddError {
+    /// The reservation has ended.
+    Gone,
+    /// An operation with this id is live.
+    Duplicate,
+    /// `max_subscriptions` operations are live.
+    Full,
+}
+
+impl<H: Hooks> Reservation<H> {
+    fn lock(&self) -> MutexGuard<'_, State<H>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.lock().phase
+    }
+
+    /// Opens the stream: `Some(end hooks)` the first time, `None` if it is open or gone.
+    pub(crate) fn open(&self) -> Result<StreamEnd<H>, Phase> {
+        let mut state = self.lock();
+        match state.phase {
+            Phase::Reserved => match state.end.take() {
+                Some(end) => {
+                    state.phase = Phase::Open;
+                    Ok(end)
+                }
+                None => Err(Phase::Closed),
+            },
+            other => Err(other),
+        }
+    }
+
+    /// Adds the operation `start` makes (it is polled once the stream is open); `start`
+    /// runs only if the operation is accepted, so a refused one never counts as started.
+    pub(crate) fn add(
+        &self,
+        id: String,
+        max: usize,
+        start: impl FnOnce() -> Operation<H>,
+    ) -> Result<(), AddError> {
+        let mut state = self.lock();
+        if state.phase == Phase::Closed {
+            return Err(AddError::Gone);
+        }
+        if state.ops.contains(&id) {
+            return Err(AddError::Duplicate);
+        }
+        if state.ops.len() >= max {
+            return Err(AddError::Full);
+        }
+        let op = start();
+        if let Err(op) = state.ops.insert(id, op) {
+            drop(state);
+            op.finish(EndReason::Refused);
+        }
+        Ok(())
+    }
+
+    /// Takes operation `id` out (the caller drops it, outside the lock).
+    pub(crate) fn remove(&self, id: &str) -> Option<Operation<H>> {
+        self.lock().ops.remove(id)
+    }
+
+    pub(crate) fn poll_ops(&self, cx: &mut Context<'_>) -> Poll<ChildEvent<Operation<H>>> {
+        self.lock().ops.poll_next(cx)
+    }
+
+    /// Ends the reservation: forgets the token, drops every operation with `reason`, then
+    /// runs the end hooks if the stream never took them. Idempotent.
+    pub(crate) fn close(&self, reason: EndReason) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.forget(&self.token);
+        }
+        let (ops, end, live) = {
+            let mut state = self.lock();
+            state.phase = Phase::Closed;
+            state.ops.wake_parent();
+            (state.ops.drain(), state.end.take(), state.live.take())
+        };
+        for op in ops {
+            op.finish(reason.clone());
+        }
+        drop(live);
+        if let Some(mut end) = end {
+            end.reason = Some(match reason {
+                EndReason::ConnectionClosed(r) => r,
+                _ => CloseReason::Dropped,
+            });
+        }
+    }
+}

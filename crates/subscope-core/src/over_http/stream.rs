@@ -1,0 +1,322 @@
+//! A streaming HTTP response (SSE or multipart) as a body that owns its operations.
+//!
+//! hyper drops a response body when its connection ends, however it ends, so a body that
+//! owns its operations gives HTTP the WebSocket guarantee: the operations are dropped, and
+//! `on_complete` has run, before the body's `drop` returns. The body also reads the
+//! connection's verdict ([`Ending`]) to report why.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Frame;
+
+use super::frame::{self, Format};
+use super::io::Ending;
+use super::single::{Phase, Reservation};
+use crate::children::ChildEvent;
+use crate::hooks::run_guarded;
+use crate::operation::{OpItem, Operation};
+use crate::protocol::{internal_error, is_request_error, too_large_error};
+use crate::rt::{BoxSleep, Timer};
+use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
+
+type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs the end hooks of one HTTP "connection" (a request, or a single-connection
+/// reservation) when it is dropped, and releases its stream slot.
+pub(crate) struct StreamEnd<H: Hooks> {
+    pub(crate) conn: Arc<ConnectionInfo>,
+    pub(crate) hooks: Arc<H>,
+    pub(crate) gauges: Arc<Gauges>,
+    /// Whether it holds a slot of `max_http_streams`.
+    pub(crate) stream: bool,
+    /// Whether `on_connect` accepted it (then `on_disconnect` runs too).
+    pub(crate) accepted: bool,
+    pub(crate) reason: Option<CloseReason>,
+}
+
+impl<H: Hooks> Drop for StreamEnd<H> {
+    fn drop(&mut self) {
+        if self.stream {
+            self.gauges.close_http_stream();
+        }
+        let reason = self.reason.take().unwrap_or(CloseReason::Dropped);
+        tracing::debug!(conn = self.conn.id, protocol = %self.conn.subprotocol, reason = %reason, "http stream ended");
+        let (hooks, conn, reason) = (&self.hooks, &self.conn, &reason);
+        if self.accepted {
+            run_guarded(&self.gauges, "on_disconnect", conn.id, || {
+                hooks.on_disconnect(conn, reason);
+            });
+        }
+        run_guarded(&self.gauges, "on_close", conn.id, || {
+            hooks.on_close(conn, reason);
+        });
+    }
+}
+
+/// The response body of an event stream.
+pub(crate) struct EventStream<H: Hooks, R> {
+    ops: Arc<Reservation<H>>,
+    format: Format,
+    /// Operations that yielded a result (a later error-only result is an event, not a
+    /// request error).
+    streaming: HashSet<String>,
+    started: bool,
+    finished: bool,
+    timer: R,
+    heartbeat: Option<Duration>,
+    sleep: Option<BoxSleep>,
+    stop: StopFuture,
+    ending: Option<Arc<Ending>>,
+    max_response: usize,
+    /// Why it ended, when the body itself decided.
+    reason: Option<CloseReason>,
+    end: Option<StreamEnd<H>>,
+}
+
+/// What the body learned from its operations in one poll.
+enum Step {
+    Frame(String),
+    Last(String),
+    Pending,
+}
+
+impl<H: Hooks, R: Timer> EventStream<H, R> {
+    #[allow(clippy::too_many_arguments)] // one private constructor, two call sites
+    pub(crate) fn new(
+        ops: Arc<Reservation<H>>,
+        format: Format,
+        timer: R,
+        heartbeat: Option<Duration>,
+        stop: StopFuture,
+        ending: Option<Arc<Ending>>,
+        max_response: usize,
+        end: StreamEnd<H>,
+    ) -> Self {
+        Self {
+            ops,
+            format,
+            streaming: HashSet::new(),
+            started: false,
+            finished: false,
+            timer,
+            heartbeat,
+            sleep: None,
+            stop,
+            ending,
+            max_response,
+            reason: None,
+            end: Some(end),
+        }
+    }
+
+    fn rearm(&mut self) {
+        let Some(every) = self.heartbeat else {
+            return;
+        };
+        let deadline = self.timer.now() + every;
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => self.sleep = Some(self.timer.sleep_until(deadline)),
+        }
+    }
+
+    fn poll_ops(&mut self, cx: &mut Context<'_>) -> Poll<ChildEvent<Operation<H>>> {
+        self.ops.poll_ops(cx)
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Operation<H>> {
+        self.streaming.remove(id);
+        self.ops.remove(id)
+    }
+
+    /// A distinct stream ends with its one operation; a single-connection stream goes on.
+    fn after_op(&self, frame: String) -> Step {
+        match self.format {
+            Format::SseSingle => Step::Frame(frame),
+            Format::Sse | Format::Multipart => Step::Last(frame),
+        }
+    }
+
+    /// Ends operation `id` early with `reason`, telling the client with `errors`.
+    fn end_op(
+        &mut self,
+        id: &str,
+        reason: EndReason,
+        errors: &[async_graphql::ServerError],
+    ) -> Step {
+        if let Some(op) = self.remove(id) {
+            op.finish(reason);
+        }
+        let text = match reason_is_fatal(&self.format) {
+            true => frame::fatal(self.format, id, errors),
+            false => {
+                frame::next(self.format, id, &frame::errors_json(errors))
+                    + &frame::complete(self.format, id)
+            }
+        };
+        self.after_op(text)
+    }
+
+    fn payload(&mut self, id: String, json: &str) -> Step {
+        if json.len() > self.max_response {
+            return self.end_op(&id, EndReason::ResponseTooLarge, &too_large_error());
+        }
+        let text = frame::next(self.format, &id, json);
+        self.streaming.insert(id);
+        Step::Frame(text)
+    }
+
+    fn step(&mut self, event: ChildEvent<Operation<H>>) -> Step {
+        match event {
+            ChildEvent::Item(id, OpItem::Response(response)) => {
+                if !self.streaming.contains(&id) && is_request_error(&response) {
+                    // Failed before execution: the errors as a result, then the end.
+                    if let Some(op) = self.remove(&id) {
+                        op.finish(EndReason::RequestError);
+                    }
+                    let text = frame::next(self.format, &id, &frame::result_json(&response))
+                        + &frame::complete(self.format, &id);
+                    return self.after_op(text);
+                }
+                let json = frame::result_json(&response);
+                self.payload(id, &json)
+            }
+            ChildEvent::Item(id, OpItem::Shared(payload)) => self.payload(id, &payload),
+            ChildEvent::Item(id, OpItem::Refused(errors)) => {
+                let errors = if errors.is_empty() {
+                    internal_error()
+                } else {
+                    errors
+                };
+                if let Some(op) = self.remove(&id) {
+                    op.finish(EndReason::Refused);
+                }
+                let text = frame::next(self.format, &id, &frame::errors_json(&errors))
+                    + &frame::complete(self.format, &id);
+                self.after_op(text)
+            }
+            ChildEvent::Item(id, OpItem::RequestError(errors)) => {
+                if let Some(op) = self.remove(&id) {
+                    op.finish(EndReason::RequestError);
+                }
+                let text = frame::next(self.format, &id, &frame::errors_json(&errors))
+                    + &frame::complete(self.format, &id);
+                self.after_op(text)
+            }
+            ChildEvent::Ended(id, op) => {
+                self.streaming.remove(&id);
+                op.finish(EndReason::Completed);
+                let text = frame::complete(self.format, &id);
+                self.after_op(text)
+            }
+            ChildEvent::Panicked(id, op) => {
+                self.streaming.remove(&id);
+                tracing::warn!(id = %id, "operation panicked");
+                op.finish(EndReason::Panicked);
+                let text = frame::fatal(self.format, &id, &internal_error());
+                self.after_op(text)
+            }
+        }
+    }
+
+    /// Drops every operation now, completing each with `reason`.
+    fn close_ops(&mut self, reason: &CloseReason) {
+        self.ops.close(EndReason::ConnectionClosed(reason.clone()));
+    }
+}
+
+/// Multipart reports an operation's failure as a transport error and ends; SSE streams
+/// report it as a result.
+fn reason_is_fatal(format: &Format) -> bool {
+    *format == Format::Multipart
+}
+
+// Nothing in it is pinned in place.
+impl<H: Hooks, R> Unpin for EventStream<H, R> {}
+
+impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if this.ops.phase() == Phase::Closed {
+            // Closed from outside (shutdown's forced phase): its operations are gone.
+            this.finished = true;
+            this.reason = Some(CloseReason::ServerShutdown);
+            return Poll::Ready(frame::shutdown(this.format).map(|b| Ok(Frame::data(b))));
+        }
+        if !this.started {
+            this.started = true;
+            this.rearm();
+            return Poll::Ready(Some(Ok(Frame::data(frame::preamble(this.format)))));
+        }
+        if this.stop.as_mut().poll(cx).is_ready() {
+            this.finished = true;
+            this.reason = Some(CloseReason::ServerShutdown);
+            this.close_ops(&CloseReason::ServerShutdown);
+            return Poll::Ready(frame::shutdown(this.format).map(|b| Ok(Frame::data(b))));
+        }
+        let step = match this.poll_ops(cx) {
+            Poll::Ready(event) => this.step(event),
+            Poll::Pending => Step::Pending,
+        };
+        match step {
+            Step::Frame(text) => {
+                this.rearm();
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(text)))))
+            }
+            Step::Last(text) => {
+                this.finished = true;
+                this.reason = Some(CloseReason::Finished);
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(text)))))
+            }
+            Step::Pending => {
+                let beat = this
+                    .sleep
+                    .as_mut()
+                    .is_some_and(|s| s.as_mut().poll(cx).is_ready());
+                if beat {
+                    this.rearm();
+                    return Poll::Ready(Some(Ok(Frame::data(frame::heartbeat(this.format)))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished
+    }
+}
+
+impl<H: Hooks, R> Drop for EventStream<H, R> {
+    fn drop(&mut self) {
+        // Operations first, then the end hooks (PROTOCOL.md 4.4's order).
+        let reason = self
+            .reason
+            .take()
+            .or_else(|| self.ending.as_ref().and_then(|e| e.get()))
+            .unwrap_or(CloseReason::Dropped);
+        let end = match &reason {
+            CloseReason::Dropped => EndReason::Dropped,
+            r => EndReason::ConnectionClosed(r.clone()),
+        };
+        self.ops.close(end);
+        if let Some(mut guard) = self.end.take() {
+            guard.reason = Some(reason);
+        }
+    }
+}

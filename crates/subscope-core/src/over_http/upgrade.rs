@@ -1,0 +1,103 @@
+//! The WebSocket upgrade on hyper: RFC 6455's checks, the Origin allow-list and the
+//! subprotocol choice, answered with `101 Switching Protocols` (or the HTTP error).
+
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::upgrade::OnUpgrade;
+
+use super::HttpBody;
+use crate::{Config, Subprotocol, UpgradeRequest, negotiate};
+
+/// What an upgrade request left for the connection task, after hyper has answered it.
+pub(crate) enum Outcome {
+    /// Upgraded: take the socket and run the WebSocket.
+    Upgrade {
+        on_upgrade: OnUpgrade,
+        protocol: Option<Subprotocol>,
+        request: Box<UpgradeRequest>,
+    },
+    /// Refused with 403: the origin is not allowed.
+    OriginRefused(String),
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<HttpBody> {
+    let mut response = Response::new(HttpBody::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Answers a WebSocket upgrade request: `101` and the [`Outcome`] to run, or an error
+/// response (and, for a refused origin, the outcome that says so).
+pub(crate) fn accept_upgrade<B>(
+    config: &Config,
+    request: &mut Request<B>,
+) -> (Response<HttpBody>, Option<Outcome>) {
+    if request.method() != Method::GET {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "WebSocket upgrades use GET");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return (response, None);
+    }
+    let headers = request.headers();
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    if !version_ok {
+        let mut response = plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "Sec-WebSocket-Version must be 13",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return (response, None);
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return (
+            plain(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing"),
+            None,
+        );
+    };
+    let upgrade = UpgradeRequest::new(request.uri().clone(), headers.clone());
+    if !config.is_origin_allowed(upgrade.origin()) {
+        let origin = upgrade.origin().unwrap_or_default().to_owned();
+        return (
+            plain(StatusCode::FORBIDDEN, "Origin not allowed"),
+            Some(Outcome::OriginRefused(origin)),
+        );
+    }
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let protocol = negotiate(offered, &config.subprotocols);
+    let mut response = Response::new(HttpBody::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let out = response.headers_mut();
+    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(p) = protocol {
+        out.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(p.token()),
+        );
+    }
+    let on_upgrade = hyper::upgrade::on(request);
+    (
+        response,
+        Some(Outcome::Upgrade {
+            on_upgrade,
+            protocol,
+            request: Box::new(upgrade),
+        }),
+    )
+}
