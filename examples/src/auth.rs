@@ -4,7 +4,8 @@
 //! The payload may carry the token as `{"token": "..."}` or as
 //! `{"Authorization": "Bearer ..."}` (what many clients put in `connectionParams`); a
 //! native client may instead send an `Authorization: Bearer ...` header on the upgrade
-//! request. [`TokenAuth::authenticate`] is the one check, shared with the HTTP side of the
+//! request, and a browser's `EventSource` the `access_token` query parameter (RFC 6750).
+//! [`TokenAuth::authenticate`] is the one check, shared with the HTTP side of the
 //! axum example.
 //! Resolvers read the user with `ctx.data::<User>()`; there is no way to reach a resolver
 //! without passing this hook, on either subprotocol: an operation before the ack closes
@@ -76,6 +77,16 @@ impl TokenAuth {
             .map(|user| User(user.clone()))
     }
 
+    /// The token of RFC 6750's `access_token` query parameter: the one way a browser's
+    /// `EventSource` can send one (it cannot set headers).
+    pub fn access_token(uri: &subscope::http::Uri) -> Option<String> {
+        uri.query()?
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "access_token")
+            .map(|(_, v)| v.to_owned())
+    }
+
     /// The token of an `Authorization: Bearer ...` header, if any.
     pub fn bearer(headers: &subscope::http::HeaderMap) -> Option<&str> {
         headers
@@ -96,6 +107,8 @@ impl Hooks for TokenAuth {
             .as_ref()
             .and_then(Self::token)
             .or_else(|| Self::bearer(&conn.headers));
+        let query_token = Self::access_token(&conn.uri);
+        let token = token.or(query_token.as_deref());
         match self.authenticate(token) {
             Some(user) => {
                 tracing::debug!(conn = conn.id, user = %user.0, "authenticated");

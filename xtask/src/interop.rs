@@ -17,6 +17,9 @@ pub(crate) const CLIENTS: &[(&str, &str, &str)] = &[
     ),
     ("python gql (both subprotocols)", "python3", "gql_client.py"),
     ("chromium + graphql-ws", "node", "browser.mjs"),
+    ("npm graphql-sse (both modes)", "node", "graphql-sse.mjs"),
+    ("@apollo/client multipart", "node", "apollo-multipart.mjs"),
+    ("chromium EventSource (SSE)", "node", "browser-sse.mjs"),
 ];
 
 /// Starts `program args` (a server that prints `listening on URL` first); returns the

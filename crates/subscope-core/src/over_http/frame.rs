@@ -22,8 +22,13 @@ pub(crate) fn content_type(format: Format) -> &'static str {
     }
 }
 
-const PART: &str = "\r\n--graphql\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
-const END: &str = "\r\n--graphql--\r\n";
+// Every part is followed at once by the next delimiter: a multipart parser only knows a
+// part is whole when it sees the delimiter after it, so a part sent without one would
+// wait for the next event. The stream opens with the first delimiter; `--` after the
+// last one closes it.
+const DELIMITER: &str = "\r\n--graphql";
+const PART: &str = "\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
+const END: &str = "--\r\n";
 
 /// The JSON of an execution result.
 pub(crate) fn result_json(response: &Response) -> String {
@@ -48,7 +53,7 @@ pub(crate) fn next(format: Format, id: &str, payload: &str) -> String {
             "event: next\ndata: {{\"id\":{},\"payload\":{payload}}}\n\n",
             id_json(id)
         ),
-        Format::Multipart => format!("{PART}{{\"payload\":{payload}}}"),
+        Format::Multipart => format!("{PART}{{\"payload\":{payload}}}{DELIMITER}"),
     }
 }
 
@@ -66,7 +71,7 @@ pub(crate) fn complete(format: Format, id: &str) -> String {
 pub(crate) fn fatal(format: Format, id: &str, errors: &[ServerError]) -> String {
     match format {
         Format::Multipart => format!(
-            "{PART}{}{END}",
+            "{PART}{}{DELIMITER}{END}",
             serde_json::json!({ "payload": null, "errors": errors })
         ),
         _ => next(format, id, &errors_json(errors)) + &complete(format, id),
@@ -75,14 +80,17 @@ pub(crate) fn fatal(format: Format, id: &str, errors: &[ServerError]) -> String 
 
 /// What opens a stream, so proxies and browsers see the headers at once.
 pub(crate) fn preamble(format: Format) -> Bytes {
-    heartbeat(format)
+    match format {
+        Format::Sse | Format::SseSingle => heartbeat(format),
+        Format::Multipart => Bytes::from(format!("{DELIMITER}{PART}{{}}{DELIMITER}")),
+    }
 }
 
 /// A keep-alive that no client mistakes for data.
 pub(crate) fn heartbeat(format: Format) -> Bytes {
     match format {
         Format::Sse | Format::SseSingle => Bytes::from_static(b":\n\n"),
-        Format::Multipart => Bytes::from(format!("{PART}{{}}")),
+        Format::Multipart => Bytes::from(format!("{PART}{{}}{DELIMITER}")),
     }
 }
 
@@ -114,8 +122,9 @@ mod tests {
         assert_eq!(complete(Format::Sse, ""), "event: complete\ndata: \n\n");
         assert_eq!(
             next(Format::Multipart, "", "{\"data\":1}"),
-            "\r\n--graphql\r\ncontent-type: application/json; charset=utf-8\r\n\r\n{\"payload\":{\"data\":1}}"
+            "\r\ncontent-type: application/json; charset=utf-8\r\n\r\n{\"payload\":{\"data\":1}}\r\n--graphql"
         );
         assert!(fatal(Format::Multipart, "", &[]).ends_with("\r\n--graphql--\r\n"));
+        assert_eq!(complete(Format::Multipart, ""), "--\r\n");
     }
 }

@@ -536,6 +536,8 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     } else {
                         StatusCode::OK
                     };
+                    // A request error has no `data` entry.
+                    let json = frame::errors_json(&response.errors);
                     (status, json, EndReason::RequestError)
                 } else {
                     (StatusCode::OK, json, EndReason::Completed)

@@ -180,7 +180,8 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
                     if let Some(op) = self.remove(&id) {
                         op.finish(EndReason::RequestError);
                     }
-                    let text = frame::next(self.format, &id, &frame::result_json(&response))
+                    // Only `errors`: a request error has no `data` entry.
+                    let text = frame::next(self.format, &id, &frame::errors_json(&response.errors))
                         + &frame::complete(self.format, &id);
                     return self.after_op(text);
                 }
