@@ -1,0 +1,613 @@
+//! The HTTP transports (PROTOCOL.md 4.6) on every runtime: graphql-sse in both modes,
+//! Apollo multipart and plain GraphQL over HTTP on the WebSocket's port, every way an
+//! HTTP stream can end (each drops its operation and completes it exactly once, with the
+//! reason), and every refusal with its status.
+
+use std::net::Shutdown;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+use subscope::rt::Timer;
+use subscope::{CloseReason, Config, EndReason};
+use subscope_tests::http::{HttpResponse, multipart, post_json, request, sse};
+use subscope_tests::server::demo_server;
+use subscope_tests::{Client, DEADLINE, TestRuntime, TestServer, per_runtime, wait_until};
+
+/// Waits until no demo stream, operation or HTTP stream is alive.
+fn wait_idle(s: &TestServer) {
+    wait_until("liveStreams and gauges back to zero", DEADLINE, || {
+        let g = s.gauges.snapshot();
+        s.live.get() == 0 && g.subscriptions == 0 && g.http_streams == 0 && g.connections == 0
+    });
+}
+
+/// Waits for `n` `on_complete` calls, asserts each ran once with `reason`, and that the
+/// server is idle again.
+fn assert_completed(s: &TestServer, n: usize, reason: &EndReason) {
+    let e = s.recorder.wait(&format!("{n} on_complete"), DEADLINE, |e| {
+        e.completes.len() >= n
+    });
+    wait_idle(s);
+    let e2 = s.recorder.events();
+    assert_eq!(e2.completes.len(), n, "exactly once each: {e:?}");
+    for (_, _, r) in &e2.completes {
+        assert_eq!(r, reason, "{e2:?}");
+    }
+}
+
+fn ticks(r: &mut HttpResponse, n: usize) -> Vec<i64> {
+    (0..n)
+        .map(|_| {
+            let e = r.next_event().expect("an event");
+            assert_eq!(e.event, "next", "{e:?}");
+            e.json()["data"]["ticks"].as_i64().expect("ticks")
+        })
+        .collect()
+}
+
+fn sse_distinct_streams_results_then_complete<R: TestRuntime>() {
+    let s = R::start(Config::default());
+    let mut r = sse(s.addr, "subscription { ticks(everyMs: 10, count: 3) }");
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    assert_eq!(ticks(&mut r, 3), [0, 1, 2]);
+    let e = r.next_event().expect("complete");
+    assert_eq!((e.event.as_str(), e.data.as_str()), ("complete", ""));
+    assert!(r.next_event().is_none(), "the stream ends after complete");
+    assert_completed(&s, 1, &EndReason::Completed);
+    let closes = s.recorder.wait_closes(1, DEADLINE).closes;
+    assert_eq!(closes[0].1, CloseReason::Finished);
+    assert_eq!(s.gauges.snapshot().http_streams_total, 1);
+}
+
+fn sse_get_with_parameters_and_validation_errors<R: TestRuntime>() {
+    let s = R::start(Config::default());
+    let target = "/graphql?query=subscription%20(%24n%3A%20Int)%20%7B%20ticks(everyMs%3A%2010%2C%20count%3A%20%24n)%20%7D&variables=%7B%22n%22%3A2%7D";
+    let mut r = request(
+        s.addr,
+        "GET",
+        target,
+        &[("accept", "text/event-stream")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(ticks(&mut r, 2), [0, 1]);
+    assert_eq!(r.next_event().expect("complete").event, "complete");
+    // A validation error is a result with only errors, then complete (no 4xx).
+    let mut r = sse(s.addr, "subscription { nope }");
+    let e = r.next_event().expect("next");
+    assert_eq!(e.event, "next");
+    assert!(e.json()["errors"][0]["message"].is_string(), "{e:?}");
+    assert!(
+        e.json().get("data").is_none(),
+        "a request error has no data: {e:?}"
+    );
+    assert_eq!(r.next_event().expect("complete").event, "complete");
+    wait_idle(&s);
+    let completes = s.recorder.events().completes;
+    assert_eq!(completes[1].2, EndReason::RequestError);
+}
+
+fn multipart_parts_heartbeats_and_the_closing_delimiter<R: TestRuntime>() {
+    let s = R::start(Config::default());
+    let mut r = multipart(s.addr, "subscription { ticks(everyMs: 10, count: 2) }");
+    assert_eq!(
+        r.header("content-type"),
+        Some("multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"")
+    );
+    for n in 0..2 {
+        let part = r.next_part().expect("a part");
+        assert_eq!(part, json!({ "payload": { "data": { "ticks": n } } }));
+    }
+    assert!(r.next_part().is_none(), "closing delimiter");
+    assert_completed(&s, 1, &EndReason::Completed);
+}
+
+fn plain_queries_and_mutations_share_the_endpoint<R: TestRuntime>() {
+    let s = R::start(Config::default());
+    let r = post_json(
+        s.addr,
+        "application/json",
+        &json!({ "query": "{ hello }" }),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(r.json(), json!({ "data": { "hello": "world" } }));
+    let r = request(s.addr, "GET", "/graphql?query=%7Bhello%7D", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["data"]["hello"], "world");
+    let m = json!({ "query": "mutation { publish(topic: \"x\", message: \"m\") }" });
+    let r = post_json(s.addr, "application/graphql-response+json", &m, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/graphql-response+json; charset=utf-8")
+    );
+    assert_eq!(r.json()["data"]["publish"], 0);
+    // A validation error: 200 with application/json, 400 with graphql-response+json.
+    let bad = json!({ "query": "{ nope }" });
+    let r = post_json(s.addr, "application/json", &bad, &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.json()["errors"].is_array());
+    let r = post_json(s.addr, "application/graphql-response+json", &bad, &[]);
+    assert_eq!(r.status, 400);
+    // The WebSocket still upgrades on the same port.
+    let mut c = Client::modern(s.addr);
+    c.init(None);
+    wait_until("plain requests completed", DEADLINE, || {
+        s.recorder.events().completes.len() == 5
+    });
+}
+
+fn single_connection_mode_end_to_end<R: TestRuntime>() {
+    let s = R::start(Config::default());
+    let put = request(s.addr, "PUT", "/graphql", &[], b"");
+    assert_eq!(put.status, 201);
+    let token = put.text();
+    assert_eq!(token.len(), 32, "{token}");
+    let header = [("x-graphql-event-stream-token", token.as_str())];
+    let mut stream = request(
+        s.addr,
+        "GET",
+        "/graphql",
+        &[("accept", "text/event-stream"), header[0]],
+        b"",
+    );
+    assert_eq!(stream.status, 200);
+    // A second stream for the reservation: 409.
+    let again = request(
+        s.addr,
+        "POST",
+        "/graphql",
+        &[("accept", "text/event-stream"), header[0]],
+        b"",
+    );
+    assert_eq!(again.status, 409);
+    let op = |id: &str, q: &str| {
+        post_json(
+            s.addr,
+            "application/json",
+            &json!({ "query": q, "extensions": { "operationId": id } }),
+            &header,
+        )
+    };
+    assert_eq!(
+        op("a", "subscription { ticks(everyMs: 10, count: 2) }").status,
+        202
+    );
+    assert_eq!(op("b", "subscription { delayed(ms: 60000) }").status, 202);
+    assert_eq!(
+        op("b", "subscription { delayed(ms: 60000) }").status,
+        409,
+        "a live id"
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let e = stream.next_event().expect("event");
+        seen.push((
+            e.event.clone(),
+            e.json()["id"].as_str().unwrap_or_default().to_owned(),
+            e.json(),
+        ));
+    }
+    assert_eq!(seen[0].0, "next");
+    assert_eq!(
+        seen[0].2,
+        json!({ "id": "a", "payload": { "data": { "ticks": 0 } } })
+    );
+    assert_eq!(
+        seen[2],
+        ("complete".into(), "a".into(), json!({ "id": "a" }))
+    );
+    s.wait_live(1);
+    // DELETE stops one.
+    let target = format!("/graphql?operationId=b&token={token}");
+    assert_eq!(request(s.addr, "DELETE", &target, &[], b"").status, 200);
+    s.recorder.wait("b stopped", DEADLINE, |e| {
+        e.completes
+            .iter()
+            .any(|c| c.1 == "b" && c.2 == EndReason::ClientStopped)
+    });
+    assert_eq!(s.live.get(), 0);
+    // The stream stays open for more operations.
+    assert_eq!(op("c", "{ hello }").status, 202);
+    let e = stream.next_event().expect("c");
+    assert_eq!(
+        e.json(),
+        json!({ "id": "c", "payload": { "data": { "hello": "world" } } })
+    );
+    // The client closes the stream: the reservation is gone.
+    stream.reset();
+    s.recorder.wait_closes(1, DEADLINE);
+    assert_eq!(op("d", "{ hello }").status, 404, "the token is forgotten");
+    wait_idle(&s);
+}
+
+fn single_connection_refusals<R: TestRuntime>() {
+    let s = R::start(Config::default().max_subscriptions(1));
+    let es = ("accept", "text/event-stream");
+    let unknown = [("x-graphql-event-stream-token", "0123")];
+    assert_eq!(
+        request(s.addr, "GET", "/graphql", &[es, unknown[0]], b"").status,
+        404
+    );
+    assert_eq!(
+        post_json(
+            s.addr,
+            "application/json",
+            &json!({"query":"{hello}","extensions":{"operationId":"1"}}),
+            &unknown
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        request(
+            s.addr,
+            "DELETE",
+            "/graphql?operationId=1&token=0123",
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    // A distinct stream's registry key is no token.
+    let _live = sse(s.addr, "subscription { delayed(ms: 60000) }");
+    s.wait_live(1);
+    let key = [("x-graphql-event-stream-token", "#1")];
+    assert_eq!(
+        request(s.addr, "GET", "/graphql", &[es, key[0]], b"").status,
+        404
+    );
+    let token = request(s.addr, "PUT", "/graphql", &[], b"").text();
+    let t = [("x-graphql-event-stream-token", token.as_str())];
+    let r = post_json(
+        s.addr,
+        "application/json",
+        &json!({ "query": "{ hello }" }),
+        &t,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["errors"][0]["message"], "Operation ID is missing");
+    assert_eq!(
+        request(
+            s.addr,
+            "DELETE",
+            &format!("/graphql?token={token}"),
+            &[],
+            b""
+        )
+        .status,
+        400
+    );
+    let sub = |id: &str| {
+        post_json(
+            s.addr,
+            "application/json",
+            &json!({"query":"subscription { delayed(ms: 60000) }","extensions":{"operationId":id}}),
+            &t,
+        )
+    };
+    assert_eq!(sub("1").status, 202);
+    assert_eq!(sub("2").status, 429, "max_subscriptions per reservation");
+}
+
+fn reservation_never_opened_expires<R: TestRuntime>() {
+    let s = R::start(Config::default().handshake_timeout(Duration::from_millis(300)));
+    let token = request(s.addr, "PUT", "/graphql", &[], b"").text();
+    let t = [("x-graphql-event-stream-token", token.as_str())];
+    let r = post_json(
+        s.addr,
+        "application/json",
+        &json!({"query":"subscription { delayed(ms: 60000) }","extensions":{"operationId":"1"}}),
+        &t,
+    );
+    assert_eq!(r.status, 202);
+    assert_completed(
+        &s,
+        1,
+        &EndReason::ConnectionClosed(CloseReason::InitTimeout),
+    );
+    let closes = s.recorder.wait_closes(1, DEADLINE).closes;
+    assert_eq!(closes[0].1, CloseReason::InitTimeout);
+    assert_eq!(
+        request(
+            s.addr,
+            "GET",
+            "/graphql",
+            &[("accept", "text/event-stream"), t[0]],
+            b""
+        )
+        .status,
+        404
+    );
+}
+
+fn bad_requests_get_their_status<R: TestRuntime>() {
+    let s = R::start(Config::default().max_message_size(1024));
+    let es = "text/event-stream";
+    let status = |r: HttpResponse| r.status;
+    // 413: the body is larger than max_message_size.
+    let big = json!({ "query": format!("{{ hello }} #{}", "x".repeat(2000)) });
+    assert_eq!(status(post_json(s.addr, es, &big, &[])), 413);
+    // 400: malformed bodies and parameters, with GraphQL errors.
+    for body in [
+        &b"{"[..],
+        b"[1]",
+        br#"{"query": 1}"#,
+        br#"{"variables": {}}"#,
+        br#"{"query":"{hello}","variables":[]}"#,
+    ] {
+        let r = request(
+            s.addr,
+            "POST",
+            "/graphql",
+            &[("content-type", "application/json"), ("accept", es)],
+            body,
+        );
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(body));
+        assert!(r.json()["errors"][0]["message"].is_string());
+    }
+    assert_eq!(
+        status(request(
+            s.addr,
+            "GET",
+            "/graphql?query=x&variables=nope",
+            &[],
+            b""
+        )),
+        400
+    );
+    assert_eq!(
+        status(request(s.addr, "GET", "/graphql", &[("accept", es)], b"")),
+        400
+    );
+    // 415: not JSON.
+    assert_eq!(
+        status(request(
+            s.addr,
+            "POST",
+            "/graphql",
+            &[("content-type", "text/plain")],
+            b"{}"
+        )),
+        415
+    );
+    // 405: a method we do not serve, a mutation over GET.
+    let r = request(s.addr, "PATCH", "/graphql", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, POST, PUT, DELETE"));
+    let r = request(
+        s.addr,
+        "GET",
+        "/graphql?query=mutation%7Bpublish(topic%3A%22t%22%2Cmessage%3A%22m%22)%7D",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    // 406: nothing we can produce; a subscription asked for as one JSON document.
+    assert_eq!(
+        status(request(
+            s.addr,
+            "GET",
+            "/graphql?query=%7Bhello%7D",
+            &[("accept", "text/html")],
+            b""
+        )),
+        406
+    );
+    let sub = json!({ "query": "subscription { ticks }" });
+    assert_eq!(
+        status(post_json(s.addr, "application/json", &sub, &[])),
+        406
+    );
+    wait_idle(&s);
+    assert!(s.gauges.snapshot().http_refused >= 13);
+    assert_eq!(
+        s.recorder.events().completes.len(),
+        0,
+        "no operation started"
+    );
+}
+
+fn stream_limit_answers_503<R: TestRuntime>() {
+    let s = R::start(Config::default().max_http_streams(Some(1)));
+    let first = sse(s.addr, "subscription { delayed(ms: 60000) }");
+    s.wait_live(1);
+    let r = post_json(
+        s.addr,
+        "text/event-stream",
+        &json!({ "query": "subscription { ticks }" }),
+        &[],
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(
+        request(s.addr, "PUT", "/graphql", &[], b"").status,
+        503,
+        "reservations count too"
+    );
+    // Plain requests are not streams.
+    assert_eq!(
+        post_json(
+            s.addr,
+            "application/json",
+            &json!({ "query": "{ hello }" }),
+            &[]
+        )
+        .status,
+        200
+    );
+    first.reset();
+    wait_idle(&s);
+    let _second = sse(s.addr, "subscription { delayed(ms: 60000) }");
+    s.wait_live(1);
+}
+
+fn heartbeats_keep_idle_streams_alive<R: TestRuntime>() {
+    let s = R::start(Config::default().http_heartbeat(Duration::from_millis(100)));
+    let mut r = sse(s.addr, "subscription { delayed(ms: 60000) }");
+    for _ in 0..4 {
+        r.next_heartbeat();
+    }
+    let mut m = multipart(s.addr, "subscription { delayed(ms: 60000) }");
+    for _ in 0..4 {
+        assert_eq!(m.next_any_part(), Some(json!({})), "an empty part");
+    }
+}
+
+fn client_reset_mid_stream<R: TestRuntime>() {
+    for format in [Format::Sse, Format::Multipart] {
+        let s = R::start(Config::default());
+        let r = open(&s, format, "subscription { ticks(everyMs: 10) }");
+        s.wait_live(1);
+        r.reset();
+        assert_completed(&s, 1, &EndReason::ConnectionClosed(CloseReason::PeerGone));
+        assert_eq!(
+            s.recorder.wait_closes(1, DEADLINE).closes[0].1,
+            CloseReason::PeerGone
+        );
+    }
+}
+
+fn client_fin_mid_stream<R: TestRuntime>() {
+    for format in [Format::Sse, Format::Multipart] {
+        let s = R::start(Config::default());
+        let r = open(&s, format, "subscription { delayed(ms: 60000) }");
+        s.wait_live(1);
+        r.socket().shutdown(Shutdown::Write).expect("fin");
+        assert_completed(&s, 1, &EndReason::ConnectionClosed(CloseReason::PeerGone));
+        drop(r);
+    }
+}
+
+fn slow_reader_is_cut_at_the_write_timeout<R: TestRuntime>() {
+    for format in [Format::Sse, Format::Multipart] {
+        let s = R::start(Config::default().write_timeout(Duration::from_millis(300)));
+        let r = open(&s, format, "subscription { payload(bytes: 65536) }");
+        s.wait_live(1);
+        // Never read again: the socket buffers fill, the server's write stalls.
+        assert_completed(
+            &s,
+            1,
+            &EndReason::ConnectionClosed(CloseReason::WriteTimeout),
+        );
+        drop(r);
+    }
+}
+
+fn stream_end_and_graceful_shutdown<R: TestRuntime>() {
+    let s = R::start(Config::default());
+    let mut a = open(&s, Format::Sse, "subscription { delayed(ms: 60000) }");
+    let mut b = open(&s, Format::Multipart, "subscription { delayed(ms: 60000) }");
+    let token = request(s.addr, "PUT", "/graphql", &[], b"").text();
+    s.wait_live(2);
+    s.shutdown(Duration::from_secs(5));
+    // Every stream ended cleanly: SSE with the body's end, multipart with the closing
+    // delimiter after a transport error.
+    assert!(a.next_event().is_none(), "the SSE stream ends");
+    let fatal = b.next_part().expect("a transport error");
+    assert_eq!(fatal["payload"], json!(null));
+    assert_eq!(fatal["errors"][0]["message"], "Server is shutting down");
+    assert!(b.next_part().is_none(), "then the closing delimiter");
+    assert_completed(
+        &s,
+        2,
+        &EndReason::ConnectionClosed(CloseReason::ServerShutdown),
+    );
+    let closes = s.recorder.wait_closes(3, DEADLINE).closes;
+    assert!(
+        closes.iter().all(|c| c.1 == CloseReason::ServerShutdown),
+        "{closes:?} ({token})"
+    );
+}
+
+fn dropping_the_connection_future_drops_the_stream<R: TestRuntime>() {
+    let (rt, guard) = R::runtime();
+    let (server, demo) = demo_server(rt.clone(), Config::default());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let r = sse(addr, "subscription { delayed(ms: 60000) }");
+        let _ = done_rx.recv_timeout(Duration::from_secs(30));
+        drop(r);
+    });
+    let (tcp, peer) = listener.accept().expect("accept");
+    let live = demo.live.clone();
+    R::block_on(&guard, async {
+        let mut conn = Box::pin(server.serve_io(R::adopt(tcp), Some(peer)));
+        let ended = async {
+            let _ = (&mut conn).await;
+            false
+        };
+        let one_live = async {
+            while live.get() < 1 {
+                rt.sleep(Duration::from_millis(5)).await;
+            }
+            true
+        };
+        let deadline = async {
+            rt.sleep(Duration::from_secs(10)).await;
+            false
+        };
+        let reached =
+            futures_lite::future::or(ended, futures_lite::future::or(one_live, deadline)).await;
+        assert!(reached, "the stream never went live");
+        drop(conn);
+        assert_eq!(
+            live.get(),
+            0,
+            "the operation outlived the connection future"
+        );
+    });
+    let e = demo.recorder.events();
+    assert_eq!(e.completes.len(), 1);
+    assert_eq!(e.completes[0].2, EndReason::Dropped);
+    assert_eq!(e.closes.len(), 1);
+    assert_eq!(e.closes[0].1, CloseReason::Dropped);
+    let g = demo.gauges.snapshot();
+    assert_eq!((g.http_streams, g.subscriptions), (0, 0));
+    let _ = done_tx.send(());
+    client.join().expect("client thread");
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Sse,
+    Multipart,
+}
+
+fn open(s: &TestServer, format: Format, query: &str) -> HttpResponse {
+    match format {
+        Format::Sse => sse(s.addr, query),
+        Format::Multipart => multipart(s.addr, query),
+    }
+}
+
+per_runtime!(
+    sse_distinct_streams_results_then_complete,
+    sse_get_with_parameters_and_validation_errors,
+    multipart_parts_heartbeats_and_the_closing_delimiter,
+    plain_queries_and_mutations_share_the_endpoint,
+    single_connection_mode_end_to_end,
+    single_connection_refusals,
+    reservation_never_opened_expires,
+    bad_requests_get_their_status,
+    stream_limit_answers_503,
+    heartbeats_keep_idle_streams_alive,
+    client_reset_mid_stream,
+    client_fin_mid_stream,
+    slow_reader_is_cut_at_the_write_timeout,
+    stream_end_and_graceful_shutdown,
+    dropping_the_connection_future_drops_the_stream,
+);
