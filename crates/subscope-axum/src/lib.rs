@@ -1,7 +1,8 @@
 //! Serve subscope on an axum route.
 //!
-//! Keep your router, HTTP middleware and GraphQL-over-HTTP endpoint; put subscope on the
-//! WebSocket side of a route. Subprotocol negotiation is the standalone driver's: the
+//! Keep your router and HTTP middleware; put subscope on a route: [`route`] serves every
+//! transport there (WebSocket, graphql-sse, Apollo multipart, plain GraphQL over HTTP),
+//! [`get_route`] only the WebSocket side (next to a GraphQL-over-HTTP handler of yours). Subprotocol negotiation is the standalone driver's: the
 //! client's first offered token that is enabled is echoed and used; with none, the
 //! upgrade completes and the socket is closed 4406.
 //!
@@ -13,7 +14,7 @@
 //! # async fn run() -> std::io::Result<()> {
 //! let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
 //! let server = subscope_tokio::server(schema).build();
-//! let app: Router = Router::new().route("/graphql", subscope_axum::get_route(server.clone()));
+//! let app: Router = Router::new().route("/graphql", subscope_axum::route(server.clone()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! axum::serve(listener, app).await
 //! # }
@@ -185,7 +186,56 @@ where
         })
 }
 
-/// A `GET` route serving subscope, for `Router::route`. The hooks see the request's URI
+/// A route serving every subscope transport on one path, for `Router::route`: WebSocket
+/// upgrades, graphql-sse (both modes), Apollo multipart subscriptions and plain GraphQL
+/// over HTTP (`GET`, `POST`, `PUT`, `DELETE`), exactly as the standalone server answers
+/// them. Each HTTP stream's body owns its operations, so a client that leaves (axum drops
+/// the body) frees them, and `server.shutdown(grace)` ends every stream and returns once
+/// their operations are gone. axum has no write timeout: a client that stops reading
+/// holds its stream until shutdown's grace ends or the connection fails.
+pub fn route<E, H, R, S>(server: Server<E, H, R>) -> MethodRouter<S>
+where
+    E: Executor,
+    H: Hooks,
+    R: Runtime,
+    S: Clone + Send + Sync + 'static,
+{
+    axum::routing::any(move |request: Request| {
+        let server = server.clone();
+        async move {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| *addr);
+            if !is_upgrade(request.headers()) {
+                return server
+                    .serve_http(request, peer)
+                    .await
+                    .map(axum::body::Body::new);
+            }
+            let (mut parts, _body) = request.into_parts();
+            let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+                Ok(ws) => ws,
+                Err(rejection) => return rejection.into_response(),
+            };
+            let request = UpgradeRequest::new(parts.uri, parts.headers).with_peer(peer);
+            upgrade(&server, ws, request)
+        }
+    })
+}
+
+/// `Upgrade: websocket` (any case, in any of the header's tokens).
+fn is_upgrade(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// A `GET` route serving subscope's WebSocket only (keep your own HTTP handlers on the
+/// route's other methods), for `Router::route`. The hooks see the request's URI
 /// and headers, and its peer when the app is served with `ConnectInfo<SocketAddr>`.
 pub fn get_route<E, H, R, S>(server: Server<E, H, R>) -> MethodRouter<S>
 where

@@ -273,3 +273,122 @@ fn the_http_side_checks_the_same_token() {
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     assert!(ok.contains(r#"{"data":{"hello":"world"}}"#), "{ok}");
 }
+
+/// The demo server with every transport mounted by [`subscope_axum::route`].
+fn start_route(config: Config) -> App {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let gauges = Arc::new(Gauges::new());
+    let live = LiveCounter::default();
+    let schema = build_schema(
+        Arc::new(TokioRuntime::new()),
+        Arc::clone(&gauges),
+        Broker::memory(Default::default(), Arc::clone(&gauges)),
+        live.clone(),
+    );
+    let hooks = RecordingHooks::default();
+    let recorder = hooks.recorder.clone();
+    let server = subscope::tokio::server(schema)
+        .hooks(hooks)
+        .config(config)
+        .gauges(Arc::clone(&gauges))
+        .build();
+    let app: axum::Router =
+        axum::Router::new().route("/graphql", subscope_axum::route(server.clone()));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    rt.spawn(async move { axum::serve(listener, service).await });
+    App {
+        rt,
+        addr,
+        live,
+        gauges,
+        recorder,
+        server,
+    }
+}
+
+#[test]
+fn route_serves_every_http_transport_beside_the_websocket() {
+    use subscope::EndReason;
+    use subscope_tests::http::{multipart, post_json, request, sse};
+    let app = start_route(Config::default());
+    // graphql-sse, distinct connections.
+    let mut r = sse(app.addr, "subscription { ticks(everyMs: 10, count: 2) }");
+    for n in 0..2 {
+        let e = r.next_event().expect("next");
+        assert_eq!(e.json()["data"]["ticks"], n);
+    }
+    assert_eq!(r.next_event().expect("complete").event, "complete");
+    // Apollo multipart.
+    let mut m = multipart(app.addr, "subscription { ticks(everyMs: 10, count: 1) }");
+    assert_eq!(
+        m.next_part(),
+        Some(json!({ "payload": { "data": { "ticks": 0 } } }))
+    );
+    assert!(m.next_part().is_none());
+    // Plain GraphQL over HTTP.
+    let q = post_json(
+        app.addr,
+        "application/json",
+        &json!({ "query": "{ hello }" }),
+        &[],
+    );
+    assert_eq!(q.json()["data"]["hello"], "world");
+    // Single-connection mode.
+    let token = request(app.addr, "PUT", "/graphql", &[], b"").text();
+    let t = [("x-graphql-event-stream-token", token.as_str())];
+    let mut stream = request(
+        app.addr,
+        "GET",
+        "/graphql",
+        &[("accept", "text/event-stream"), t[0]],
+        b"",
+    );
+    let body = json!({ "query": "{ hello }", "extensions": { "operationId": "x" } });
+    assert_eq!(
+        post_json(app.addr, "application/json", &body, &t).status,
+        202
+    );
+    let e = stream.next_event().expect("next");
+    assert_eq!(e.json()["id"], "x");
+    // A client that resets mid-stream frees its operation (axum drops the body).
+    let r = sse(app.addr, "subscription { delayed(ms: 60000) }");
+    wait_until("one live stream", DEADLINE, || app.live.get() == 1);
+    r.reset();
+    app.recorder
+        .wait("the reset stream completed", DEADLINE, |e| {
+            e.completes
+                .iter()
+                .any(|c| matches!(c.2, EndReason::Dropped))
+        });
+    wait_until("the stream dropped", DEADLINE, || app.live.get() == 0);
+    // The WebSocket on the same route.
+    let mut c = Client::modern(app.addr);
+    c.init(None);
+    drop(stream);
+}
+
+#[test]
+fn shutdown_ends_the_http_streams_axum_holds() {
+    use subscope_tests::http::{multipart, sse};
+    let app = start_route(Config::default());
+    let mut a = sse(app.addr, "subscription { delayed(ms: 60000) }");
+    let mut b = multipart(app.addr, "subscription { delayed(ms: 60000) }");
+    wait_until("two live streams", DEADLINE, || app.live.get() == 2);
+    app.rt.block_on(app.server.shutdown(Duration::from_secs(5)));
+    assert_eq!(app.live.get(), 0, "shutdown returned with a live stream");
+    assert_eq!(app.gauges.snapshot().http_streams, 0);
+    assert!(a.next_event().is_none());
+    assert_eq!(
+        b.next_part().expect("transport error")["errors"][0]["message"],
+        "Server is shutting down"
+    );
+    assert!(b.next_part().is_none());
+}
