@@ -12,6 +12,8 @@ pub(crate) struct Contender {
     binary: &'static str,
     args: &'static [&'static str],
     graphql: bool,
+    /// Subscribers over graphql-sse instead of WebSocket (only in the `-sse` scenarios).
+    sse: bool,
 }
 
 pub(crate) const CONTENDERS: &[Contender] = &[
@@ -20,36 +22,63 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         binary: "demo",
         args: &["--runtime", "tokio"],
         graphql: true,
+        sse: false,
     },
     Contender {
         name: "subscope-tokio-share",
         binary: "demo",
         args: &["--runtime", "tokio", "--share"],
         graphql: true,
+        sse: false,
     },
     Contender {
         name: "subscope-smol",
         binary: "demo",
         args: &["--runtime", "smol"],
         graphql: true,
+        sse: false,
     },
     Contender {
         name: "subscope-async-std",
         binary: "demo",
         args: &["--runtime", "async-std"],
         graphql: true,
+        sse: false,
     },
     Contender {
         name: "async-graphql",
         binary: "bench-server",
         args: &["--kind", "async-graphql"],
         graphql: true,
+        sse: false,
     },
     Contender {
         name: "limit",
         binary: "bench-server",
         args: &["--kind", "limit"],
         graphql: false,
+        sse: false,
+    },
+    Contender {
+        name: "subscope-tokio-sse",
+        binary: "demo",
+        args: &["--runtime", "tokio"],
+        graphql: true,
+        sse: true,
+    },
+    Contender {
+        name: "subscope-smol-sse",
+        binary: "demo",
+        args: &["--runtime", "smol"],
+        graphql: true,
+        sse: true,
+    },
+    Contender {
+        name: "subscope-async-std-sse",
+        binary: "demo",
+        args: &["--runtime", "async-std"],
+        graphql: true,
+        sse: true,
     },
 ];
 
@@ -115,6 +144,31 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "idle",
         title: "Many idle subscriptions: N connections, 1 then 5 quiet subscriptions each",
+        quick: &["--connections", "200"],
+        full: &["--connections", "1000"],
+        metrics: &[
+            (
+                "kib_per_connection",
+                "RSS KiB per connection (with 1 subscription)",
+                false,
+            ),
+            (
+                "kib_per_subscription",
+                "RSS KiB per extra subscription",
+                false,
+            ),
+        ],
+    },
+    Scenario {
+        name: "fanout-sse",
+        title: "Wide fan-out over SSE beside WebSocket: C x S subscribers (SSE: one distinct-connection stream each) to messages(topic), P messages published with W mutations in flight",
+        quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
+        full: &["--connections", "100", "--subs", "10", "--messages", "200"],
+        metrics: FANOUT_METRICS,
+    },
+    Scenario {
+        name: "idle-sse",
+        title: "Idle subscriptions over SSE beside WebSocket: N streams (single-connection mode), 1 then 5 quiet subscriptions each",
         quick: &["--connections", "200"],
         full: &["--connections", "1000"],
         metrics: &[
@@ -314,7 +368,12 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
     let mut failed = false;
     for (si, sc) in SCENARIOS.iter().enumerate() {
         let mut results: Vec<(&str, String)> = Vec::new();
+        let sse_scenario = sc.name.ends_with("-sse");
         for c in CONTENDERS {
+            // SSE scenarios: the SSE contenders beside subscope-tokio over WebSocket.
+            if c.sse != sse_scenario && !(sse_scenario && c.name == "subscope-tokio") {
+                continue;
+            }
             let Some((mut server, url)) = start_contender(&bin, c, &[]) else {
                 eprintln!("bench: {} did not start", c.name);
                 failed = true;
@@ -331,6 +390,7 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
                 ])
                 .args(params)
                 .args(["--window", &window_arg])
+                .args(["--transport", if c.sse { "sse" } else { "ws" }])
                 .output();
             let _ = server.kill();
             let _ = server.wait();

@@ -1,9 +1,14 @@
-//! The load generator: one process, real sockets on 127.0.0.1, `graphql-transport-ws`.
-//! Prints one JSON line with the scenario's figures.
+//! The load generator: one process, real sockets on 127.0.0.1, `graphql-transport-ws`
+//! (or, with `--transport sse`, subscribers over graphql-sse). Prints one JSON line with
+//! the scenario's figures.
 //!
 //! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup [--graphql true|false]
 //!          [--connections C] [--subs S] [--messages P] [--window W] [--seconds T]
-//!          [--samples K] [--publish-url URL]`
+//!          [--samples K] [--publish-url URL] [--transport ws|sse]`
+//!
+//! Over SSE the fan-out's C x S subscribers are C x S distinct-connection streams (what
+//! `EventSource` does), and the idle scenario's are single-connection streams (one
+//! reservation per connection, its subscriptions POSTed to it).
 //!
 //! The fan-out publisher keeps `--window` (default 64) `publish` mutations in flight, as a
 //! real producer does, and the result always says how many events arrived of how many
@@ -187,6 +192,91 @@ impl Observer {
     }
 }
 
+/// `host:port` of a `ws://host:port/path` URL.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// Sends one HTTP/1.1 request on a fresh connection; returns the socket, positioned after
+/// the response head, and the head.
+async fn http_request(
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (TcpStream, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = authority(url);
+    let mut tcp = TcpStream::connect(&host).await.expect("connect");
+    let mut req = format!(
+        "{method} /graphql HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i]).into_owned();
+            let rest = buf[i + 4..].to_vec();
+            return (tcp, head, rest);
+        }
+        let n = tokio::time::timeout(DEADLINE, tcp.read(&mut chunk))
+            .await
+            .expect("response head in time")
+            .expect("read");
+        assert!(n > 0, "connection closed before the response head");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Opens one distinct-connection SSE subscription.
+async fn sse_subscribe(url: &str, query: &str) -> (TcpStream, Vec<u8>) {
+    let body = json!({ "query": query }).to_string();
+    let (tcp, head, rest) = http_request(
+        url,
+        "POST",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "text/event-stream"),
+        ],
+        &body,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "SSE refused: {head}");
+    (tcp, rest)
+}
+
+/// Reads an SSE stream, calling `event` with each complete event's text (chunk framing
+/// included: one event is one chunk, so the pattern never straddles one).
+async fn read_events(
+    mut tcp: TcpStream,
+    mut buf: Vec<u8>,
+    stop: &std::sync::atomic::AtomicBool,
+    mut event: impl FnMut(&str),
+) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 16 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        while let Some(i) = buf.windows(2).position(|w| w == b"\n\n") {
+            let text = String::from_utf8_lossy(&buf[..i]).into_owned();
+            event(&text);
+            buf.drain(..i + 2);
+        }
+        match tokio::time::timeout(Duration::from_millis(50), tcp.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => continue,
+        }
+    }
+}
+
 async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let (c, s, p) = (
         a.num("--connections", 10),
@@ -200,7 +290,34 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let window = a.num("--window", 64).max(1);
     let mut readers = Vec::new();
-    for _ in 0..c {
+    let sse = a.get("--transport", "ws") == "sse";
+    for _ in 0..(if sse { c * s } else { 0 }) {
+        let (tcp, rest) = sse_subscribe(url, "subscription { messages(topic: \"bench\") }").await;
+        let (sent, received, stop) = (Arc::clone(&sent), Arc::clone(&received), Arc::clone(&stop));
+        readers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut last = None;
+            let mut hits = Vec::new();
+            read_events(tcp, rest, &stop, |text| {
+                if let Some(rest) = text.split("\"messages\":\"").nth(1)
+                    && let Some(idx) = rest.split('"').next().and_then(|i| i.parse::<usize>().ok())
+                {
+                    hits.push((idx, Instant::now()));
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .await;
+            let sent = sent.lock().await;
+            for (idx, now) in hits {
+                if let Some(Some(at)) = sent.get(idx) {
+                    lat.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+                }
+                last = Some(now);
+            }
+            (lat, last)
+        }));
+    }
+    for _ in 0..(if sse { 0 } else { c }) {
         let mut ws = connect(url).await;
         for i in 0..s {
             send(
@@ -324,7 +441,88 @@ async fn publish_windowed(ws: &mut Ws, p: u64, window: u64, sent: &Mutex<Vec<Opt
     }
 }
 
+/// POSTs one subscription to a single-connection reservation.
+async fn sse_post_operation(url: &str, token: &str, id: &str) {
+    let body = json!({ "query": "subscription { messages(topic: \"idle\") }", "extensions": { "operationId": id } }).to_string();
+    let (_tcp, head, _) = http_request(
+        url,
+        "POST",
+        &[
+            ("content-type", "application/json"),
+            ("x-graphql-event-stream-token", token),
+        ],
+        &body,
+    )
+    .await;
+    assert!(
+        head.starts_with("HTTP/1.1 202"),
+        "operation refused: {head}"
+    );
+}
+
+/// The idle scenario over graphql-sse's single-connection mode: one reservation and its
+/// open stream per "connection", 1 then 5 subscriptions POSTed to each.
+async fn idle_sse(url: &str, a: &Args, pid: u32) -> Value {
+    use tokio::io::AsyncReadExt;
+    let n = a.num("--connections", 200);
+    let extra = 4;
+    let mut obs = Observer::new(url).await;
+    let base_live = obs.live_streams().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let (mut tcp, head, mut token) = http_request(url, "PUT", &[], "").await;
+        assert!(
+            head.starts_with("HTTP/1.1 201"),
+            "reservation refused: {head}"
+        );
+        // The body is the 32-character token.
+        while token.len() < 32 {
+            let mut more = [0u8; 64];
+            let k = tcp.read(&mut more).await.expect("token");
+            assert!(k > 0, "reservation body cut short");
+            token.extend_from_slice(&more[..k]);
+        }
+        let token = String::from_utf8_lossy(&token).trim().to_owned();
+        let (stream, head, _) = http_request(
+            url,
+            "GET",
+            &[
+                ("accept", "text/event-stream"),
+                ("x-graphql-event-stream-token", &token),
+            ],
+            "",
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 200"), "stream refused: {head}");
+        sse_post_operation(url, &token, "i0").await;
+        streams.push((stream, token));
+    }
+    obs.wait_live(true, base_live, n).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let with_one = rss_kib(pid);
+    for (_, token) in &streams {
+        for i in 1..=extra {
+            sse_post_operation(url, token, &format!("i{i}")).await;
+        }
+    }
+    obs.wait_live(true, base_live, n * (1 + extra)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let with_more = rss_kib(pid);
+    drop(streams);
+    json!({
+        "kib_per_connection": with_one.saturating_sub(before) as f64 / n as f64,
+        "kib_per_subscription": with_more.saturating_sub(with_one) as f64 / (n * extra) as f64,
+        "rss_before_kib": before,
+        "rss_after_kib": with_more,
+    })
+}
+
 async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
+    if a.get("--transport", "ws") == "sse" {
+        return idle_sse(url, a, pid).await;
+    }
     let n = a.num("--connections", 200);
     let extra = 4;
     let mut obs = Observer::new(url).await;
@@ -445,7 +643,7 @@ async fn main() {
     let scenario = args.get("--scenario", "fanout");
     let result = match scenario.as_str() {
         s if s.starts_with("fanout") || s == "deep" => fanout(&url, &args, pid, graphql).await,
-        "idle" => idle(&url, &args, pid, graphql).await,
+        s if s.starts_with("idle") => idle(&url, &args, pid, graphql).await,
         "churn" => churn(&url, &args, pid, graphql).await,
         "cleanup" => cleanup(&url, &args, graphql).await,
         other => panic!("unknown scenario {other}"),
