@@ -33,7 +33,8 @@ const DEFAULT_RUNTIME: &str = if cfg!(feature = "tokio") {
 #[command(
     name = "demo",
     about = "The subscope demo server: the demo schema over graphql-transport-ws and graphql-ws \
-             on ws://HOST:PORT/graphql",
+             on ws://HOST:PORT/graphql, and over graphql-sse, Apollo multipart and plain \
+             GraphQL over HTTP on the same port",
     long_about = None,
 )]
 struct Cli {

@@ -294,6 +294,7 @@ pub(crate) fn redis_fanout(bin: &str, quick: bool, window: u64) -> Option<String
         binary: "demo",
         args: &["--runtime", "tokio"],
         graphql: true,
+        sse: false,
     };
     let result = (|| {
         let with_redis = |c: &Contender| start_contender(bin, c, &["--redis", &url]);
