@@ -12,8 +12,10 @@ pub(crate) struct Contender {
     binary: &'static str,
     args: &'static [&'static str],
     graphql: bool,
-    /// Subscribers over graphql-sse instead of WebSocket (only in the `-sse` scenarios).
-    sse: bool,
+    /// How subscribers connect: `ws`, or (only in the `-sse` scenarios) `sse` (one
+    /// distinct-connection stream each) or `sse-single` (single-connection streams with
+    /// several subscriptions each).
+    transport: &'static str,
 }
 
 pub(crate) const CONTENDERS: &[Contender] = &[
@@ -22,63 +24,70 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         binary: "demo",
         args: &["--runtime", "tokio"],
         graphql: true,
-        sse: false,
+        transport: "ws",
     },
     Contender {
         name: "subscope-tokio-share",
         binary: "demo",
         args: &["--runtime", "tokio", "--share"],
         graphql: true,
-        sse: false,
+        transport: "ws",
     },
     Contender {
         name: "subscope-smol",
         binary: "demo",
         args: &["--runtime", "smol"],
         graphql: true,
-        sse: false,
+        transport: "ws",
     },
     Contender {
         name: "subscope-async-std",
         binary: "demo",
         args: &["--runtime", "async-std"],
         graphql: true,
-        sse: false,
+        transport: "ws",
     },
     Contender {
         name: "async-graphql",
         binary: "bench-server",
         args: &["--kind", "async-graphql"],
         graphql: true,
-        sse: false,
+        transport: "ws",
     },
     Contender {
         name: "limit",
         binary: "bench-server",
         args: &["--kind", "limit"],
         graphql: false,
-        sse: false,
+        transport: "ws",
     },
     Contender {
         name: "subscope-tokio-sse",
         binary: "demo",
         args: &["--runtime", "tokio"],
         graphql: true,
-        sse: true,
+        transport: "sse",
+    },
+    Contender {
+        name: "subscope-tokio-sse-single",
+        binary: "demo",
+        args: &["--runtime", "tokio"],
+        graphql: true,
+        transport: "sse-single",
     },
     Contender {
         name: "subscope-smol-sse",
         binary: "demo",
         args: &["--runtime", "smol"],
         graphql: true,
-        sse: true,
+        transport: "sse",
     },
     Contender {
         name: "subscope-async-std-sse",
         binary: "demo",
         args: &["--runtime", "async-std"],
         graphql: true,
-        sse: true,
+        transport: "sse",
     },
 ];
 
@@ -161,7 +170,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "fanout-sse",
-        title: "Wide fan-out over SSE beside WebSocket: C x S subscribers (SSE: one distinct-connection stream each) to messages(topic), P messages published with W mutations in flight",
+        title: "Wide fan-out over SSE beside WebSocket: C x S subscribers to messages(topic), P messages published with W mutations in flight (-sse: one distinct-connection stream per subscriber; -sse-single: C single-connection streams of S subscriptions, WebSocket's topology)",
         quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
         full: &["--connections", "100", "--subs", "10", "--messages", "200"],
         metrics: FANOUT_METRICS,
@@ -294,7 +303,7 @@ pub(crate) fn redis_fanout(bin: &str, quick: bool, window: u64) -> Option<String
         binary: "demo",
         args: &["--runtime", "tokio"],
         graphql: true,
-        sse: false,
+        transport: "ws",
     };
     let result = (|| {
         let with_redis = |c: &Contender| start_contender(bin, c, &["--redis", &url]);
@@ -372,7 +381,8 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
         let sse_scenario = sc.name.ends_with("-sse");
         for c in CONTENDERS {
             // SSE scenarios: the SSE contenders beside subscope-tokio over WebSocket.
-            if c.sse != sse_scenario && !(sse_scenario && c.name == "subscope-tokio") {
+            let sse = c.transport != "ws";
+            if sse != sse_scenario && !(sse_scenario && c.name == "subscope-tokio") {
                 continue;
             }
             let Some((mut server, url)) = start_contender(&bin, c, &[]) else {
@@ -391,7 +401,7 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
                 ])
                 .args(params)
                 .args(["--window", &window_arg])
-                .args(["--transport", if c.sse { "sse" } else { "ws" }])
+                .args(["--transport", c.transport])
                 .output();
             let _ = server.kill();
             let _ = server.wait();

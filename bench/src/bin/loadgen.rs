@@ -290,9 +290,30 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let window = a.num("--window", 64).max(1);
     let mut readers = Vec::new();
-    let sse = a.get("--transport", "ws") == "sse";
-    for _ in 0..(if sse { c * s } else { 0 }) {
-        let (tcp, rest) = sse_subscribe(url, "subscription { messages(topic: \"bench\") }").await;
+    let transport = a.get("--transport", "ws");
+    let query = "subscription { messages(topic: \"bench\") }";
+    let mut streams = Vec::new();
+    match transport.as_str() {
+        // One distinct-connection stream per subscriber.
+        "sse" => {
+            for _ in 0..c * s {
+                streams.push(sse_subscribe(url, query).await);
+            }
+        }
+        // C single-connection streams carrying S subscriptions each (WebSocket's topology).
+        "sse-single" => {
+            for _ in 0..c {
+                let (tcp, rest, token) = sse_open_reserved(url).await;
+                for i in 0..s {
+                    sse_post_operation(url, &token, &format!("s{i}"), query).await;
+                }
+                streams.push((tcp, rest));
+            }
+        }
+        _ => {}
+    }
+    let sse = transport != "ws";
+    for (tcp, rest) in streams {
         let (sent, received, stop) = (Arc::clone(&sent), Arc::clone(&received), Arc::clone(&stop));
         readers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -441,9 +462,40 @@ async fn publish_windowed(ws: &mut Ws, p: u64, window: u64, sent: &Mutex<Vec<Opt
     }
 }
 
+/// Reserves a single-connection stream and opens it: the stream's socket, what was read
+/// past its head, and the token.
+async fn sse_open_reserved(url: &str) -> (TcpStream, Vec<u8>, String) {
+    use tokio::io::AsyncReadExt;
+    let (mut tcp, head, mut token) = http_request(url, "PUT", &[], "").await;
+    assert!(
+        head.starts_with("HTTP/1.1 201"),
+        "reservation refused: {head}"
+    );
+    // The body is the 32-character token.
+    while token.len() < 32 {
+        let mut more = [0u8; 64];
+        let k = tcp.read(&mut more).await.expect("token");
+        assert!(k > 0, "reservation body cut short");
+        token.extend_from_slice(&more[..k]);
+    }
+    let token = String::from_utf8_lossy(&token).trim().to_owned();
+    let (stream, head, rest) = http_request(
+        url,
+        "GET",
+        &[
+            ("accept", "text/event-stream"),
+            ("x-graphql-event-stream-token", &token),
+        ],
+        "",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "stream refused: {head}");
+    (stream, rest, token)
+}
+
 /// POSTs one subscription to a single-connection reservation.
-async fn sse_post_operation(url: &str, token: &str, id: &str) {
-    let body = json!({ "query": "subscription { messages(topic: \"idle\") }", "extensions": { "operationId": id } }).to_string();
+async fn sse_post_operation(url: &str, token: &str, id: &str, query: &str) {
+    let body = json!({ "query": query, "extensions": { "operationId": id } }).to_string();
     let (_tcp, head, _) = http_request(
         url,
         "POST",
@@ -460,10 +512,11 @@ async fn sse_post_operation(url: &str, token: &str, id: &str) {
     );
 }
 
+const IDLE_QUERY: &str = "subscription { messages(topic: \"idle\") }";
+
 /// The idle scenario over graphql-sse's single-connection mode: one reservation and its
 /// open stream per "connection", 1 then 5 subscriptions POSTed to each.
 async fn idle_sse(url: &str, a: &Args, pid: u32) -> Value {
-    use tokio::io::AsyncReadExt;
     let n = a.num("--connections", 200);
     let extra = 4;
     let mut obs = Observer::new(url).await;
@@ -472,31 +525,8 @@ async fn idle_sse(url: &str, a: &Args, pid: u32) -> Value {
     let before = rss_kib(pid);
     let mut streams = Vec::new();
     for _ in 0..n {
-        let (mut tcp, head, mut token) = http_request(url, "PUT", &[], "").await;
-        assert!(
-            head.starts_with("HTTP/1.1 201"),
-            "reservation refused: {head}"
-        );
-        // The body is the 32-character token.
-        while token.len() < 32 {
-            let mut more = [0u8; 64];
-            let k = tcp.read(&mut more).await.expect("token");
-            assert!(k > 0, "reservation body cut short");
-            token.extend_from_slice(&more[..k]);
-        }
-        let token = String::from_utf8_lossy(&token).trim().to_owned();
-        let (stream, head, _) = http_request(
-            url,
-            "GET",
-            &[
-                ("accept", "text/event-stream"),
-                ("x-graphql-event-stream-token", &token),
-            ],
-            "",
-        )
-        .await;
-        assert!(head.starts_with("HTTP/1.1 200"), "stream refused: {head}");
-        sse_post_operation(url, &token, "i0").await;
+        let (stream, _, token) = sse_open_reserved(url).await;
+        sse_post_operation(url, &token, "i0", IDLE_QUERY).await;
         streams.push((stream, token));
     }
     obs.wait_live(true, base_live, n).await;
@@ -504,7 +534,7 @@ async fn idle_sse(url: &str, a: &Args, pid: u32) -> Value {
     let with_one = rss_kib(pid);
     for (_, token) in &streams {
         for i in 1..=extra {
-            sse_post_operation(url, token, &format!("i{i}")).await;
+            sse_post_operation(url, token, &format!("i{i}"), IDLE_QUERY).await;
         }
     }
     obs.wait_live(true, base_live, n * (1 + extra)).await;
@@ -520,7 +550,7 @@ async fn idle_sse(url: &str, a: &Args, pid: u32) -> Value {
 }
 
 async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
-    if a.get("--transport", "ws") == "sse" {
+    if a.get("--transport", "ws") != "ws" {
         return idle_sse(url, a, pid).await;
     }
     let n = a.num("--connections", 200);

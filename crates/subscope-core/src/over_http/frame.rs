@@ -27,7 +27,7 @@ pub(crate) fn content_type(format: Format) -> &'static str {
 // wait for the next event. The stream opens with the first delimiter; `--` after the
 // last one closes it.
 const DELIMITER: &str = "\r\n--graphql";
-const PART: &str = "\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
+const PART: &str = "\r\ncontent-type: application/json\r\n\r\n";
 const END: &str = "--\r\n";
 
 /// The JSON of an execution result.
@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(complete(Format::Sse, ""), "event: complete\ndata: \n\n");
         assert_eq!(
             next(Format::Multipart, "", "{\"data\":1}"),
-            "\r\ncontent-type: application/json; charset=utf-8\r\n\r\n{\"payload\":{\"data\":1}}\r\n--graphql"
+            "\r\ncontent-type: application/json\r\n\r\n{\"payload\":{\"data\":1}}\r\n--graphql"
         );
         assert!(fatal(Format::Multipart, "", &[]).ends_with("\r\n--graphql--\r\n"));
         assert_eq!(complete(Format::Multipart, ""), "--\r\n");

@@ -19,6 +19,7 @@ use super::frame::{self, Format};
 use super::io::Ending;
 use super::single::{Phase, Reservation};
 use crate::children::ChildEvent;
+use crate::driver::{WRITE_BATCH, WRITE_BATCH_BYTES};
 use crate::hooks::run_guarded;
 use crate::operation::{OpItem, Operation};
 use crate::protocol::{internal_error, is_request_error, too_large_error};
@@ -270,32 +271,44 @@ impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
             this.close_ops(&CloseReason::ServerShutdown);
             return Poll::Ready(frame::shutdown(this.format).map(|b| Ok(Frame::data(b))));
         }
-        let step = match this.poll_ops(cx) {
-            Poll::Ready(event) => this.step(event),
-            Poll::Pending => Step::Pending,
-        };
-        match step {
-            Step::Frame(text) => {
-                this.rearm();
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(text)))))
-            }
-            Step::Last(text) => {
-                this.finished = true;
-                this.reason = Some(CloseReason::Finished);
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(text)))))
-            }
-            Step::Pending => {
-                let beat = this
-                    .sleep
-                    .as_mut()
-                    .is_some_and(|s| s.as_mut().poll(cx).is_ready());
-                if beat {
-                    this.rearm();
-                    return Poll::Ready(Some(Ok(Frame::data(frame::heartbeat(this.format)))));
+        // Every event that is ready goes into one frame, up to the driver's write batch:
+        // one chunk and one write for many events, as on WebSocket.
+        let mut batch = String::new();
+        let mut events = 0;
+        while events < WRITE_BATCH && batch.len() < WRITE_BATCH_BYTES {
+            let step = match this.poll_ops(cx) {
+                Poll::Ready(event) => this.step(event),
+                Poll::Pending => Step::Pending,
+            };
+            match step {
+                Step::Frame(text) => {
+                    batch.push_str(&text);
+                    events += 1;
                 }
-                Poll::Pending
+                Step::Last(text) => {
+                    batch.push_str(&text);
+                    this.finished = true;
+                    this.reason = Some(CloseReason::Finished);
+                    break;
+                }
+                Step::Pending => break,
             }
         }
+        if !batch.is_empty() {
+            if !this.finished {
+                this.rearm();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(batch)))));
+        }
+        let beat = this
+            .sleep
+            .as_mut()
+            .is_some_and(|s| s.as_mut().poll(cx).is_ready());
+        if beat {
+            this.rearm();
+            return Poll::Ready(Some(Ok(Frame::data(frame::heartbeat(this.format)))));
+        }
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
