@@ -244,58 +244,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let server = self.clone();
         let task = async move {
             let inner = &server.inner;
-            let ending = Arc::new(Ending::default());
-            let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
-            let io = HyperIo::new(
-                io,
-                inner.runtime.clone(),
-                inner.config.write_timeout,
-                Arc::clone(&ending),
-            );
-            let service = {
-                let (server, ending, outcome) =
-                    (server.clone(), Arc::clone(&ending), Arc::clone(&outcome));
-                hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-                    let (server, ending, outcome) =
-                        (server.clone(), Arc::clone(&ending), Arc::clone(&outcome));
-                    async move {
-                        if is_websocket_upgrade(request.method(), request.headers()) {
-                            let (response, next) =
-                                accept_upgrade(&server.inner.config, &mut request);
-                            if let Some(next) = next {
-                                *outcome.lock().unwrap_or_else(PoisonError::into_inner) =
-                                    Some(next);
-                            }
-                            return Ok::<_, Infallible>(response);
-                        }
-                        Ok(server.http(request, peer, Some(ending)).await)
-                    }
-                })
-            };
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(HyperTimer(inner.runtime.clone()))
-                // Also bounds how long an idle keep-alive connection waits for a request.
-                .header_read_timeout(inner.config.handshake_timeout);
-            let mut conn = std::pin::pin!(builder.serve_connection(io, service).with_upgrades());
-            let stop = Arc::clone(&inner.stop).wait();
-            let served = future::or(async { Some(conn.as_mut().await) }, async {
-                stop.await;
-                None
-            })
-            .await;
-            let served = match served {
-                Some(served) => served,
-                None => {
-                    // Idle keep-alive connections close now; streams end by themselves.
-                    conn.as_mut().graceful_shutdown();
-                    conn.as_mut().await
-                }
-            };
-            let next = outcome
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
+            // The HTTP phase in its own allocation: hyper's connection state is freed
+            // before a WebSocket runs, instead of sizing this task for its lifetime.
+            let (served, next) = Box::pin(server.http_phase(io, peer)).await;
             match next {
                 Some(Outcome::Upgrade {
                     on_upgrade,
@@ -346,6 +297,76 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             }
         };
         self.track(task, Ok(CloseReason::Dropped))
+    }
+
+    /// Serves HTTP on `io` until the connection ends or is upgraded; returns hyper's
+    /// verdict and what an upgrade request left to do.
+    async fn http_phase<S>(
+        &self,
+        io: S,
+        peer: Option<SocketAddr>,
+    ) -> (Result<(), hyper::Error>, Option<Outcome>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let server = self;
+        let inner = &self.inner;
+        let ending = Arc::new(Ending::default());
+        let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
+        let io = HyperIo::new(
+            io,
+            inner.runtime.clone(),
+            inner.config.write_timeout,
+            Arc::clone(&ending),
+        );
+        let service = {
+            let (server, ending, outcome) =
+                (server.clone(), Arc::clone(&ending), Arc::clone(&outcome));
+            hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+                let (server, ending, outcome) =
+                    (server.clone(), Arc::clone(&ending), Arc::clone(&outcome));
+                async move {
+                    if is_websocket_upgrade(request.method(), request.headers()) {
+                        let (response, next) = accept_upgrade(&server.inner.config, &mut request);
+                        if let Some(next) = next {
+                            *outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
+                        }
+                        return Ok::<_, Infallible>(response);
+                    }
+                    Ok(server.http(request, peer, Some(ending)).await)
+                }
+            })
+        };
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(HyperTimer(inner.runtime.clone()))
+            // Also bounds how long an idle keep-alive connection waits for a request.
+            .header_read_timeout(inner.config.handshake_timeout)
+            // What hyper may hold for a slow reader before it stops polling the body
+            // (its default is ~408 KiB): with one batch in flight, an HTTP stream's
+            // outbound memory stays near the WebSocket driver's bound. Also the largest
+            // request head.
+            .max_buf_size(HTTP_BUFFER);
+        let mut conn = std::pin::pin!(builder.serve_connection(io, service).with_upgrades());
+        let stop = Arc::clone(&inner.stop).wait();
+        let served = future::or(async { Some(conn.as_mut().await) }, async {
+            stop.await;
+            None
+        })
+        .await;
+        let served = match served {
+            Some(served) => served,
+            None => {
+                // Idle keep-alive connections close now; streams end by themselves.
+                conn.as_mut().graceful_shutdown();
+                conn.as_mut().await
+            }
+        };
+        let next = outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        (served, next)
     }
 
     /// Serves a socket that is already a WebSocket (for servers that do the upgrade
@@ -497,6 +518,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         }
     }
 }
+
+/// hyper's read and write buffer bound per HTTP connection.
+const HTTP_BUFFER: usize = 64 * 1024;
 
 /// Half-closes our side, then reads and discards until the peer closes too.
 async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {

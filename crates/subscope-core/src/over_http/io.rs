@@ -193,6 +193,13 @@ pub(crate) struct Prefixed<S> {
 
 impl<S> Prefixed<S> {
     pub(crate) fn new(prefix: Bytes, io: S) -> Self {
+        // `prefix` is a view of hyper's whole read buffer (8 KiB or more); keep only the
+        // bytes, so an idle WebSocket does not hold that buffer for its lifetime.
+        let prefix = if prefix.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(&prefix)
+        };
         Self { prefix, io }
     }
 
@@ -212,6 +219,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             let n = this.prefix.len().min(buf.len());
             buf[..n].copy_from_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            if !this.prefix.has_remaining() {
+                this.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(n));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
