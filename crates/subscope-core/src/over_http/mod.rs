@@ -42,7 +42,7 @@ use self::stream::{EventStream, StreamEnd};
 use crate::operation::{OpItem, Operation, Sharing};
 use crate::protocol::{is_request_error, too_large_error};
 use crate::rt::Runtime;
-use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Server, Subprotocol, UpgradeRequest};
+use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Server, Subprotocol};
 
 pub(crate) use request::is_websocket_upgrade;
 
@@ -312,7 +312,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         peer: Option<SocketAddr>,
     ) -> Arc<ConnectionInfo> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = UpgradeRequest::new(parts.uri.clone(), parts.headers.clone()).with_peer(peer);
+        let request = request::detached_request(&parts.uri, &parts.headers).with_peer(peer);
         Arc::new(ConnectionInfo::new(id, protocol, request))
     }
 

@@ -3,7 +3,9 @@
 //! `docs/PROTOCOL.md` 4.6 for everything malformed.
 
 use async_graphql::{Request, Variables};
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+
+use crate::UpgradeRequest;
 use serde_json::{Map, Value};
 
 /// The header that carries a single-connection stream token.
@@ -220,6 +222,19 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// The request's URI and headers as an [`UpgradeRequest`] that owns its bytes. hyper parses
+/// both as views into its read buffer (8 KiB or more); a connection that keeps them
+/// (`ConnectionInfo` lives as long as the connection) would keep that whole buffer alive.
+pub(crate) fn detached_request(uri: &Uri, headers: &HeaderMap) -> UpgradeRequest {
+    let uri = Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone());
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        owned.append(name.clone(), value);
+    }
+    UpgradeRequest::new(uri, owned)
 }
 
 /// Whether this is a WebSocket upgrade request (`Connection: upgrade`, `Upgrade: websocket`).

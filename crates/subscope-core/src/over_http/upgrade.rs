@@ -64,7 +64,7 @@ pub(crate) fn accept_upgrade<B>(
             None,
         );
     };
-    let upgrade = UpgradeRequest::new(request.uri().clone(), headers.clone());
+    let upgrade = super::request::detached_request(request.uri(), headers);
     if !config.is_origin_allowed(upgrade.origin()) {
         let origin = upgrade.origin().unwrap_or_default().to_owned();
         return (
