@@ -512,6 +512,18 @@ fn stream_end_and_graceful_shutdown<R: TestRuntime>() {
     let token = request(s.addr, "PUT", "/graphql", &[], b"").text();
     s.wait_live(2);
     s.shutdown(Duration::from_secs(5));
+    // When shutdown returns, every operation and every stream's end hooks are done.
+    assert_eq!(s.live.get(), 0, "shutdown returned with a live stream");
+    assert_eq!(
+        s.gauges.snapshot().http_streams,
+        0,
+        "shutdown returned with a stream"
+    );
+    assert_eq!(
+        s.recorder.events().closes.len(),
+        3,
+        "every end hook ran before shutdown returned"
+    );
     // Every stream ended cleanly: SSE with the body's end, multipart with the closing
     // delimiter after a transport error.
     assert!(a.next_event().is_none(), "the SSE stream ends");

@@ -416,7 +416,6 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         reservation: Arc<single::Reservation<H>>,
         format: Format,
         ending: Option<Arc<Ending>>,
-        end: StreamEnd<H>,
     ) -> Response<HttpBody> {
         let inner = &self.inner;
         let body = EventStream::new(
@@ -427,7 +426,6 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             Box::pin(Arc::clone(&inner.stop).wait()),
             ending,
             inner.config.max_response_size_bytes(),
-            end,
         );
         let mut response = Response::new(HttpBody(Kind::Stream(Box::pin(body))));
         let headers = response.headers_mut();
@@ -478,10 +476,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 "Server is shutting down",
             ));
         }
-        let end = reservation.open().map_err(|_| {
+        reservation.open().map_err(|_| {
             Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down")
         })?;
-        Ok(self.event_stream(reservation, format, ending, end))
+        Ok(self.event_stream(reservation, format, ending))
     }
 
     /// Plain GraphQL over HTTP: one operation, one JSON response.
@@ -609,7 +607,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 let reason = futures_lite::future::or(expired, stopped).await;
                 if reservation.phase() == Phase::Reserved {
                     tracing::debug!(conn = reservation.conn.id, reason = %reason, "stream reservation closed before it was opened");
-                    reservation.close(EndReason::ConnectionClosed(reason));
+                    reservation.close(reason);
                 }
             }
         };
@@ -639,7 +637,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     ) -> Result<Response<HttpBody>, Refusal> {
         let reservation = self.reservation(token)?;
         match reservation.open() {
-            Ok(end) => Ok(self.event_stream(reservation, Format::SseSingle, ending, end)),
+            Ok(()) => Ok(self.event_stream(reservation, Format::SseSingle, ending)),
             Err(Phase::Open) => Err(Refusal::new(StatusCode::CONFLICT, "Stream already open")),
             Err(_) => Err(Refusal::new(StatusCode::NOT_FOUND, "Stream not found")),
         }

@@ -87,7 +87,7 @@ impl<H: Hooks> Reservations<H> {
     pub(crate) fn close_all(&self, reason: &CloseReason) {
         let all: Vec<_> = self.lock().drain().map(|(_, r)| r).collect();
         for r in all {
-            r.close(EndReason::ConnectionClosed(reason.clone()));
+            r.close(reason.clone());
         }
     }
 }
@@ -122,7 +122,7 @@ pub(crate) enum Phase {
 struct State<H: Hooks> {
     ops: ChildSet<Operation<H>>,
     phase: Phase,
-    /// The end hooks; taken by the stream when it opens.
+    /// The end hooks, run when the reservation closes.
     end: Option<StreamEnd<H>>,
     /// Counts for shutdown until closed.
     live: Option<TrackerToken>,
@@ -159,17 +159,14 @@ impl<H: Hooks> Reservation<H> {
         self.lock().phase
     }
 
-    /// Opens the stream: `Some(end hooks)` the first time, `None` if it is open or gone.
-    pub(crate) fn open(&self) -> Result<StreamEnd<H>, Phase> {
+    /// Opens the stream, once: `Err` with the phase if it is open or gone.
+    pub(crate) fn open(&self) -> Result<(), Phase> {
         let mut state = self.lock();
         match state.phase {
-            Phase::Reserved => match state.end.take() {
-                Some(end) => {
-                    state.phase = Phase::Open;
-                    Ok(end)
-                }
-                None => Err(Phase::Closed),
-            },
+            Phase::Reserved => {
+                state.phase = Phase::Open;
+                Ok(())
+            }
             other => Err(other),
         }
     }
@@ -209,9 +206,10 @@ impl<H: Hooks> Reservation<H> {
         self.lock().ops.poll_next(cx)
     }
 
-    /// Ends the reservation: forgets the token, drops every operation with `reason`, then
-    /// runs the end hooks if the stream never took them. Idempotent.
-    pub(crate) fn close(&self, reason: EndReason) {
+    /// Ends the reservation: forgets the token, drops every operation (completed with
+    /// `ConnectionClosed(reason)`, or `Dropped`), runs the end hooks, and only then stops
+    /// counting for shutdown. Idempotent: the first reason wins.
+    pub(crate) fn close(&self, reason: CloseReason) {
         if let Some(registry) = self.registry.upgrade() {
             registry.forget(&self.token);
         }
@@ -221,15 +219,16 @@ impl<H: Hooks> Reservation<H> {
             state.ops.wake_parent();
             (state.ops.drain(), state.end.take(), state.live.take())
         };
+        let op_reason = match &reason {
+            CloseReason::Dropped => EndReason::Dropped,
+            r => EndReason::ConnectionClosed(r.clone()),
+        };
         for op in ops {
-            op.finish(reason.clone());
+            op.finish(op_reason.clone());
+        }
+        if let Some(mut end) = end {
+            end.reason = Some(reason);
         }
         drop(live);
-        if let Some(mut end) = end {
-            end.reason = Some(match reason {
-                EndReason::ConnectionClosed(r) => r,
-                _ => CloseReason::Dropped,
-            });
-        }
     }
 }

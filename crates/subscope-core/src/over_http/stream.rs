@@ -77,7 +77,6 @@ pub(crate) struct EventStream<H: Hooks, R> {
     max_response: usize,
     /// Why it ended, when the body itself decided.
     reason: Option<CloseReason>,
-    end: Option<StreamEnd<H>>,
 }
 
 /// What the body learned from its operations in one poll.
@@ -97,7 +96,6 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         stop: StopFuture,
         ending: Option<Arc<Ending>>,
         max_response: usize,
-        end: StreamEnd<H>,
     ) -> Self {
         Self {
             ops,
@@ -112,7 +110,6 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
             ending,
             max_response,
             reason: None,
-            end: Some(end),
         }
     }
 
@@ -229,7 +226,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
 
     /// Drops every operation now, completing each with `reason`.
     fn close_ops(&mut self, reason: &CloseReason) {
-        self.ops.close(EndReason::ConnectionClosed(reason.clone()));
+        self.ops.close(reason.clone());
     }
 }
 
@@ -318,19 +315,12 @@ impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
 
 impl<H: Hooks, R> Drop for EventStream<H, R> {
     fn drop(&mut self) {
-        // Operations first, then the end hooks (PROTOCOL.md 4.4's order).
+        // Operations first, then the end hooks (PROTOCOL.md 4.4's order): `close` does both.
         let reason = self
             .reason
             .take()
             .or_else(|| self.ending.as_ref().and_then(|e| e.get()))
             .unwrap_or(CloseReason::Dropped);
-        let end = match &reason {
-            CloseReason::Dropped => EndReason::Dropped,
-            r => EndReason::ConnectionClosed(r.clone()),
-        };
-        self.ops.close(end);
-        if let Some(mut guard) = self.end.take() {
-            guard.reason = Some(reason);
-        }
+        self.ops.close(reason);
     }
 }
