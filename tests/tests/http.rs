@@ -453,6 +453,28 @@ fn stream_limit_answers_503<R: TestRuntime>() {
     s.wait_live(1);
 }
 
+fn a_flood_of_reservations_is_bounded<R: TestRuntime>() {
+    let s = R::start(Config::default().max_pending_reservations(2));
+    let put = || request(s.addr, "PUT", "/graphql", &[], b"");
+    let first = put().text();
+    let _second = put().text();
+    let r = put();
+    assert_eq!(r.status, 503, "a third pending reservation");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Opening one frees its pending slot.
+    let t = [("x-graphql-event-stream-token", first.as_str())];
+    let _stream = request(
+        s.addr,
+        "GET",
+        "/graphql",
+        &[("accept", "text/event-stream"), t[0]],
+        b"",
+    );
+    assert_eq!(put().status, 201);
+    assert_eq!(put().status, 503);
+    assert!(s.gauges.snapshot().http_refused >= 2);
+}
+
 fn heartbeats_keep_idle_streams_alive<R: TestRuntime>() {
     let s = R::start(Config::default().http_heartbeat(Duration::from_millis(100)));
     let mut r = sse(s.addr, "subscription { delayed(ms: 60000) }");
@@ -617,6 +639,7 @@ per_runtime!(
     bad_requests_get_their_status,
     stream_limit_answers_503,
     heartbeats_keep_idle_streams_alive,
+    a_flood_of_reservations_is_bounded,
     client_reset_mid_stream,
     client_fin_mid_stream,
     slow_reader_is_cut_at_the_write_timeout,

@@ -34,6 +34,7 @@ pub struct Config {
     pub(crate) shared_delivery: crate::Delivery,
     pub(crate) http_heartbeat: Option<Duration>,
     pub(crate) max_http_streams: Option<usize>,
+    pub(crate) max_pending_reservations: usize,
 }
 
 /// A token-bucket rate: `per_second` sustained, up to `burst` at once.
@@ -79,6 +80,7 @@ impl Default for Config {
             shared_delivery: crate::Delivery::default(),
             http_heartbeat: Some(Duration::from_secs(12)),
             max_http_streams: None,
+            max_pending_reservations: 10_000,
         }
     }
 }
@@ -167,6 +169,17 @@ impl Config {
     #[must_use]
     pub fn max_http_streams(mut self, n: Option<usize>) -> Self {
         self.max_http_streams = n;
+        self
+    }
+
+    /// At most this many graphql-sse single-connection reservations (`PUT`) not yet opened
+    /// by their stream, server-wide; one more is answered 503 with `Retry-After`. An honest
+    /// client holds one for a round trip, so the default (10,000) only stops a flood of
+    /// `PUT`s from growing the table (each reservation also expires after the handshake
+    /// timeout).
+    #[must_use]
+    pub fn max_pending_reservations(mut self, n: usize) -> Self {
+        self.max_pending_reservations = n;
         self
     }
 

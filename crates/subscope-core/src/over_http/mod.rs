@@ -462,13 +462,19 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             end.reason = Some(CloseReason::Finished);
             return Err(mutation_over_get());
         }
-        let reservation = self.inner.reservations.reserve(
-            Arc::clone(&conn),
-            session,
-            end,
-            false,
-            self.inner.tracker.token(),
-        );
+        // A distinct stream is never pending: it opens at once.
+        let reservation = self
+            .inner
+            .reservations
+            .reserve(
+                Arc::clone(&conn),
+                session,
+                end,
+                false,
+                self.inner.tracker.token(),
+                usize::MAX,
+            )
+            .map_err(|_end| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "Try again later"))?;
         let start = || self.operation(&id, request, &reservation.session, &conn);
         if reservation.add(id.clone(), usize::MAX, start).is_err() {
             return Err(Refusal::new(
@@ -582,10 +588,24 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let mut end = self.end_guard(&conn, true);
         let session = self.connect(&conn, &mut end).await?;
         let inner = &self.inner;
-        let reservation =
-            inner
-                .reservations
-                .reserve(conn, session, end, true, inner.tracker.token());
+        let reserved = inner.reservations.reserve(
+            conn,
+            session,
+            end,
+            true,
+            inner.tracker.token(),
+            inner.config.max_pending_reservations,
+        );
+        let reservation = match reserved {
+            Ok(r) => r,
+            Err(mut end) => {
+                end.reason = Some(CloseReason::ConnectionLimit);
+                return Err(Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many stream reservations not opened yet: try again later",
+                ));
+            }
+        };
         // Not opened within the handshake timeout (or by shutdown): closed.
         let expiry = {
             let reservation = Arc::clone(&reservation);

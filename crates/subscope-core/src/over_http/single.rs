@@ -12,6 +12,7 @@
 //! never opened expires after the handshake timeout.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 
@@ -26,12 +27,16 @@ use crate::{CloseReason, ConnectionInfo, EndReason, Hooks};
 /// Every live reservation of a server, by token.
 pub(crate) struct Reservations<H: Hooks> {
     map: Mutex<HashMap<String, Arc<Reservation<H>>>>,
+    /// Single-connection reservations not opened yet (bounded by
+    /// `Config::max_pending_reservations`: a flood of `PUT`s cannot grow the table).
+    pending: AtomicUsize,
 }
 
 impl<H: Hooks> Default for Reservations<H> {
     fn default() -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
+            pending: AtomicUsize::new(0),
         }
     }
 }
@@ -42,7 +47,8 @@ impl<H: Hooks> Reservations<H> {
     }
 
     /// Registers a new reservation: under a fresh random token for single-connection mode
-    /// (`tokened`), else under a key no token looks like.
+    /// (`tokened`; refused, handing `end` back, when `max_pending` are not opened yet),
+    /// else under a key no token looks like.
     pub(crate) fn reserve(
         self: &Arc<Self>,
         conn: Arc<ConnectionInfo>,
@@ -50,7 +56,15 @@ impl<H: Hooks> Reservations<H> {
         end: StreamEnd<H>,
         tokened: bool,
         live: TrackerToken,
-    ) -> Arc<Reservation<H>> {
+        max_pending: usize,
+    ) -> Result<Arc<Reservation<H>>, StreamEnd<H>> {
+        if tokened {
+            let before = self.pending.fetch_add(1, Ordering::Relaxed);
+            if before >= max_pending {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                return Err(end);
+            }
+        }
         let token = if tokened {
             new_token()
         } else {
@@ -71,7 +85,12 @@ impl<H: Hooks> Reservations<H> {
         });
         self.lock()
             .insert(reservation.token.clone(), Arc::clone(&reservation));
-        reservation
+        Ok(reservation)
+    }
+
+    /// A tokened reservation left the `Reserved` phase.
+    fn unpend(&self) {
+        self.pending.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The single-connection reservation of `token` (never a distinct stream's).
@@ -165,9 +184,19 @@ impl<H: Hooks> Reservation<H> {
         match state.phase {
             Phase::Reserved => {
                 state.phase = Phase::Open;
+                drop(state);
+                self.left_reserved();
                 Ok(())
             }
             other => Err(other),
+        }
+    }
+
+    fn left_reserved(&self) {
+        if self.tokened
+            && let Some(registry) = self.registry.upgrade()
+        {
+            registry.unpend();
         }
     }
 
@@ -215,6 +244,9 @@ impl<H: Hooks> Reservation<H> {
         }
         let (ops, end, live) = {
             let mut state = self.lock();
+            if state.phase == Phase::Reserved {
+                self.left_reserved();
+            }
             state.phase = Phase::Closed;
             state.ops.wake_parent();
             (state.ops.drain(), state.end.take(), state.live.take())
