@@ -2,8 +2,7 @@
 // loopback origin) that subscribes over graphql-sse's GET form; events must arrive, and
 // closing the tab must free the server-side subscription.
 import http from 'node:http';
-import { chromium } from 'playwright-core';
-import { check, main, query, waitLiveStreams } from './lib.mjs';
+import { check, launchChromium, main, query, waitLiveStreams } from './lib.mjs';
 
 const params = { token: 'interop' };
 
@@ -32,14 +31,7 @@ await main('browser-sse.mjs', async (ws) => {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const baseline = (await query(ws, '{ liveStreams }', params)).liveStreams;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const tab = await browser.newPage();
     await tab.goto(`http://127.0.0.1:${server.address().port}/`);

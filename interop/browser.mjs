@@ -4,8 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import esbuild from 'esbuild';
-import { chromium } from 'playwright-core';
-import { check, main, query, waitLiveStreams } from './lib.mjs';
+import { check, launchChromium, main, query, waitLiveStreams } from './lib.mjs';
 
 const params = { token: 'interop' };
 
@@ -30,14 +29,7 @@ await main('browser.mjs', async (url) => {
   const page_url = `http://127.0.0.1:${server.address().port}/?ws=${encodeURIComponent(url)}`;
 
   const baseline = (await query(url, '{ liveStreams }', params)).liveStreams;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage();
     await page.goto(page_url);

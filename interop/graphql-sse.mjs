@@ -3,25 +3,9 @@
 // reserved stream, operations POSTed to it).
 // Server expectations: started with `--auth-token interop`.
 import { createClient } from 'graphql-sse';
-import { check, main, query, waitLiveStreams, withDeadline } from './lib.mjs';
+import { check, collect, main, query, waitLiveStreams, withDeadline } from './lib.mjs';
 
 const params = { token: 'interop' };
-
-function collect(client, payload, limit) {
-  const items = [];
-  let dispose;
-  const done = new Promise((resolve, reject) => {
-    dispose = client.subscribe(payload, {
-      next: (r) => {
-        items.push(r);
-        if (limit && items.length === limit) resolve(items);
-      },
-      error: reject,
-      complete: () => resolve(items),
-    });
-  });
-  return { done, dispose: () => dispose() };
-}
 
 async function mode(ws, http, singleConnection) {
   const label = singleConnection ? 'single connection' : 'distinct connections';

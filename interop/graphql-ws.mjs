@@ -2,25 +2,9 @@
 // Server expectations: started with `--auth-token interop --keepalive-ms 300`.
 import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
-import { check, main, query, waitLiveStreams, withDeadline } from './lib.mjs';
+import { check, collect, main, query, waitLiveStreams, withDeadline } from './lib.mjs';
 
 const params = { token: 'interop' };
-
-function collect(client, payload, limit) {
-  const items = [];
-  let dispose;
-  const done = new Promise((resolve, reject) => {
-    dispose = client.subscribe(payload, {
-      next: (r) => {
-        items.push(r);
-        if (limit && items.length === limit) resolve(items);
-      },
-      error: reject,
-      complete: () => resolve(items),
-    });
-  });
-  return { done, dispose: () => dispose() };
-}
 
 await main('graphql-ws.mjs', async (url) => {
   let pongs = 0;

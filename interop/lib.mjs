@@ -20,6 +20,39 @@ export function withDeadline(promise, what, ms = DEADLINE_MS) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Subscribes through a graphql-ws or graphql-sse client (the same sink API); `done`
+ * resolves with the results on `complete`, or once `limit` arrived.
+ */
+export function collect(client, payload, limit) {
+  const items = [];
+  let dispose;
+  const done = new Promise((resolve, reject) => {
+    dispose = client.subscribe(payload, {
+      next: (r) => {
+        items.push(r);
+        if (limit && items.length === limit) resolve(items);
+      },
+      error: reject,
+      complete: () => resolve(items),
+    });
+  });
+  return { done, dispose: () => dispose() };
+}
+
+/** Debian's headless Chromium (or $CHROMIUM), with nothing that phones home. */
+export async function launchChromium() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
 /** Runs one query over a fresh graphql-ws client and returns its data. */
 export async function query(url, q, connectionParams) {
   const client = createClient({ url, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true, connectionParams });

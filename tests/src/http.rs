@@ -121,6 +121,30 @@ pub fn multipart(addr: SocketAddr, query: &str) -> HttpResponse {
     r
 }
 
+/// The header that carries a single-connection stream token.
+pub const TOKEN_HEADER: &str = "x-graphql-event-stream-token";
+
+/// graphql-sse single-connection mode: reserves a stream (`PUT`, asserted 201) and returns
+/// its token.
+pub fn reserve(addr: SocketAddr) -> String {
+    let r = request(addr, "PUT", "/graphql", &[], b"");
+    assert_eq!(r.status, 201, "{r:?}");
+    r.text()
+}
+
+/// Asks for the stream of reservation `token` (the caller checks the status).
+pub fn open_stream(addr: SocketAddr, token: &str) -> HttpResponse {
+    let headers = [("accept", "text/event-stream"), (TOKEN_HEADER, token)];
+    request(addr, "GET", "/graphql", &headers, b"")
+}
+
+/// POSTs operation `id` running `query` to reservation `token` (the caller checks the
+/// status: 202 when accepted).
+pub fn post_operation(addr: SocketAddr, token: &str, id: &str, query: &str) -> HttpResponse {
+    let body = serde_json::json!({ "query": query, "extensions": { "operationId": id } });
+    post_json(addr, "application/json", &body, &[(TOKEN_HEADER, token)])
+}
+
 impl HttpResponse {
     fn read_head(tcp: TcpStream) -> Self {
         let mut r = Self {

@@ -328,3 +328,61 @@ impl TestRuntime for AsyncStd {
         async_std::net::TcpStream::from(stream)
     }
 }
+
+/// The connection future dropped from outside: serves one accepted connection of a demo
+/// server through `Server::serve_io` on the test thread, with `client` on a thread of its
+/// own (what it returns, its socket, is held until the end), and drops the connection
+/// future once `n` demo streams are live. Returns the live count read on the very next
+/// line after that `drop`, with the server and its state for further checks.
+pub fn drop_connection_future_at<R: TestRuntime, C>(
+    n: usize,
+    client: impl FnOnce(SocketAddr) -> C + Send + 'static,
+) -> (usize, DemoServer<R::Rt>, DemoState)
+where
+    C: Send + 'static,
+{
+    use subscope::rt::Timer;
+    let (rt, guard) = R::runtime();
+    let (server, demo) = demo_server(rt.clone(), Config::default());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let held = client(addr);
+        // Keep the socket open until the test is done.
+        let _ = done_rx.recv_timeout(Duration::from_secs(30));
+        drop(held);
+    });
+    let (tcp, peer) = listener.accept().expect("accept");
+    let live = demo.live.clone();
+    let after = R::block_on(&guard, async {
+        let mut conn = Box::pin(server.serve_io(R::adopt(tcp), Some(peer)));
+        let ended = async {
+            let _ = (&mut conn).await;
+            false
+        };
+        let all_live = async {
+            while live.get() < n {
+                rt.sleep(Duration::from_millis(5)).await;
+            }
+            true
+        };
+        let deadline = async {
+            rt.sleep(Duration::from_secs(10)).await;
+            false
+        };
+        let reached =
+            futures_lite::future::or(ended, futures_lite::future::or(all_live, deadline)).await;
+        assert!(
+            reached,
+            "{n} live streams never showed up, or the connection ended by itself"
+        );
+        assert_eq!(live.get(), n);
+        drop(conn);
+        // The very next line: nothing was given a chance to run in between.
+        live.get()
+    });
+    let _ = done_tx.send(());
+    client.join().expect("client thread");
+    (after, server, demo)
+}

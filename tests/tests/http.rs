@@ -4,14 +4,15 @@
 //! reason), and every refusal with its status.
 
 use std::net::Shutdown;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::json;
-use subscope::rt::Timer;
 use subscope::{CloseReason, Config, EndReason};
-use subscope_tests::http::{HttpResponse, multipart, post_json, request, sse};
-use subscope_tests::server::demo_server;
+use subscope_tests::http::{
+    HttpResponse, TOKEN_HEADER, multipart, open_stream, post_json, post_operation, request,
+    reserve, sse,
+};
+use subscope_tests::server::drop_connection_future_at;
 use subscope_tests::{Client, DEADLINE, TestRuntime, TestServer, per_runtime, wait_until};
 
 /// Waits until no demo stream, operation or HTTP stream is alive.
@@ -152,14 +153,8 @@ fn single_connection_mode_end_to_end<R: TestRuntime>() {
     assert_eq!(put.status, 201);
     let token = put.text();
     assert_eq!(token.len(), 32, "{token}");
-    let header = [("x-graphql-event-stream-token", token.as_str())];
-    let mut stream = request(
-        s.addr,
-        "GET",
-        "/graphql",
-        &[("accept", "text/event-stream"), header[0]],
-        b"",
-    );
+    let header = [(TOKEN_HEADER, token.as_str())];
+    let mut stream = open_stream(s.addr, &token);
     assert_eq!(stream.status, 200);
     // A second stream for the reservation: 409.
     let again = request(
@@ -170,14 +165,7 @@ fn single_connection_mode_end_to_end<R: TestRuntime>() {
         b"",
     );
     assert_eq!(again.status, 409);
-    let op = |id: &str, q: &str| {
-        post_json(
-            s.addr,
-            "application/json",
-            &json!({ "query": q, "extensions": { "operationId": id } }),
-            &header,
-        )
-    };
+    let op = |id: &str, q: &str| post_operation(s.addr, &token, id, q);
     assert_eq!(
         op("a", "subscription { ticks(everyMs: 10, count: 2) }").status,
         202
@@ -232,22 +220,8 @@ fn single_connection_mode_end_to_end<R: TestRuntime>() {
 
 fn single_connection_refusals<R: TestRuntime>() {
     let s = R::start(Config::default().max_subscriptions(1));
-    let es = ("accept", "text/event-stream");
-    let unknown = [("x-graphql-event-stream-token", "0123")];
-    assert_eq!(
-        request(s.addr, "GET", "/graphql", &[es, unknown[0]], b"").status,
-        404
-    );
-    assert_eq!(
-        post_json(
-            s.addr,
-            "application/json",
-            &json!({"query":"{hello}","extensions":{"operationId":"1"}}),
-            &unknown
-        )
-        .status,
-        404
-    );
+    assert_eq!(open_stream(s.addr, "0123").status, 404);
+    assert_eq!(post_operation(s.addr, "0123", "1", "{ hello }").status, 404);
     assert_eq!(
         request(
             s.addr,
@@ -262,13 +236,9 @@ fn single_connection_refusals<R: TestRuntime>() {
     // A distinct stream's registry key is no token.
     let _live = sse(s.addr, "subscription { delayed(ms: 60000) }");
     s.wait_live(1);
-    let key = [("x-graphql-event-stream-token", "#1")];
-    assert_eq!(
-        request(s.addr, "GET", "/graphql", &[es, key[0]], b"").status,
-        404
-    );
-    let token = request(s.addr, "PUT", "/graphql", &[], b"").text();
-    let t = [("x-graphql-event-stream-token", token.as_str())];
+    assert_eq!(open_stream(s.addr, "#1").status, 404);
+    let token = reserve(s.addr);
+    let t = [(TOKEN_HEADER, token.as_str())];
     let r = post_json(
         s.addr,
         "application/json",
@@ -288,28 +258,15 @@ fn single_connection_refusals<R: TestRuntime>() {
         .status,
         400
     );
-    let sub = |id: &str| {
-        post_json(
-            s.addr,
-            "application/json",
-            &json!({"query":"subscription { delayed(ms: 60000) }","extensions":{"operationId":id}}),
-            &t,
-        )
-    };
+    let sub = |id: &str| post_operation(s.addr, &token, id, "subscription { delayed(ms: 60000) }");
     assert_eq!(sub("1").status, 202);
     assert_eq!(sub("2").status, 429, "max_subscriptions per reservation");
 }
 
 fn reservation_never_opened_expires<R: TestRuntime>() {
     let s = R::start(Config::default().handshake_timeout(Duration::from_millis(300)));
-    let token = request(s.addr, "PUT", "/graphql", &[], b"").text();
-    let t = [("x-graphql-event-stream-token", token.as_str())];
-    let r = post_json(
-        s.addr,
-        "application/json",
-        &json!({"query":"subscription { delayed(ms: 60000) }","extensions":{"operationId":"1"}}),
-        &t,
-    );
+    let token = reserve(s.addr);
+    let r = post_operation(s.addr, &token, "1", "subscription { delayed(ms: 60000) }");
     assert_eq!(r.status, 202);
     assert_completed(
         &s,
@@ -318,17 +275,7 @@ fn reservation_never_opened_expires<R: TestRuntime>() {
     );
     let closes = s.recorder.wait_closes(1, DEADLINE).closes;
     assert_eq!(closes[0].1, CloseReason::InitTimeout);
-    assert_eq!(
-        request(
-            s.addr,
-            "GET",
-            "/graphql",
-            &[("accept", "text/event-stream"), t[0]],
-            b""
-        )
-        .status,
-        404
-    );
+    assert_eq!(open_stream(s.addr, &token).status, 404);
 }
 
 fn bad_requests_get_their_status<R: TestRuntime>() {
@@ -462,14 +409,7 @@ fn a_flood_of_reservations_is_bounded<R: TestRuntime>() {
     assert_eq!(r.status, 503, "a third pending reservation");
     assert_eq!(r.header("retry-after"), Some("1"));
     // Opening one frees its pending slot.
-    let t = [("x-graphql-event-stream-token", first.as_str())];
-    let _stream = request(
-        s.addr,
-        "GET",
-        "/graphql",
-        &[("accept", "text/event-stream"), t[0]],
-        b"",
-    );
+    let _stream = open_stream(s.addr, &first);
     assert_eq!(put().status, 201);
     assert_eq!(put().status, 503);
     assert!(s.gauges.snapshot().http_refused >= 2);
@@ -531,7 +471,7 @@ fn stream_end_and_graceful_shutdown<R: TestRuntime>() {
     let s = R::start(Config::default());
     let mut a = open(&s, Format::Sse, "subscription { delayed(ms: 60000) }");
     let mut b = open(&s, Format::Multipart, "subscription { delayed(ms: 60000) }");
-    let token = request(s.addr, "PUT", "/graphql", &[], b"").text();
+    let token = reserve(s.addr);
     s.wait_live(2);
     s.shutdown(Duration::from_secs(5));
     // When shutdown returns, every operation and every stream's end hooks are done.
@@ -566,44 +506,10 @@ fn stream_end_and_graceful_shutdown<R: TestRuntime>() {
 }
 
 fn dropping_the_connection_future_drops_the_stream<R: TestRuntime>() {
-    let (rt, guard) = R::runtime();
-    let (server, demo) = demo_server(rt.clone(), Config::default());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let client = std::thread::spawn(move || {
-        let r = sse(addr, "subscription { delayed(ms: 60000) }");
-        let _ = done_rx.recv_timeout(Duration::from_secs(30));
-        drop(r);
+    let (after, server, demo) = drop_connection_future_at::<R, _>(1, |addr| {
+        sse(addr, "subscription { delayed(ms: 60000) }")
     });
-    let (tcp, peer) = listener.accept().expect("accept");
-    let live = demo.live.clone();
-    R::block_on(&guard, async {
-        let mut conn = Box::pin(server.serve_io(R::adopt(tcp), Some(peer)));
-        let ended = async {
-            let _ = (&mut conn).await;
-            false
-        };
-        let one_live = async {
-            while live.get() < 1 {
-                rt.sleep(Duration::from_millis(5)).await;
-            }
-            true
-        };
-        let deadline = async {
-            rt.sleep(Duration::from_secs(10)).await;
-            false
-        };
-        let reached =
-            futures_lite::future::or(ended, futures_lite::future::or(one_live, deadline)).await;
-        assert!(reached, "the stream never went live");
-        drop(conn);
-        assert_eq!(
-            live.get(),
-            0,
-            "the operation outlived the connection future"
-        );
-    });
+    assert_eq!(after, 0, "the operation outlived the connection future");
     let e = demo.recorder.events();
     assert_eq!(e.completes.len(), 1);
     assert_eq!(e.completes[0].2, EndReason::Dropped);
@@ -611,8 +517,7 @@ fn dropping_the_connection_future_drops_the_stream<R: TestRuntime>() {
     assert_eq!(e.closes[0].1, CloseReason::Dropped);
     let g = demo.gauges.snapshot();
     assert_eq!((g.http_streams, g.subscriptions), (0, 0));
-    let _ = done_tx.send(());
-    client.join().expect("client thread");
+    assert_eq!(server.live_tasks(), 0);
 }
 
 #[derive(Clone, Copy)]

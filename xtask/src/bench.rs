@@ -115,6 +115,20 @@ const FANOUT_METRICS: &[Metric] = &[
     ("expected", "expected", true),
 ];
 
+/// What an idle scenario shows: server RSS per connection and per extra subscription.
+const IDLE_METRICS: &[Metric] = &[
+    (
+        "kib_per_connection",
+        "RSS KiB per connection (with 1 subscription)",
+        false,
+    ),
+    (
+        "kib_per_subscription",
+        "RSS KiB per extra subscription",
+        false,
+    ),
+];
+
 pub(crate) const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "fanout",
@@ -155,18 +169,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
         title: "Many idle subscriptions: N connections, 1 then 5 quiet subscriptions each",
         quick: &["--connections", "200"],
         full: &["--connections", "1000"],
-        metrics: &[
-            (
-                "kib_per_connection",
-                "RSS KiB per connection (with 1 subscription)",
-                false,
-            ),
-            (
-                "kib_per_subscription",
-                "RSS KiB per extra subscription",
-                false,
-            ),
-        ],
+        metrics: IDLE_METRICS,
     },
     Scenario {
         name: "fanout-sse",
@@ -180,18 +183,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
         title: "Idle subscriptions over SSE beside WebSocket: N streams (single-connection mode), 1 then 5 quiet subscriptions each",
         quick: &["--connections", "200"],
         full: &["--connections", "1000"],
-        metrics: &[
-            (
-                "kib_per_connection",
-                "RSS KiB per connection (with 1 subscription)",
-                false,
-            ),
-            (
-                "kib_per_subscription",
-                "RSS KiB per extra subscription",
-                false,
-            ),
-        ],
+        metrics: IDLE_METRICS,
     },
     Scenario {
         name: "churn",

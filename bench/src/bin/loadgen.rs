@@ -514,45 +514,45 @@ async fn sse_post_operation(url: &str, token: &str, id: &str, query: &str) {
 
 const IDLE_QUERY: &str = "subscription { messages(topic: \"idle\") }";
 
-/// The idle scenario over graphql-sse's single-connection mode: one reservation and its
-/// open stream per "connection", 1 then 5 subscriptions POSTed to each.
-async fn idle_sse(url: &str, a: &Args, pid: u32) -> Value {
-    let n = a.num("--connections", 200);
-    let extra = 4;
-    let mut obs = Observer::new(url).await;
-    let base_live = obs.live_streams().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(pid);
-    let mut streams = Vec::new();
-    for _ in 0..n {
-        let (stream, _, token) = sse_open_reserved(url).await;
-        sse_post_operation(url, &token, "i0", IDLE_QUERY).await;
-        streams.push((stream, token));
-    }
-    obs.wait_live(true, base_live, n).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let with_one = rss_kib(pid);
-    for (_, token) in &streams {
-        for i in 1..=extra {
-            sse_post_operation(url, token, &format!("i{i}"), IDLE_QUERY).await;
-        }
-    }
-    obs.wait_live(true, base_live, n * (1 + extra)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let with_more = rss_kib(pid);
-    drop(streams);
-    json!({
-        "kib_per_connection": with_one.saturating_sub(before) as f64 / n as f64,
-        "kib_per_subscription": with_more.saturating_sub(with_one) as f64 / (n * extra) as f64,
-        "rss_before_kib": before,
-        "rss_after_kib": with_more,
-    })
+/// One idle subscriber connection: a WebSocket, or (over SSE) a single-connection stream
+/// and its token, which its subscriptions are POSTed with.
+enum IdleConn {
+    Ws(Box<Ws>),
+    /// The stream is only held open; nothing is read from an idle one.
+    Sse {
+        _stream: TcpStream,
+        token: String,
+    },
 }
 
-async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
-    if a.get("--transport", "ws") != "ws" {
-        return idle_sse(url, a, pid).await;
+impl IdleConn {
+    async fn open(url: &str, sse: bool) -> Self {
+        if sse {
+            let (stream, _, token) = sse_open_reserved(url).await;
+            Self::Sse {
+                _stream: stream,
+                token,
+            }
+        } else {
+            Self::Ws(Box::new(connect(url).await))
+        }
     }
+
+    async fn subscribe(&mut self, url: &str, id: &str) {
+        match self {
+            Self::Ws(ws) => {
+                let m = json!({"id": id, "type": "subscribe", "payload": {"query": IDLE_QUERY}});
+                send(ws, m).await;
+            }
+            Self::Sse { token, .. } => sse_post_operation(url, token, id, IDLE_QUERY).await,
+        }
+    }
+}
+
+/// Many idle subscriptions: N connections (over SSE, single-connection streams), 1 then 5
+/// quiet subscriptions each; RSS per connection and per extra subscription.
+async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
+    let sse = a.get("--transport", "ws") != "ws";
     let n = a.num("--connections", 200);
     let extra = 4;
     let mut obs = Observer::new(url).await;
@@ -561,26 +561,16 @@ async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let before = rss_kib(pid);
     let mut conns = Vec::new();
     for _ in 0..n {
-        let mut ws = connect(url).await;
-        send(
-            &mut ws,
-            json!({"id": "i0", "type": "subscribe",
-            "payload": {"query": "subscription { messages(topic: \"idle\") }"}}),
-        )
-        .await;
-        conns.push(ws);
+        let mut conn = IdleConn::open(url, sse).await;
+        conn.subscribe(url, "i0").await;
+        conns.push(conn);
     }
     obs.wait_live(graphql, base_live, n).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let with_one = rss_kib(pid);
-    for ws in &mut conns {
+    for conn in &mut conns {
         for i in 1..=extra {
-            send(
-                ws,
-                json!({"id": format!("i{i}"), "type": "subscribe",
-                "payload": {"query": "subscription { messages(topic: \"idle\") }"}}),
-            )
-            .await;
+            conn.subscribe(url, &format!("i{i}")).await;
         }
     }
     obs.wait_live(graphql, base_live, n * (1 + extra)).await;

@@ -203,35 +203,41 @@ where
     axum::routing::any(move |request: Request| {
         let server = server.clone();
         async move {
-            let peer = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| *addr);
-            if !is_upgrade(request.headers()) {
-                return server
-                    .serve_http(request, peer)
-                    .await
-                    .map(axum::body::Body::new);
+            // The standalone server's test, so both answer the same requests the same way.
+            if subscope_core::is_websocket_upgrade(request.headers()) {
+                return websocket(&server, request).await;
             }
-            let (mut parts, _body) = request.into_parts();
-            let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-                Ok(ws) => ws,
-                Err(rejection) => return rejection.into_response(),
-            };
-            let request = UpgradeRequest::new(parts.uri, parts.headers).with_peer(peer);
-            upgrade(&server, ws, request)
+            let peer = peer(request.extensions());
+            server
+                .serve_http(request, peer)
+                .await
+                .map(axum::body::Body::new)
         }
     })
 }
 
-/// `Upgrade: websocket` (any case, in any of the header's tokens).
-fn is_upgrade(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get_all(axum::http::header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+/// The `ConnectInfo<SocketAddr>` peer, when the app is served with it.
+fn peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr)
+}
+
+/// Extracts axum's upgrade from `request` and serves it ([`upgrade`]).
+async fn websocket<E, H, R>(server: &Server<E, H, R>, request: Request) -> Response
+where
+    E: Executor,
+    H: Hooks,
+    R: Runtime,
+{
+    let (mut parts, _body) = request.into_parts();
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let peer = peer(&parts.extensions);
+    let request = UpgradeRequest::new(parts.uri, parts.headers).with_peer(peer);
+    upgrade(server, ws, request)
 }
 
 /// A `GET` route serving subscope's WebSocket only (keep your own HTTP handlers on the
@@ -246,18 +252,6 @@ where
 {
     axum::routing::get(move |request: Request| {
         let server = server.clone();
-        async move {
-            let (mut parts, _body) = request.into_parts();
-            let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-                Ok(ws) => ws,
-                Err(rejection) => return rejection.into_response(),
-            };
-            let peer = parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| *addr);
-            let request = UpgradeRequest::new(parts.uri, parts.headers).with_peer(peer);
-            upgrade(&server, ws, request)
-        }
+        async move { websocket(&server, request).await }
     })
 }

@@ -22,7 +22,7 @@ struct App {
     live: LiveCounter,
     gauges: Arc<Gauges>,
     recorder: Recorder,
-    server: subscope::tokio::Server<subscope_examples::DemoSchema, RecordingHooks>,
+    server: DemoServer,
 }
 
 fn start() -> App {
@@ -34,6 +34,25 @@ fn start_with(config: Config) -> App {
 }
 
 fn start_full(config: Config, http_auth: subscope_examples::auth::TokenAuth) -> App {
+    start_app(config, |schema, server, gauges| {
+        axum_app::router(schema, server, gauges, http_auth)
+    })
+}
+
+/// The demo server with every transport mounted by [`subscope_axum::route`].
+fn start_route(config: Config) -> App {
+    start_app(config, |_, server, _| {
+        axum::Router::new().route("/graphql", subscope_axum::route(server))
+    })
+}
+
+type DemoServer = subscope::tokio::Server<subscope_examples::DemoSchema, RecordingHooks>;
+
+/// The demo schema and a recording server, served by the router `app` builds.
+fn start_app(
+    config: Config,
+    app: impl FnOnce(subscope_examples::DemoSchema, DemoServer, Arc<Gauges>) -> axum::Router,
+) -> App {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -54,7 +73,7 @@ fn start_full(config: Config, http_auth: subscope_examples::auth::TokenAuth) -> 
         .config(config)
         .gauges(Arc::clone(&gauges))
         .build();
-    let app = axum_app::router(schema, server.clone(), Arc::clone(&gauges), http_auth);
+    let app = app(schema, server.clone(), Arc::clone(&gauges));
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
@@ -274,50 +293,10 @@ fn the_http_side_checks_the_same_token() {
     assert!(ok.contains(r#"{"data":{"hello":"world"}}"#), "{ok}");
 }
 
-/// The demo server with every transport mounted by [`subscope_axum::route`].
-fn start_route(config: Config) -> App {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let gauges = Arc::new(Gauges::new());
-    let live = LiveCounter::default();
-    let schema = build_schema(
-        Arc::new(TokioRuntime::new()),
-        Arc::clone(&gauges),
-        Broker::memory(Default::default(), Arc::clone(&gauges)),
-        live.clone(),
-    );
-    let hooks = RecordingHooks::default();
-    let recorder = hooks.recorder.clone();
-    let server = subscope::tokio::server(schema)
-        .hooks(hooks)
-        .config(config)
-        .gauges(Arc::clone(&gauges))
-        .build();
-    let app: axum::Router =
-        axum::Router::new().route("/graphql", subscope_axum::route(server.clone()));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    rt.spawn(async move { axum::serve(listener, service).await });
-    App {
-        rt,
-        addr,
-        live,
-        gauges,
-        recorder,
-        server,
-    }
-}
-
 #[test]
 fn route_serves_every_http_transport_beside_the_websocket() {
     use subscope::EndReason;
-    use subscope_tests::http::{multipart, post_json, request, sse};
+    use subscope_tests::http::{multipart, open_stream, post_json, post_operation, reserve, sse};
     let app = start_route(Config::default());
     // graphql-sse, distinct connections.
     let mut r = sse(app.addr, "subscription { ticks(everyMs: 10, count: 2) }");
@@ -342,18 +321,11 @@ fn route_serves_every_http_transport_beside_the_websocket() {
     );
     assert_eq!(q.json()["data"]["hello"], "world");
     // Single-connection mode.
-    let token = request(app.addr, "PUT", "/graphql", &[], b"").text();
-    let t = [("x-graphql-event-stream-token", token.as_str())];
-    let mut stream = request(
-        app.addr,
-        "GET",
-        "/graphql",
-        &[("accept", "text/event-stream"), t[0]],
-        b"",
-    );
-    let body = json!({ "query": "{ hello }", "extensions": { "operationId": "x" } });
+    let token = reserve(app.addr);
+    let mut stream = open_stream(app.addr, &token);
+    assert_eq!(stream.status, 200);
     assert_eq!(
-        post_json(app.addr, "application/json", &body, &t).status,
+        post_operation(app.addr, &token, "x", "{ hello }").status,
         202
     );
     let e = stream.next_event().expect("next");

@@ -42,10 +42,15 @@ impl UpgradeRequest {
     /// The `Origin` header, if present and readable. Browsers always send it on a
     /// WebSocket upgrade; other clients usually do not.
     pub fn origin(&self) -> Option<&str> {
-        self.headers
-            .get(http::header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
+        origin_of(&self.headers)
     }
+}
+
+/// A request's `Origin` header, if present and readable.
+pub(crate) fn origin_of(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// What a hook knows about the connection it is called for.

@@ -179,7 +179,7 @@ pub use hooks::{Accept, ConnectionInfo, EndReason, Hooks, NoHooks, Reject, Upgra
 #[cfg(feature = "unstable-machine")]
 pub use machine::{ConnectOutcome, Machine, Output};
 pub use operation::OperationToken;
-pub use over_http::HttpBody;
+pub use over_http::{HttpBody, is_websocket_upgrade};
 pub use protocol::{InvalidMessage, Subprotocol, negotiate};
 pub use server::{HandshakeError, Server, ServerBuilder};
 pub use share::ShareKey;

@@ -326,7 +326,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 let (server, ending, outcome) =
                     (server.clone(), Arc::clone(&ending), Arc::clone(&outcome));
                 async move {
-                    if is_websocket_upgrade(request.method(), request.headers()) {
+                    if is_websocket_upgrade(request.headers()) {
                         let (response, next) = accept_upgrade(&server.inner.config, &mut request);
                         if let Some(next) = next {
                             *outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
@@ -390,18 +390,26 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     /// received: `Err` means answer HTTP 403 and do not upgrade (the refusal is already
     /// counted in [`crate::GaugeSnapshot::origins_refused`] and logged).
     pub fn check_origin(&self, request: &UpgradeRequest) -> Result<(), HandshakeError> {
-        let origin = request.origin();
+        self.allow_origin(request.origin(), request.peer)
+    }
+
+    /// [`Server::check_origin`] for any request's `Origin`: upgrades and HTTP requests.
+    pub(crate) fn allow_origin(
+        &self,
+        origin: Option<&str>,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), HandshakeError> {
         if self.inner.config.is_origin_allowed(origin) {
             return Ok(());
         }
         let origin = origin.unwrap_or_default().to_owned();
-        self.refused_origin(&origin, request.peer);
+        self.refused_origin(&origin, peer);
         Err(HandshakeError::OriginNotAllowed { origin })
     }
 
     pub(crate) fn refused_origin(&self, origin: &str, peer: Option<SocketAddr>) {
         self.inner.gauges.count_origin_refused();
-        tracing::info!(?peer, origin, "upgrade refused (403): origin not allowed");
+        tracing::info!(?peer, origin, "refused (403): origin not allowed");
     }
 
     /// Counts `task` for shutdown, and lets shutdown's forced phase drop it (the future then

@@ -47,7 +47,8 @@ pub use subscope_core::{
     Accept, CloseKind, CloseReason, Config, ConnectionInfo, Delivery, EndReason, Fanout,
     GaugeSnapshot, Gauges, HandshakeError, Hooks, HttpBody, InvalidMessage, MemoryTopics, Missed,
     NoHooks, OperationToken, Overflow, Rate, Reject, Server, ServerBuilder, ShareKey, Subprotocol,
-    Subscription, Topics, Transport, UpgradeRequest, negotiate, truncate_reason,
+    Subscription, Topics, Transport, UpgradeRequest, is_websocket_upgrade, negotiate,
+    truncate_reason,
 };
 pub use subscope_core::{close, rt, topics, transport};
 

@@ -42,9 +42,10 @@ pub(crate) struct HyperIo<S, R> {
     pub(crate) io: S,
     timer: R,
     write_timeout: Option<Duration>,
-    /// Armed while a write or flush is pending; allocated once, then reset.
+    /// The write-timeout sleep: allocated at the first stall, then reset.
     stall: Option<BoxSleep>,
-    stalled_since: Option<Instant>,
+    /// Whether `stall` is armed for the write or flush pending now.
+    stalled: bool,
     ending: Arc<Ending>,
 }
 
@@ -63,7 +64,7 @@ impl<S, R: Timer> HyperIo<S, R> {
             timer,
             write_timeout,
             stall: None,
-            stalled_since: None,
+            stalled: false,
             ending,
         }
     }
@@ -76,7 +77,7 @@ impl<S, R: Timer> HyperIo<S, R> {
     ) -> Poll<io::Result<T>> {
         match result {
             Poll::Ready(Ok(v)) => {
-                self.stalled_since = None;
+                self.stalled = false;
                 Poll::Ready(Ok(v))
             }
             Poll::Ready(Err(e)) => {
@@ -87,9 +88,9 @@ impl<S, R: Timer> HyperIo<S, R> {
                 let Some(limit) = self.write_timeout else {
                     return Poll::Pending;
                 };
-                if self.stalled_since.is_none() {
+                if !self.stalled {
                     let deadline = self.timer.now() + limit;
-                    self.stalled_since = Some(deadline);
+                    self.stalled = true;
                     match &mut self.stall {
                         Some(sleep) => sleep.as_mut().reset(deadline),
                         None => self.stall = Some(self.timer.sleep_until(deadline)),

@@ -42,9 +42,10 @@ use self::stream::{EventStream, StreamEnd};
 use crate::operation::{OpItem, Operation, Sharing};
 use crate::protocol::{is_request_error, too_large_error};
 use crate::rt::Runtime;
+use crate::variables::operation_type;
 use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Server, Subprotocol};
 
-pub(crate) use request::is_websocket_upgrade;
+pub use request::is_websocket_upgrade;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -110,10 +111,11 @@ impl http_body::Body for HttpBody {
 const ALLOW: &str = "GET, POST, PUT, DELETE";
 const ALLOW_HEADERS: &str = "content-type, authorization, x-graphql-event-stream-token";
 
-fn json_response(
+/// A whole response: `status`, `Content-Type`, `body`.
+fn response(
     status: StatusCode,
     content_type: &'static str,
-    body: String,
+    body: impl Into<Bytes>,
 ) -> Response<HttpBody> {
     let mut response = Response::new(HttpBody::full(body));
     *response.status_mut() = status;
@@ -124,6 +126,7 @@ fn json_response(
 }
 
 const JSON: &str = "application/json; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
 
 impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
@@ -162,16 +165,12 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let inner = &self.inner;
         inner.gauges.count_http_request();
         let (parts, body) = request.into_parts();
-        let origin = parts
-            .headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if !inner.config.is_origin_allowed(origin.as_deref()) {
+        let origin = crate::hooks::origin_of(&parts.headers);
+        if self.allow_origin(origin, peer).is_err() {
             // Cross-site requests with the user's cookies: refused like a WebSocket upgrade.
-            self.refused_origin(origin.as_deref().unwrap_or_default(), peer);
             return self.refuse(Refusal::new(StatusCode::FORBIDDEN, "Origin not allowed"));
         }
+        let origin = origin.and_then(|o| HeaderValue::from_str(o).ok());
         let mut response = if parts.method == Method::OPTIONS {
             preflight()
         } else {
@@ -180,7 +179,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 Err(refusal) => self.refuse(refusal),
             }
         };
-        if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
+        if let Some(origin) = origin {
             let headers = response.headers_mut();
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             headers.insert(header::VARY, HeaderValue::from_static("origin"));
@@ -196,21 +195,13 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         self.inner.gauges.count_http_refused();
         tracing::debug!(status = refusal.status.as_u16(), message = %refusal.message, "http request refused");
         let body = serde_json::json!({ "errors": [{ "message": refusal.message }] }).to_string();
-        let mut response = json_response(refusal.status, JSON, body);
+        let mut response = response(refusal.status, JSON, body);
         let headers = response.headers_mut();
-        match refusal.status {
-            StatusCode::METHOD_NOT_ALLOWED => {
-                let allow = if refusal.message.contains("mutation") {
-                    "POST"
-                } else {
-                    ALLOW
-                };
-                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
+        if let Some(allow) = refusal.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -264,9 +255,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     }
                 }
             },
-            _ => Err(Refusal::new(
-                StatusCode::METHOD_NOT_ALLOWED,
+            _ => Err(Refusal::method_not_allowed(
                 format!("Method {} not allowed", parts.method),
+                ALLOW,
             )),
         }
     }
@@ -501,7 +492,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let session = self.connect(&conn, &mut end).await?;
         end.reason = Some(CloseReason::Finished);
         let request = params.into_request();
-        match variables_kind(&request) {
+        match operation_type(&request) {
             Some(OperationType::Mutation) if parts.method == Method::GET => {
                 return Err(mutation_over_get());
             }
@@ -574,7 +565,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         };
         op.finish(reason);
         drop(end);
-        Ok(json_response(status, content_type, body))
+        Ok(response(status, content_type, body))
     }
 
     /// Single-connection mode: `PUT` reserves a stream and answers its token.
@@ -632,13 +623,11 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             }
         };
         inner.runtime.spawn(Box::pin(expiry));
-        let mut response = Response::new(HttpBody::full(reservation.token.clone()));
-        *response.status_mut() = StatusCode::CREATED;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        Ok(response)
+        Ok(response(
+            StatusCode::CREATED,
+            TEXT,
+            reservation.token.clone(),
+        ))
     }
 
     fn reservation(&self, token: &str) -> Result<Arc<single::Reservation<H>>, Refusal> {
@@ -738,17 +727,10 @@ fn preflight() -> Response<HttpBody> {
     response
 }
 
-fn variables_kind(request: &GqlRequest) -> Option<OperationType> {
-    crate::variables::operation_type(request)
-}
-
 fn is_mutation(request: &GqlRequest) -> bool {
-    variables_kind(request) == Some(OperationType::Mutation)
+    operation_type(request) == Some(OperationType::Mutation)
 }
 
 fn mutation_over_get() -> Refusal {
-    Refusal::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Cannot perform a mutation over GET: use POST",
-    )
+    Refusal::method_not_allowed("Cannot perform a mutation over GET: use POST", "POST")
 }

@@ -3,7 +3,7 @@
 //! `docs/PROTOCOL.md` 4.6 for everything malformed.
 
 use async_graphql::{Request, Variables};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 
 use crate::UpgradeRequest;
 use serde_json::{Map, Value};
@@ -90,6 +90,8 @@ fn rank(w: Wants) -> u8 {
 pub(crate) struct Refusal {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
+    /// The `Allow` header of a 405.
+    pub(crate) allow: Option<&'static str>,
 }
 
 impl Refusal {
@@ -97,6 +99,15 @@ impl Refusal {
         Self {
             status,
             message: message.into(),
+            allow: None,
+        }
+    }
+
+    /// A 405 naming the methods that would do.
+    pub(crate) fn method_not_allowed(message: impl Into<String>, allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(StatusCode::METHOD_NOT_ALLOWED, message)
         }
     }
 
@@ -207,21 +218,19 @@ pub(crate) fn is_json_body(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-/// The single-connection token: the header, else the `token` parameter.
-pub(crate) fn token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    if let Some(t) = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
-        return Some(t.trim().to_owned());
-    }
-    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-}
-
 /// A query-string parameter.
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// The single-connection token: the header, else the `token` parameter.
+pub(crate) fn token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    match headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(t) => Some(t.trim().to_owned()),
+        None => query_param(query, "token"),
+    }
 }
 
 /// The request's URI and headers as an [`UpgradeRequest`] that owns its bytes. hyper parses
@@ -237,8 +246,19 @@ pub(crate) fn detached_request(uri: &Uri, headers: &HeaderMap) -> UpgradeRequest
     UpgradeRequest::new(uri, owned)
 }
 
-/// Whether this is a WebSocket upgrade request (`Connection: upgrade`, `Upgrade: websocket`).
-pub(crate) fn is_websocket_upgrade(method: &Method, headers: &HeaderMap) -> bool {
+/// Whether a request asks for a WebSocket (`Connection: upgrade` and `Upgrade: websocket`,
+/// any case, among any of the headers' tokens): how subscope tells an upgrade from a
+/// request for [`crate::Server::serve_http`] on one endpoint.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("connection", "keep-alive, Upgrade".parse().unwrap());
+/// headers.insert("upgrade", "websocket".parse().unwrap());
+/// assert!(subscope_core::is_websocket_upgrade(&headers));
+/// headers.remove("connection");
+/// assert!(!subscope_core::is_websocket_upgrade(&headers));
+/// ```
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let has = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -247,7 +267,6 @@ pub(crate) fn is_websocket_upgrade(method: &Method, headers: &HeaderMap) -> bool
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
-    let _ = method;
     has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
 }
 

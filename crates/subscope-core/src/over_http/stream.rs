@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use async_graphql::ServerError;
 use bytes::Bytes;
 use http_body::Frame;
 
@@ -141,29 +142,25 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         }
     }
 
-    /// Ends operation `id` early with `reason`, telling the client with `errors`.
-    fn end_op(
-        &mut self,
-        id: &str,
-        reason: EndReason,
-        errors: &[async_graphql::ServerError],
-    ) -> Step {
+    /// Ends operation `id` early with `reason` and tells the client: `errors` as a
+    /// transport error (`fatal`: multipart's `{"payload": null, ...}`, the end of the
+    /// response), or as the operation's last result, then its end.
+    fn end_op(&mut self, id: &str, reason: EndReason, errors: &[ServerError], fatal: bool) -> Step {
         if let Some(op) = self.remove(id) {
             op.finish(reason);
         }
-        let text = match reason_is_fatal(&self.format) {
-            true => frame::fatal(self.format, id, errors),
-            false => {
-                frame::next(self.format, id, &frame::errors_json(errors))
-                    + &frame::complete(self.format, id)
-            }
+        let text = if fatal {
+            frame::fatal(self.format, id, errors)
+        } else {
+            frame::next(self.format, id, &frame::errors_json(errors))
+                + &frame::complete(self.format, id)
         };
         self.after_op(text)
     }
 
     fn payload(&mut self, id: String, json: &str) -> Step {
         if json.len() > self.max_response {
-            return self.end_op(&id, EndReason::ResponseTooLarge, &too_large_error());
+            return self.end_op(&id, EndReason::ResponseTooLarge, &too_large_error(), true);
         }
         let text = frame::next(self.format, &id, json);
         self.streaming.insert(id);
@@ -174,14 +171,9 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         match event {
             ChildEvent::Item(id, OpItem::Response(response)) => {
                 if !self.streaming.contains(&id) && is_request_error(&response) {
-                    // Failed before execution: the errors as a result, then the end.
-                    if let Some(op) = self.remove(&id) {
-                        op.finish(EndReason::RequestError);
-                    }
-                    // Only `errors`: a request error has no `data` entry.
-                    let text = frame::next(self.format, &id, &frame::errors_json(&response.errors))
-                        + &frame::complete(self.format, &id);
-                    return self.after_op(text);
+                    // Failed before execution: only `errors` (a request error has no
+                    // `data` entry), then the end.
+                    return self.end_op(&id, EndReason::RequestError, &response.errors, false);
                 }
                 let json = frame::result_json(&response);
                 self.payload(id, &json)
@@ -193,20 +185,10 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
                 } else {
                     errors
                 };
-                if let Some(op) = self.remove(&id) {
-                    op.finish(EndReason::Refused);
-                }
-                let text = frame::next(self.format, &id, &frame::errors_json(&errors))
-                    + &frame::complete(self.format, &id);
-                self.after_op(text)
+                self.end_op(&id, EndReason::Refused, &errors, false)
             }
             ChildEvent::Item(id, OpItem::RequestError(errors)) => {
-                if let Some(op) = self.remove(&id) {
-                    op.finish(EndReason::RequestError);
-                }
-                let text = frame::next(self.format, &id, &frame::errors_json(&errors))
-                    + &frame::complete(self.format, &id);
-                self.after_op(text)
+                self.end_op(&id, EndReason::RequestError, &errors, false)
             }
             ChildEvent::Ended(id, op) => {
                 self.streaming.remove(&id);
@@ -215,25 +197,14 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
                 self.after_op(text)
             }
             ChildEvent::Panicked(id, op) => {
-                self.streaming.remove(&id);
                 tracing::warn!(id = %id, "operation panicked");
                 op.finish(EndReason::Panicked);
-                let text = frame::fatal(self.format, &id, &internal_error());
-                self.after_op(text)
+                // Already out of the set, so `end_op` finds nothing to finish: it only
+                // tells the client.
+                self.end_op(&id, EndReason::Panicked, &internal_error(), true)
             }
         }
     }
-
-    /// Drops every operation now, completing each with `reason`.
-    fn close_ops(&mut self, reason: &CloseReason) {
-        self.ops.close(reason.clone());
-    }
-}
-
-/// Multipart reports an operation's failure as a transport error and ends; SSE streams
-/// report it as a result.
-fn reason_is_fatal(format: &Format) -> bool {
-    *format == Format::Multipart
 }
 
 // Nothing in it is pinned in place.
@@ -265,7 +236,7 @@ impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
         if this.stop.as_mut().poll(cx).is_ready() {
             this.finished = true;
             this.reason = Some(CloseReason::ServerShutdown);
-            this.close_ops(&CloseReason::ServerShutdown);
+            this.ops.close(CloseReason::ServerShutdown);
             return Poll::Ready(frame::shutdown(this.format).map(|b| Ok(Frame::data(b))));
         }
         // Every event that is ready goes into one frame, up to the driver's write batch:

@@ -21,13 +21,7 @@ pub(crate) enum Outcome {
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<HttpBody> {
-    let mut response = Response::new(HttpBody::full(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    super::response(status, super::TEXT, text)
 }
 
 /// Answers a WebSocket upgrade request: `101` and the [`Outcome`] to run, or an error
