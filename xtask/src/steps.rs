@@ -256,7 +256,34 @@ pub(crate) fn ci_steps() -> Vec<Step> {
         "fuzz both targets (bounded: 15 s each)",
         &["xtask", "fuzz", "--seconds", "15"],
     ));
+    // A one-shot build gains nothing from incremental state, which was a third of the
+    // target directory (a CI machine once ran out of disk while linking).
+    for s in &mut steps {
+        s.env.push(("CARGO_INCREMENTAL", "0"));
+    }
     steps
+}
+
+/// Prints the target directory's size and the disk space left, so a run that fails for
+/// want of disk says so.
+fn report_disk() {
+    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+    if let Ok(out) = Command::new("du").args(["-sh", &target]).output() {
+        let size = String::from_utf8_lossy(&out.stdout);
+        if let Some(size) = size.split_whitespace().next() {
+            println!("target directory {size}");
+        }
+    }
+    if let Ok(out) = Command::new("df").args(["-h", &target]).output() {
+        let table = String::from_utf8_lossy(&out.stdout);
+        if let Some(free) = table
+            .lines()
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+        {
+            println!("disk free {free}");
+        }
+    }
 }
 
 pub(crate) fn run(steps: Vec<Step>) -> ExitCode {
@@ -288,6 +315,7 @@ pub(crate) fn run(steps: Vec<Step>) -> ExitCode {
     let failed = results.iter().filter(|(_, ok, _)| !ok).count();
     let passed = results.len() - failed;
     println!("total time {:.1}s", started.elapsed().as_secs_f64());
+    report_disk();
     // Alone on its line, so CI's log reader can count steps.
     println!("xtask: {passed} passed, {failed} failed");
     if failed == 0 && results.len() == steps.len() {
