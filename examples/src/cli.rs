@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use subscope::deflate::DeflateConfig;
 use subscope::{Config, Delivery, Overflow, Rate};
 
 /// The runtimes the demo can run on.
@@ -88,6 +89,20 @@ struct Cli {
     /// are equal (the demo schema has no per-user fields) [default: off].
     #[arg(long)]
     share: bool,
+    /// Compress WebSocket messages with permessage-deflate for clients that offer it
+    /// (browsers do) [default: off].
+    #[arg(long)]
+    deflate: bool,
+    /// With --deflate: the server's compression window, 9 to 15 bits.
+    #[arg(long, value_name = "BITS", default_value_t = 15, requires = "deflate", value_parser = clap::value_parser!(u8).range(9..=15))]
+    deflate_window_bits: u8,
+    /// With --deflate: zlib's memory level, 1 to 9.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "deflate", value_parser = clap::value_parser!(u8).range(1..=9))]
+    deflate_mem_level: u8,
+    /// With --deflate: reset the compression after every message (no memory kept per
+    /// connection, less compression).
+    #[arg(long, requires = "deflate")]
+    deflate_no_context_takeover: bool,
 }
 
 /// Parsed `demo` arguments.
@@ -100,7 +115,7 @@ pub struct DemoArgs {
     pub runtime: RuntimeChoice,
     /// Server settings from `--init-timeout-ms`, `--keepalive-ms`, `--write-timeout-ms`,
     /// `--max-subscriptions`, `--inbound-rate`, `--max-message-size`, `--max-connections`,
-    /// `--allowed-origin`, `--share`.
+    /// `--allowed-origin`, `--share`, `--deflate` and its `--deflate-*` settings.
     pub config: Config,
     /// Topic delivery from `--subscriber-buffer` and `--overflow`.
     pub delivery: Delivery,
@@ -170,6 +185,14 @@ impl DemoArgs {
         if !cli.allowed_origins.is_empty() {
             config = config.allowed_origins(&cli.allowed_origins);
         }
+        if cli.deflate {
+            config = config.deflate(Some(
+                DeflateConfig::new()
+                    .server_max_window_bits(cli.deflate_window_bits)
+                    .mem_level(cli.deflate_mem_level)
+                    .server_no_context_takeover(cli.deflate_no_context_takeover),
+            ));
+        }
         let delivery = Delivery::default()
             .buffer(usize::try_from(cli.subscriber_buffer).unwrap_or(usize::MAX))
             .overflow(cli.overflow);
@@ -229,6 +252,37 @@ mod tests {
         assert!(a.addr.ip().is_loopback());
         assert_eq!(kind(&["--addr", "nope"]), ErrorKind::ValueValidation);
         assert_eq!(a.config.enabled_subprotocols().len(), 2);
+    }
+
+    #[test]
+    fn deflate_flags() {
+        assert_eq!(
+            parse(&[]).expect("defaults").config.deflate_settings(),
+            None
+        );
+        let a = parse(&["--deflate"]).expect("deflate");
+        assert_eq!(a.config.deflate_settings(), Some(&DeflateConfig::new()));
+        let a = parse(&[
+            "--deflate",
+            "--deflate-window-bits=10",
+            "--deflate-mem-level",
+            "2",
+            "--deflate-no-context-takeover",
+        ])
+        .expect("settings");
+        let want = DeflateConfig::new()
+            .server_max_window_bits(10)
+            .mem_level(2)
+            .server_no_context_takeover(true);
+        assert_eq!(a.config.deflate_settings(), Some(&want));
+        assert_eq!(
+            kind(&["--deflate-window-bits", "12"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            kind(&["--deflate", "--deflate-window-bits", "8"]),
+            ErrorKind::ValueValidation
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use subscope::deflate::{Agreed, DeflateConfig, Deflated, Side, client_offer};
 use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::{Message, WebSocket};
 
@@ -24,9 +25,18 @@ pub enum Frame {
 /// A test client.
 #[derive(Debug)]
 pub struct Client {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Deflated<TcpStream>>,
     /// The subprotocol the server echoed, if any.
     pub protocol: Option<String>,
+    /// The permessage-deflate parameters the server agreed to, if it did.
+    pub deflate: Option<Agreed>,
+}
+
+/// Whether this test run offers permessage-deflate on every connection and runs the demo
+/// server with it on (`SUBSCOPE_TEST_DEFLATE=1`: the socket suite over compressed
+/// connections).
+pub fn deflate_suite() -> bool {
+    std::env::var_os("SUBSCOPE_TEST_DEFLATE").is_some_and(|v| v == "1")
 }
 
 impl Client {
@@ -94,6 +104,13 @@ impl Client {
         for line in headers {
             request.push_str(&format!("{line}\r\n"));
         }
+        let offers_own = headers.iter().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("sec-websocket-extensions")
+        });
+        if deflate_suite() && !offers_own {
+            request.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", client_offer()));
+        }
         request.push_str("\r\n");
         stream.write_all(request.as_bytes()).expect("write upgrade");
         // Read the response head byte by byte so no frame after it is consumed.
@@ -118,8 +135,28 @@ impl Client {
             name.eq_ignore_ascii_case("sec-websocket-protocol")
                 .then(|| value.trim().to_owned())
         });
+        let deflate = head.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-extensions")
+                .then(|| Agreed::from_response(value.trim()))
+                .flatten()
+        });
+        let stream = match &deflate {
+            Some(agreed) => Deflated::new(
+                stream,
+                Side::Client,
+                agreed,
+                &DeflateConfig::new(),
+                64 << 20,
+            ),
+            None => Deflated::plain(stream),
+        };
         let ws = WebSocket::from_raw_socket(stream, Role::Client, None);
-        Ok(Self { ws, protocol })
+        Ok(Self {
+            ws,
+            protocol,
+            deflate,
+        })
     }
 
     /// Connects with `graphql-transport-ws`.
@@ -187,6 +224,7 @@ impl Client {
             let left = end.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "no frame within {within:?}");
             self.ws
+                .get_ref()
                 .get_ref()
                 .set_read_timeout(Some(left))
                 .expect("timeout");
@@ -270,6 +308,7 @@ impl Client {
             }
             self.ws
                 .get_ref()
+                .get_ref()
                 .set_read_timeout(Some(left))
                 .expect("timeout");
             match self.ws.read() {
@@ -305,7 +344,7 @@ impl Client {
 
     /// Vanishes abruptly: `SO_LINGER` 0, so the kernel sends a TCP reset.
     pub fn reset(self) {
-        let stream = self.ws.into_inner();
+        let stream = self.ws.into_inner().into_inner();
         socket2::SockRef::from(&stream)
             .set_linger(Some(Duration::ZERO))
             .expect("linger");
@@ -314,7 +353,7 @@ impl Client {
 
     /// Closes the TCP socket without a close frame (FIN).
     pub fn drop_tcp(self) {
-        drop(self.ws.into_inner());
+        drop(self.ws.into_inner().into_inner());
     }
 
     /// Queues a message without flushing (so several go out in one write).
@@ -329,6 +368,6 @@ impl Client {
 
     /// The underlying socket.
     pub fn stream(&self) -> &TcpStream {
-        self.ws.get_ref()
+        self.ws.get_ref().get_ref()
     }
 }

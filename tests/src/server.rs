@@ -103,6 +103,7 @@ pub fn demo_server_with<Rt: Runtime>(
 ) -> (DemoServer<Rt>, DemoState) {
     let hooks = RecordingHooks::default();
     let gauges = Arc::new(Gauges::new());
+    let config = suite_config(config);
     let state = DemoState {
         live: LiveCounter::default(),
         broker: Broker::memory(delivery, Arc::clone(&gauges)),
@@ -121,6 +122,29 @@ pub fn demo_server_with<Rt: Runtime>(
         .gauges(Arc::clone(&state.gauges))
         .build();
     (server, state)
+}
+
+/// `config` as this run of the suite serves it: in the compressed run
+/// ([`deflate_suite`](crate::client::deflate_suite)) with permessage-deflate on, unless
+/// the test chose its own settings.
+pub fn suite_config(config: Config) -> Config {
+    if crate::client::deflate_suite() && config.deflate_settings().is_none() {
+        config.deflate(Some(subscope::deflate::DeflateConfig::new()))
+    } else {
+        config
+    }
+}
+
+/// For tests whose point is byte volume (a reader that stalls, a flood that is pushed
+/// back): in the compressed run, deflate at level 0 (stored blocks). Every frame still
+/// goes through permessage-deflate's framing, but the demo's repetitive payloads keep
+/// their size, so the buffers fill after as many events as without compression.
+pub fn volume_config(config: Config) -> Config {
+    if crate::client::deflate_suite() {
+        config.deflate(Some(subscope::deflate::DeflateConfig::new().level(0)))
+    } else {
+        config
+    }
 }
 
 /// The demo server type with recording hooks.

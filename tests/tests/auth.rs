@@ -56,7 +56,7 @@ fn start<R: TestRuntime>() -> Fixture<R> {
         .finish();
     let server = Server::builder(rt, schema)
         .hooks(TokenAuth::new([("s3cret", "alice")]))
-        .config(Config::default())
+        .config(subscope_tests::server::suite_config(Config::default()))
         .build();
     let addr = R::listen(&guard, &server);
     Fixture {

@@ -45,9 +45,25 @@ fn publisher(s: &TestServer) -> Client {
     c
 }
 
+/// `n` numbered messages of `pad` more bytes each. The padding is pseudo-random letters
+/// and digits, so the compressed run of the suite moves about as many bytes as the plain
+/// one (a repeated letter would shrink a thousandfold and no reader would ever stall).
 fn numbered(n: usize, pad: usize) -> Vec<String> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     (0..n)
-        .map(|i| format!("{i:06}{}", "m".repeat(pad)))
+        .map(|i| {
+            let pad: String = (0..pad)
+                .map(|_| {
+                    // xorshift64
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    char::from(ALPHABET[(state % ALPHABET.len() as u64) as usize])
+                })
+                .collect();
+            format!("{i:06}{pad}")
+        })
         .collect()
 }
 

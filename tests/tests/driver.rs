@@ -37,7 +37,9 @@ fn write_until_pushed_back(c: &mut Client, ping: &str, limit: usize) -> usize {
 }
 
 fn a_flood_without_reading_is_pushed_back_and_every_reply_arrives<R: TestRuntime>() {
-    let s = R::start(Config::default().inbound_rate(None));
+    let s = R::start(subscope_tests::server::volume_config(
+        Config::default().inbound_rate(None),
+    ));
     let mut c = Client::modern(s.addr);
     c.init(None);
     let ping = json!({"type": "ping", "payload": {"pad": "p".repeat(200)}}).to_string();

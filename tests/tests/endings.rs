@@ -226,9 +226,11 @@ fn slow_reader_hits_the_write_timeout(proto: Proto, s: &TestServer) {
 
 fn write_timeout() -> Config {
     // Liveness off, so only the write timeout can end it.
-    Config::default()
-        .keepalive_interval(None)
-        .write_timeout(Duration::from_millis(300))
+    subscope_tests::server::volume_config(
+        Config::default()
+            .keepalive_interval(None)
+            .write_timeout(Duration::from_millis(300)),
+    )
 }
 
 fn slow_reader_modern<R: TestRuntime>() {

@@ -50,7 +50,9 @@ fn reports_only_operations_kept_alive_by_user_code<R: TestRuntime>() {
         .data(Arc::clone(&kept))
         .finish();
     let server = Server::builder(rt, schema)
-        .config(Config::default().detect_leaks(true))
+        .config(subscope_tests::server::suite_config(
+            Config::default().detect_leaks(true),
+        ))
         .build();
     let addr = R::listen(&guard, &server);
     let mut c = Client::modern(addr);
@@ -84,7 +86,9 @@ fn covers_shared_executions<R: TestRuntime>() {
         .data(Arc::clone(&kept))
         .finish();
     let server = Server::builder(rt, schema)
-        .config(Config::default().detect_leaks(true).share_identical(true))
+        .config(subscope_tests::server::suite_config(
+            Config::default().detect_leaks(true).share_identical(true),
+        ))
         .build();
     let addr = R::listen(&guard, &server);
     let gauges = Arc::clone(server.gauges());

@@ -179,7 +179,7 @@ fn a_slow_subscriber_lags_alone<R: TestRuntime>() {
     let config = Config::default()
         .share_identical(true)
         .shared_delivery(Delivery::default().buffer(8));
-    let s = R::start(config);
+    let s = R::start(subscope_tests::server::volume_config(config));
     let q = "subscription { payload(bytes: 8192, everyMs: 1) }";
     let mut slow = Client::modern_with_receive_buffer(s.addr, 4096);
     slow.init(None);
@@ -411,6 +411,7 @@ fn a_key_with_the_tenant_keeps_tenants_apart<R: TestRuntime>() {
             .hooks(TenantHooks {
                 key_includes_tenant,
             })
+            .config(subscope_tests::server::suite_config(Config::default()))
             .build();
         let addr = R::listen(&guard, &server);
         let gauges = Arc::clone(server.gauges());

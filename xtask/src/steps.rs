@@ -76,28 +76,36 @@ pub(crate) fn lint_steps() -> Vec<Step> {
     steps
 }
 
+/// The socket suite per runtime, then again over compressed connections
+/// (`SUBSCOPE_TEST_DEFLATE=1`: every test client offers permessage-deflate and the demo
+/// servers accept it); the second run reuses the first one's binaries.
 pub(crate) fn suite_steps(runtimes: &[&str]) -> Vec<Step> {
-    runtimes
+    let mut steps = Vec::new();
+    for rt in runtimes {
+        let features = format!("rt-{rt}");
+        let args: Vec<String> = [
+            "test",
+            "-p",
+            "subscope-tests",
+            "--no-default-features",
+            "--features",
+            &features,
+        ]
         .iter()
-        .map(|rt| {
-            let features = format!("rt-{rt}");
-            Step {
-                name: format!("socket suite on {rt}"),
-                args: [
-                    "test",
-                    "-p",
-                    "subscope-tests",
-                    "--no-default-features",
-                    "--features",
-                    &features,
-                ]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-                env: Vec::new(),
-            }
-        })
-        .collect()
+        .map(|s| (*s).to_owned())
+        .collect();
+        steps.push(Step {
+            name: format!("socket suite on {rt}"),
+            args: args.clone(),
+            env: Vec::new(),
+        });
+        steps.push(Step {
+            name: format!("socket suite on {rt}, compressed (permessage-deflate)"),
+            args,
+            env: vec![("SUBSCOPE_TEST_DEFLATE", "1")],
+        });
+    }
+    steps
 }
 
 pub(crate) fn doc_step() -> Step {

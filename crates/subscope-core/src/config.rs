@@ -35,6 +35,7 @@ pub struct Config {
     pub(crate) http_heartbeat: Option<Duration>,
     pub(crate) max_http_streams: Option<usize>,
     pub(crate) max_pending_reservations: usize,
+    pub(crate) deflate: Option<crate::deflate::DeflateConfig>,
 }
 
 /// A token-bucket rate: `per_second` sustained, up to `burst` at once.
@@ -79,6 +80,7 @@ impl Default for Config {
             share_identical: false,
             shared_delivery: crate::Delivery::default(),
             http_heartbeat: Some(Duration::from_secs(12)),
+            deflate: None,
             max_http_streams: None,
             max_pending_reservations: 10_000,
         }
@@ -151,6 +153,20 @@ impl Config {
     #[must_use]
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// permessage-deflate (RFC 7692) for WebSocket clients that offer it, with these
+    /// settings; `None` (the default): never, every connection runs uncompressed.
+    ///
+    /// Off by default because it trades memory and CPU for bytes: a connection that
+    /// keeps its compression context costs a zlib stream from its first event on (about
+    /// 10 times an idle connection at the default settings), and compressing costs CPU
+    /// per event per connection. Turn it on where the network is what runs out; see
+    /// [`DeflateConfig`](crate::deflate::DeflateConfig) for the memory knobs.
+    #[must_use]
+    pub fn deflate(mut self, deflate: Option<crate::deflate::DeflateConfig>) -> Self {
+        self.deflate = deflate;
         self
     }
 
@@ -346,10 +362,18 @@ impl Config {
         use crate::transport::{READ_BUFFER, WRITE_BUFFER};
         let m = self.max_message_size;
         let largest_frame = self.max_response_size.max(m.saturating_add(256));
-        let read = READ_BUFFER + 2 * m;
+        let mut read = READ_BUFFER + 2 * m;
         let held = HOLD_BYTES + m;
         let queue = WRITE_BATCH_BYTES + HOLD_BYTES + HOLD_LIMIT * 256 + largest_frame;
-        let write = WRITE_BUFFER + largest_frame;
+        let mut write = WRITE_BUFFER + largest_frame;
+        if let Some(deflate) = &self.deflate {
+            // A compressed message collected, inflated and queued for tungstenite; the
+            // compressed bytes of one write not yet sent, the frame being compressed;
+            // the zlib streams.
+            read += 3 * m + m / 64 + 1024;
+            write += crate::deflate::HIGH_WATER + WRITE_BUFFER + largest_frame;
+            write += deflate.state_bytes();
+        }
         read.saturating_add(held)
             .saturating_add(queue)
             .saturating_add(write)
@@ -369,6 +393,11 @@ impl Config {
     /// The subprotocols enabled.
     pub fn enabled_subprotocols(&self) -> &[Subprotocol] {
         &self.subprotocols
+    }
+
+    /// The permessage-deflate settings, when it is on (see [`Config::deflate`]).
+    pub fn deflate_settings(&self) -> Option<&crate::deflate::DeflateConfig> {
+        self.deflate.as_ref()
     }
 }
 

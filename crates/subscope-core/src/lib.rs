@@ -154,6 +154,7 @@
 mod children;
 pub mod close;
 mod config;
+pub mod deflate;
 mod driver;
 mod gauges;
 mod hooks;

@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use tracing::Instrument;
 
+use crate::deflate::{Deflated, Side};
 use crate::over_http::{
     Ending, HyperIo, HyperTimer, Outcome, Prefixed, Reservations, accept_upgrade,
     is_websocket_upgrade,
@@ -252,6 +253,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     on_upgrade,
                     protocol,
                     request,
+                    deflate,
                 }) => {
                     let upgraded = on_upgrade.await.map_err(|e| {
                         HandshakeError::WebSocket(TransportError::Other(Box::new(e)))
@@ -260,6 +262,16 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                         unreachable!("the upgraded socket is the one we served")
                     };
                     let socket = Prefixed::new(parts.read_buf, parts.io.io);
+                    let socket = match (&deflate, &inner.config.deflate) {
+                        (Some(agreed), Some(settings)) => Deflated::new(
+                            socket,
+                            Side::Server,
+                            agreed,
+                            settings,
+                            inner.config.max_message_size,
+                        ),
+                        _ => Deflated::plain(socket),
+                    };
                     let ws = WebSocketStream::from_raw_socket(
                         socket,
                         Role::Server,
@@ -273,7 +285,8 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     if reason.sends_close_frame() {
                         // Our close frame is out; let the peer's unread bytes drain so the
                         // kernel does not answer them with a reset that would eat it.
-                        let linger = lingering_close(ws.into_inner().into_inner().into_inner());
+                        let linger =
+                            lingering_close(ws.into_inner().into_inner().into_inner().into_inner());
                         let bound = inner.runtime.sleep(inner.config.close_timeout);
                         future::or(linger, bound).await;
                     }

@@ -143,7 +143,12 @@ impl From<WsError> for TransportError {
             WsError::Capacity(_) => Self::TooBig,
             WsError::Utf8(_) => Self::InvalidUtf8,
             WsError::ConnectionClosed | WsError::AlreadyClosed => Self::Closed,
-            WsError::Io(err) => Self::Io(err),
+            WsError::Io(err) => match crate::deflate::DeflateError::from_io(&err) {
+                // An inbound compressed message over the limit, found while inflating it.
+                Some(crate::deflate::DeflateError::TooBig) => Self::TooBig,
+                Some(other) => Self::Other(Box::new(other)),
+                None => Self::Io(err),
+            },
             other => Self::Other(Box::new(other)),
         }
     }

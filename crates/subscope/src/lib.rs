@@ -50,7 +50,7 @@ pub use subscope_core::{
     Subscription, Topics, Transport, UpgradeRequest, is_websocket_upgrade, negotiate,
     truncate_reason,
 };
-pub use subscope_core::{close, rt, topics, transport};
+pub use subscope_core::{close, deflate, rt, topics, transport};
 
 /// The GraphQL engine subscope executes with (the version subscope uses).
 #[doc(no_inline)]

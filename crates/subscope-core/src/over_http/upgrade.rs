@@ -6,6 +6,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 
 use super::HttpBody;
+use crate::deflate::{self, Agreed};
 use crate::{Config, Subprotocol, UpgradeRequest, negotiate};
 
 /// What an upgrade request left for the connection task, after hyper has answered it.
@@ -15,6 +16,8 @@ pub(crate) enum Outcome {
         on_upgrade: OnUpgrade,
         protocol: Option<Subprotocol>,
         request: Box<UpgradeRequest>,
+        /// permessage-deflate, when agreed.
+        deflate: Option<Agreed>,
     },
     /// Refused with 403: the origin is not allowed.
     OriginRefused(String),
@@ -85,6 +88,7 @@ pub(crate) fn accept_upgrade<B>(
             HeaderValue::from_static(p.token()),
         );
     }
+    let deflate = negotiate_deflate(config, request.headers(), out);
     let on_upgrade = hyper::upgrade::on(request);
     (
         response,
@@ -92,6 +96,25 @@ pub(crate) fn accept_upgrade<B>(
             on_upgrade,
             protocol,
             request: Box::new(upgrade),
+            deflate,
         }),
     )
+}
+
+/// Accepts the client's permessage-deflate offer when the server has it on, answering in
+/// `out`; `None` when either side does not want it (the connection runs uncompressed).
+pub(crate) fn negotiate_deflate(
+    config: &Config,
+    headers: &http::HeaderMap,
+    out: &mut http::HeaderMap,
+) -> Option<Agreed> {
+    let settings = config.deflate.as_ref()?;
+    let offers = headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let agreed = deflate::negotiate(offers, settings)?;
+    let value = HeaderValue::from_str(&agreed.response()).ok()?;
+    out.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
+    Some(agreed)
 }

@@ -1,0 +1,328 @@
+//! [`Deflated`]: a socket with permessage-deflate applied to the frames crossing it.
+
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+use super::codec::{Inbound, Outbound};
+use super::zlib::{Compressor, Decompressor, Params};
+use super::{Agreed, DeflateConfig, DeflateError};
+
+/// Bytes compressed and not yet written past which a write waits for the socket: with
+/// the WebSocket's own write buffer above, what one connection may hold stays bounded.
+pub(crate) const HIGH_WATER: usize = 64 * 1024;
+
+/// Buffers at most this large are kept between uses; larger ones are freed, so a
+/// connection that once moved a burst does not keep its memory.
+const KEEP: usize = 16 * 1024;
+
+/// Which end of the WebSocket this socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Side {
+    /// The server: the peer's frames are masked, ours are not.
+    Server,
+    /// The client: ours are masked, the peer's are not.
+    Client,
+}
+
+/// A socket (`futures-io` or `std::io`) that compresses the data frames a WebSocket writes
+/// through it and inflates the compressed ones it reads, per the parameters agreed at the
+/// upgrade. Put it between the socket and an unmodified WebSocket implementation: the
+/// WebSocket sees an uncompressed connection, with all its own checks and limits (a
+/// compressed message is inflated only up to the message size limit; past it, reading
+/// fails with [`DeflateError::TooBig`] inside the `io::Error`).
+///
+/// With no agreement ([`Deflated::plain`]) bytes pass through untouched. Compression state
+/// is allocated at the first compressed message, not before.
+#[derive(Debug)]
+pub struct Deflated<S> {
+    io: S,
+    codec: Option<Box<Codec>>,
+}
+
+#[derive(Debug)]
+struct Codec {
+    inbound: Inbound,
+    outbound: Outbound,
+    /// Inflated bytes not yet read by the WebSocket.
+    up: Vec<u8>,
+    up_at: usize,
+    /// Compressed bytes not yet written to the socket.
+    out: Vec<u8>,
+    out_at: usize,
+    failed: Option<DeflateError>,
+}
+
+impl<S> Deflated<S> {
+    /// `io` with nothing agreed: bytes pass through.
+    pub fn plain(io: S) -> Self {
+        Self { io, codec: None }
+    }
+
+    /// `io` running the agreed permessage-deflate. `config` gives the compression level
+    /// and memory level; `max_message_size` bounds what one inbound message inflates to.
+    pub fn new(
+        io: S,
+        side: Side,
+        agreed: &Agreed,
+        config: &DeflateConfig,
+        max_message_size: usize,
+    ) -> Self {
+        // Each side compresses with its own window and takeover, inflates with the other's.
+        let (ours, theirs) = match side {
+            Side::Server => (
+                (agreed.server_window_bits, agreed.server_no_context_takeover),
+                (agreed.client_window_bits, agreed.client_no_context_takeover),
+            ),
+            Side::Client => (
+                (agreed.client_window_bits, agreed.client_no_context_takeover),
+                (agreed.server_window_bits, agreed.server_no_context_takeover),
+            ),
+        };
+        let params = Params {
+            level: config.level,
+            window_bits: ours.0.max(9),
+            mem_level: config.mem_level,
+        };
+        let codec = Codec {
+            inbound: Inbound::new(
+                side == Side::Server,
+                max_message_size,
+                Decompressor::new(theirs.0, !theirs.1),
+            ),
+            outbound: Outbound::new(Compressor::new(params, !ours.1)),
+            up: Vec::new(),
+            up_at: 0,
+            out: Vec::new(),
+            out_at: 0,
+            failed: None,
+        };
+        Self {
+            io,
+            codec: Some(Box::new(codec)),
+        }
+    }
+
+    /// Whether permessage-deflate runs on this socket.
+    pub fn is_compressed(&self) -> bool {
+        self.codec.is_some()
+    }
+
+    /// Whether this socket holds a compression or decompression stream right now (it
+    /// does only with context takeover, after its first compressed message that way).
+    pub fn holds_compression_state(&self) -> bool {
+        self.codec
+            .as_ref()
+            .is_some_and(|c| c.inbound.holds_state() || c.outbound.holds_state())
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// The socket, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    /// The socket back (bytes not yet written are lost).
+    pub fn into_inner(self) -> S {
+        self.io
+    }
+}
+
+impl Codec {
+    /// Hands inflated bytes to `buf`, if there are any.
+    fn take_up(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.up_at == self.up.len() {
+            return None;
+        }
+        let n = buf.len().min(self.up.len() - self.up_at);
+        buf[..n].copy_from_slice(&self.up[self.up_at..self.up_at + n]);
+        self.up_at += n;
+        if self.up_at == self.up.len() {
+            self.up.clear();
+            self.up_at = 0;
+            if self.up.capacity() > KEEP {
+                self.up = Vec::new();
+            }
+        }
+        Some(n)
+    }
+
+    fn decode(&mut self, read: &[u8]) {
+        if let Err(e) = self.inbound.decode(read, &mut self.up) {
+            tracing::debug!(error = %e, "permessage-deflate: inbound message refused");
+            self.failed = Some(e);
+        }
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() - self.out_at
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.out_at += n;
+        if self.out_at == self.out.len() {
+            self.out.clear();
+            self.out_at = 0;
+            if self.out.capacity() > KEEP {
+                self.out = Vec::new();
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Deflated<S> {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(codec) = &mut self.codec else {
+            return Poll::Ready(Ok(()));
+        };
+        while codec.pending_out() > 0 {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &codec.out[codec.out_at..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            codec.wrote(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deflated<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let Some(codec) = &mut this.codec else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
+        loop {
+            if let Some(n) = codec.take_up(buf) {
+                return Poll::Ready(Ok(n));
+            }
+            if let Some(e) = codec.failed {
+                return Poll::Ready(Err(e.into()));
+            }
+            if buf.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            // Read into the caller's buffer, then rewrite from it: no buffer of our own.
+            let n = ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+            if n == 0 {
+                return Poll::Ready(Ok(0));
+            }
+            codec.decode(&buf[..n]);
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deflated<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let Some(codec) = &this.codec else {
+            return Pin::new(&mut this.io).poll_write(cx, buf);
+        };
+        if codec.pending_out() >= HIGH_WATER {
+            ready!(this.poll_drain(cx))?;
+        }
+        let Some(codec) = &mut this.codec else {
+            unreachable!("checked above")
+        };
+        codec
+            .outbound
+            .encode(buf, &mut codec.out)
+            .map_err(io::Error::from)?;
+        // Start writing now; what the socket does not take waits for the next flush.
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_close(cx)
+    }
+}
+
+/// For blocking clients (tests, tools): the same rewriting over `std::io`.
+impl<S: Read> Read for Deflated<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(codec) = &mut self.codec else {
+            return self.io.read(buf);
+        };
+        loop {
+            if let Some(n) = codec.take_up(buf) {
+                return Ok(n);
+            }
+            if let Some(e) = codec.failed {
+                return Err(e.into());
+            }
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let n = self.io.read(buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            codec.decode(&buf[..n]);
+        }
+    }
+}
+
+impl<S: Write> Deflated<S> {
+    fn drain_blocking(&mut self) -> io::Result<()> {
+        let Some(codec) = &mut self.codec else {
+            return Ok(());
+        };
+        while codec.pending_out() > 0 {
+            let n = self.io.write(&codec.out[codec.out_at..])?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            codec.wrote(n);
+        }
+        Ok(())
+    }
+}
+
+impl<S: Write> Write for Deflated<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.codec.is_none() {
+            return self.io.write(buf);
+        }
+        // Earlier bytes first; an error here leaves `buf` unconsumed, so a retry is exact.
+        self.drain_blocking()?;
+        if let Some(codec) = &mut self.codec {
+            codec
+                .outbound
+                .encode(buf, &mut codec.out)
+                .map_err(io::Error::from)?;
+        }
+        match self.drain_blocking() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain_blocking()?;
+        self.io.flush()
+    }
+}

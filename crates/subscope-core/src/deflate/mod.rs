@@ -1,0 +1,181 @@
+//! permessage-deflate (RFC 7692): compressed WebSocket messages.
+//!
+//! Negotiated at the upgrade when [`Config::deflate`](crate::Config::deflate) is set and
+//! the client offers it (every browser does); a connection that does not offer it runs
+//! exactly as without. The compression is a rewriting of frames under the WebSocket
+//! implementation ([`Deflated`]), so every limit, close code and timeout of an
+//! uncompressed connection holds unchanged, and the message size limit applies to the
+//! inflated message.
+//!
+//! Memory: a connection holds no compression state until it sends or receives a
+//! compressed message. With context takeover (the default for what the server sends) it
+//! keeps one zlib stream from then on, sized by the window and memory level; without it,
+//! messages are compressed with a per-thread stream and the connection keeps nothing. The
+//! server asks clients not to keep context (`client_no_context_takeover`), so inflating
+//! what they send never needs per-connection state either.
+
+mod codec;
+mod frame;
+mod io;
+mod negotiate;
+mod zlib;
+
+pub(crate) use io::HIGH_WATER;
+pub use io::{Deflated, Side};
+pub use negotiate::{Agreed, client_offer, negotiate};
+
+/// Why a compressed message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeflateError {
+    /// The message inflates (or is compressed) to more than the message size limit.
+    #[error("compressed message larger than the size limit")]
+    TooBig,
+    /// The compressed data is not a valid deflate stream.
+    #[error("invalid compressed data")]
+    Corrupt,
+    /// The frames break RFC 7692's rules.
+    #[error("permessage-deflate violation: {0}")]
+    Protocol(&'static str),
+    /// The compressor failed (not expected with valid settings).
+    #[error("compression failed")]
+    Compress,
+}
+
+impl From<DeflateError> for std::io::Error {
+    fn from(err: DeflateError) -> Self {
+        Self::new(std::io::ErrorKind::InvalidData, err)
+    }
+}
+
+impl DeflateError {
+    /// The [`DeflateError`] an I/O error carries, if it carries one.
+    pub fn from_io(err: &std::io::Error) -> Option<Self> {
+        err.get_ref()?.downcast_ref::<Self>().copied()
+    }
+}
+
+/// The server's permessage-deflate settings ([`Config::deflate`](crate::Config::deflate)).
+///
+/// The defaults suit a fan-out of small JSON events: the server keeps its compression
+/// context between messages (what makes repeated keys cost almost nothing) with zlib's
+/// usual 15-bit window, level 6 and memory level 8; clients are asked to reset theirs
+/// after every message, since what they send is small and rare and the server then
+/// needs no inflate state per connection. Lower [`server_max_window_bits`] and
+/// [`mem_level`] to spend less memory per active connection, or set
+/// [`server_no_context_takeover`] to keep none (at a cost in ratio).
+///
+/// [`server_max_window_bits`]: Self::server_max_window_bits
+/// [`mem_level`]: Self::mem_level
+/// [`server_no_context_takeover`]: Self::server_no_context_takeover
+///
+/// ```
+/// use subscope_core::Config;
+/// use subscope_core::deflate::DeflateConfig;
+///
+/// let config = Config::default().deflate(Some(
+///     DeflateConfig::new().server_max_window_bits(12).mem_level(5),
+/// ));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateConfig {
+    pub(crate) server_max_window_bits: u8,
+    pub(crate) client_max_window_bits: u8,
+    pub(crate) server_no_context_takeover: bool,
+    pub(crate) client_no_context_takeover: bool,
+    pub(crate) level: u8,
+    pub(crate) mem_level: u8,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DeflateConfig {
+    /// The default settings (see the type's documentation).
+    pub const fn new() -> Self {
+        Self {
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            server_no_context_takeover: false,
+            client_no_context_takeover: true,
+            level: 6,
+            mem_level: 8,
+        }
+    }
+
+    /// The largest LZ77 window the server compresses with, 9 to 15 bits (clamped):
+    /// 2^bits bytes of history, twice that in memory. A client may ask for less.
+    pub const fn server_max_window_bits(mut self, bits: u8) -> Self {
+        self.server_max_window_bits = clamp(bits, 9, 15);
+        self
+    }
+
+    /// The window the server asks a client to compress with when the client allows it
+    /// (`client_max_window_bits` in its offer), 8 to 15 bits (clamped).
+    pub const fn client_max_window_bits(mut self, bits: u8) -> Self {
+        self.client_max_window_bits = clamp(bits, 8, 15);
+        self
+    }
+
+    /// Reset the server's compression after every message: no per-connection state at
+    /// all, but each event compresses alone (small events hardly shrink).
+    pub const fn server_no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self
+    }
+
+    /// Ask clients to reset their compression after every message (on by default), so
+    /// the server inflates with a shared per-thread stream. A client that asks for it
+    /// itself gets it either way.
+    pub const fn client_no_context_takeover(mut self, on: bool) -> Self {
+        self.client_no_context_takeover = on;
+        self
+    }
+
+    /// The zlib compression level, 0 (stored) to 9 (clamped).
+    pub const fn level(mut self, level: u8) -> Self {
+        self.level = clamp(level, 0, 9);
+        self
+    }
+
+    /// zlib's memory level, 1 to 9 (clamped): the size of the buffer of symbols a block
+    /// collects, 2^(level+6) entries.
+    pub const fn mem_level(mut self, level: u8) -> Self {
+        self.mem_level = clamp(level, 1, 9);
+        self
+    }
+}
+
+impl DeflateConfig {
+    /// An upper bound of the zlib streams one connection may hold with these settings
+    /// (zlib-rs: a 2^bits window and its chains at 4 bytes per position, a fixed 128 KiB
+    /// hash table, 4 bytes per symbol of the memory level's buffer, the state itself; and
+    /// an inflate window when clients keep their context).
+    pub(crate) fn state_bytes(&self) -> usize {
+        let mut bytes = 0;
+        if !self.server_no_context_takeover {
+            bytes += (4 << self.server_max_window_bits)
+                + (128 << 10)
+                + (4 << (self.mem_level + 6))
+                + (16 << 10);
+        }
+        if !self.client_no_context_takeover {
+            bytes += (1 << 15) + (16 << 10);
+        }
+        bytes
+    }
+}
+
+const fn clamp(v: u8, lo: u8, hi: u8) -> u8 {
+    if v < lo {
+        lo
+    } else if v > hi {
+        hi
+    } else {
+        v
+    }
+}

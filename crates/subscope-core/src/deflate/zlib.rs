@@ -1,0 +1,344 @@
+//! Compression state, allocated only when a message needs it.
+//!
+//! With context takeover a connection keeps its own zlib stream between messages (that is
+//! what makes small repeated JSON compress) and allocates it at its first compressed
+//! message. Without it, a message's stream starts empty, so connections borrow one stream
+//! per thread instead of each holding one: their cost between messages is nothing.
+
+use std::cell::RefCell;
+
+use zlib_rs::{
+    Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Method, Status, Strategy,
+};
+
+use super::DeflateError;
+
+/// The four bytes a sync flush ends with, which permessage-deflate leaves off the wire.
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// How a compressor is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Params {
+    pub(crate) level: u8,
+    pub(crate) window_bits: u8,
+    pub(crate) mem_level: u8,
+}
+
+impl Params {
+    fn build(self) -> Box<Deflate> {
+        Box::new(Deflate::new_with_config(DeflateConfig {
+            level: i32::from(self.level),
+            method: Method::Deflated,
+            // Negative: a raw deflate stream, no zlib header.
+            window_bits: -i32::from(self.window_bits),
+            mem_level: i32::from(self.mem_level),
+            strategy: Strategy::Default,
+        }))
+    }
+}
+
+thread_local! {
+    /// Compressors for messages without context takeover, one per thread and setting.
+    static SHARED_DEFLATE: RefCell<Vec<(Params, Box<Deflate>)>> = const { RefCell::new(Vec::new()) };
+    /// One decompressor per thread for messages without context takeover.
+    static SHARED_INFLATE: RefCell<Option<Box<Inflate>>> = const { RefCell::new(None) };
+}
+
+/// The sending side's compressor.
+pub(crate) struct Compressor {
+    params: Params,
+    takeover: bool,
+    /// Our own stream: with context takeover, or while a fragmented message is open.
+    own: Option<Box<Deflate>>,
+}
+
+impl std::fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressor")
+            .field("params", &self.params)
+            .field("takeover", &self.takeover)
+            .field("holds_state", &self.own.is_some())
+            .finish()
+    }
+}
+
+impl Compressor {
+    pub(crate) fn new(params: Params, takeover: bool) -> Self {
+        Self {
+            params,
+            takeover,
+            own: None,
+        }
+    }
+
+    /// Whether this connection holds a zlib stream now.
+    pub(crate) fn holds_state(&self) -> bool {
+        self.own.is_some()
+    }
+
+    /// Appends `input` compressed to `out`; `fin` ends the message (its sync-flush tail
+    /// is left off, RFC 7692 7.2.1).
+    pub(crate) fn compress(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), DeflateError> {
+        if self.takeover || self.own.is_some() || !fin {
+            let stream = self.own.get_or_insert_with(|| self.params.build());
+            deflate(stream, input, out)?;
+            if fin && !self.takeover {
+                self.own = None;
+            }
+        } else {
+            SHARED_DEFLATE.with(|cell| {
+                let mut pool = cell.borrow_mut();
+                let at = match pool.iter().position(|(p, _)| *p == self.params) {
+                    Some(at) => at,
+                    None => {
+                        pool.push((self.params, self.params.build()));
+                        pool.len() - 1
+                    }
+                };
+                let stream = &mut pool[at].1;
+                let done = deflate(stream, input, out);
+                stream.reset();
+                done
+            })?;
+        }
+        if fin {
+            if out.ends_with(&TAIL) {
+                out.truncate(out.len() - TAIL.len());
+            }
+            if out.is_empty() {
+                // An empty message still needs a (empty) deflate block.
+                out.push(0);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn deflate(stream: &mut Deflate, input: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
+    let start = out.len();
+    let mut consumed = 0;
+    let mut produced = 0;
+    out.resize(start + input.len() + input.len() / 8 + 64, 0);
+    loop {
+        let (in0, out0) = (stream.total_in(), stream.total_out());
+        stream
+            .compress(
+                &input[consumed..],
+                &mut out[start + produced..],
+                DeflateFlush::SyncFlush,
+            )
+            .map_err(|_| DeflateError::Compress)?;
+        consumed += (stream.total_in() - in0) as usize;
+        produced += (stream.total_out() - out0) as usize;
+        let room = out.len() - start - produced;
+        // A sync flush is complete once zlib returns with output space left.
+        if consumed == input.len() && room > 0 {
+            break;
+        }
+        if room == 0 {
+            out.resize(out.len() + 1024 + input.len() / 4, 0);
+        }
+    }
+    out.truncate(start + produced);
+    Ok(())
+}
+
+/// The receiving side's decompressor.
+pub(crate) struct Decompressor {
+    window_bits: u8,
+    takeover: bool,
+    own: Option<Box<Inflate>>,
+}
+
+impl std::fmt::Debug for Decompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decompressor")
+            .field("window_bits", &self.window_bits)
+            .field("takeover", &self.takeover)
+            .field("holds_state", &self.own.is_some())
+            .finish()
+    }
+}
+
+impl Decompressor {
+    pub(crate) fn new(window_bits: u8, takeover: bool) -> Self {
+        Self {
+            // A wider window inflates anything a narrower one produced; zlib's smallest
+            // raw window is 9 bits.
+            window_bits: window_bits.max(9),
+            takeover,
+            own: None,
+        }
+    }
+
+    /// Whether this connection holds a zlib stream now.
+    pub(crate) fn holds_state(&self) -> bool {
+        self.own.is_some()
+    }
+
+    /// The message `compressed` inflates to, or [`DeflateError::TooBig`] as soon as it
+    /// passes `limit` bytes (so a bomb costs at most `limit` bytes of memory).
+    pub(crate) fn inflate(
+        &mut self,
+        compressed: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<Vec<u8>, DeflateError> {
+        compressed.extend_from_slice(&TAIL);
+        if self.takeover {
+            let bits = self.window_bits;
+            let stream = self
+                .own
+                .get_or_insert_with(|| Box::new(Inflate::new(false, bits)));
+            inflate(stream, compressed, limit)
+        } else {
+            SHARED_INFLATE.with(|cell| {
+                let mut shared = cell.borrow_mut();
+                let stream = shared.get_or_insert_with(|| Box::new(Inflate::new(false, 15)));
+                let done = inflate(stream, compressed, limit);
+                stream.reset(false);
+                done
+            })
+        }
+    }
+}
+
+fn inflate(stream: &mut Inflate, input: &[u8], limit: usize) -> Result<Vec<u8>, DeflateError> {
+    let mut out = Vec::new();
+    let mut consumed = 0;
+    let mut produced = 0;
+    loop {
+        if produced == out.len() {
+            if out.len() > limit {
+                stream.reset(false);
+                return Err(DeflateError::TooBig);
+            }
+            let grown = (out.len() * 2).max(4096).min(limit.saturating_add(1));
+            out.resize(grown.max(out.len() + 1), 0);
+        }
+        let (in0, out0) = (stream.total_in(), stream.total_out());
+        let status = stream
+            .decompress(
+                &input[consumed..],
+                &mut out[produced..],
+                InflateFlush::SyncFlush,
+            )
+            .map_err(|_| {
+                stream.reset(false);
+                DeflateError::Corrupt
+            });
+        let status = status?;
+        let (took, gave) = (
+            (stream.total_in() - in0) as usize,
+            (stream.total_out() - out0) as usize,
+        );
+        consumed += took;
+        produced += gave;
+        if status == Status::StreamEnd {
+            // The sender ended its stream (BFINAL); its next message starts a new one.
+            stream.reset(false);
+            break;
+        }
+        if consumed == input.len() && produced < out.len() {
+            break;
+        }
+        if took == 0 && gave == 0 && produced < out.len() {
+            stream.reset(false);
+            return Err(DeflateError::Corrupt);
+        }
+    }
+    if produced > limit {
+        stream.reset(false);
+        return Err(DeflateError::TooBig);
+    }
+    out.truncate(produced);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARAMS: Params = Params {
+        level: 6,
+        window_bits: 15,
+        mem_level: 8,
+    };
+
+    fn event(i: u32) -> Vec<u8> {
+        format!(r#"{{"id":"1","type":"next","payload":{{"data":{{"tick":{{"n":{i}}}}}}}}}"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn round_trip_with_and_without_takeover() {
+        for takeover in [true, false] {
+            let mut c = Compressor::new(PARAMS, takeover);
+            let mut d = Decompressor::new(15, takeover);
+            let mut sizes = Vec::new();
+            for i in 0..20 {
+                let mut wire = Vec::new();
+                c.compress(&event(i), true, &mut wire).unwrap();
+                sizes.push(wire.len());
+                assert_eq!(d.inflate(&mut wire, 1 << 20).unwrap(), event(i));
+            }
+            assert_eq!(c.holds_state(), takeover);
+            assert_eq!(d.holds_state(), takeover);
+            if takeover {
+                // Later events reuse the earlier ones' text.
+                assert!(sizes[10] * 2 < event(10).len(), "{sizes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_message_and_fragments() {
+        let mut c = Compressor::new(PARAMS, false);
+        let mut wire = Vec::new();
+        c.compress(b"", true, &mut wire).unwrap();
+        assert_eq!(wire, [0]);
+        let mut d = Decompressor::new(15, false);
+        assert_eq!(d.inflate(&mut wire, 10).unwrap(), b"");
+        // A message compressed in two fragments inflates whole.
+        let mut wire = Vec::new();
+        c.compress(b"hello ", false, &mut wire).unwrap();
+        assert!(c.holds_state(), "a fragmented message keeps its own stream");
+        c.compress(b"world", true, &mut wire).unwrap();
+        assert!(!c.holds_state());
+        assert_eq!(d.inflate(&mut wire, 100).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_limit() {
+        let mut c = Compressor::new(PARAMS, false);
+        let mut wire = Vec::new();
+        c.compress(&vec![b'a'; 10 << 20], true, &mut wire).unwrap();
+        assert!(
+            wire.len() < 20 << 10,
+            "10 MiB of one byte compresses to {}",
+            wire.len()
+        );
+        let mut d = Decompressor::new(15, false);
+        assert_eq!(
+            d.inflate(&mut wire.clone(), 64 << 10),
+            Err(DeflateError::TooBig)
+        );
+        // The shared stream was reset: the next message inflates.
+        let mut ok = Vec::new();
+        c.compress(b"fine", true, &mut ok).unwrap();
+        assert_eq!(d.inflate(&mut ok, 64).unwrap(), b"fine");
+    }
+
+    #[test]
+    fn garbage_is_corrupt() {
+        let mut d = Decompressor::new(15, false);
+        assert_eq!(
+            d.inflate(&mut vec![0xff; 32], 1024),
+            Err(DeflateError::Corrupt)
+        );
+    }
+}
