@@ -94,11 +94,14 @@ struct Cli {
     #[arg(long)]
     deflate: bool,
     /// With --deflate: the server's compression window, 9 to 15 bits.
-    #[arg(long, value_name = "BITS", default_value_t = 15, requires = "deflate", value_parser = clap::value_parser!(u8).range(9..=15))]
+    #[arg(long, value_name = "BITS", default_value_t = 12, requires = "deflate", value_parser = clap::value_parser!(u8).range(9..=15))]
     deflate_window_bits: u8,
     /// With --deflate: zlib's memory level, 1 to 9.
-    #[arg(long, value_name = "N", default_value_t = 8, requires = "deflate", value_parser = clap::value_parser!(u8).range(1..=9))]
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "deflate", value_parser = clap::value_parser!(u8).range(1..=9))]
     deflate_mem_level: u8,
+    /// With --deflate: zlib's compression level, 0 (stored) to 9.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "deflate", value_parser = clap::value_parser!(u8).range(0..=9))]
+    deflate_level: u8,
     /// With --deflate: reset the compression after every message (no memory kept per
     /// connection, less compression).
     #[arg(long, requires = "deflate")]
@@ -190,6 +193,7 @@ impl DemoArgs {
                 DeflateConfig::new()
                     .server_max_window_bits(cli.deflate_window_bits)
                     .mem_level(cli.deflate_mem_level)
+                    .level(cli.deflate_level)
                     .server_no_context_takeover(cli.deflate_no_context_takeover),
             ));
         }

@@ -62,6 +62,12 @@ pub struct ServerStats {
     shared_upstreams: u64,
     /// Operations alive now that subscribe to a shared execution (`--share`).
     shared_subscriptions: u64,
+    /// WebSocket connections that agreed on permessage-deflate (`--deflate`).
+    deflate_connections_total: u64,
+    /// Outbound message bytes compressed with permessage-deflate...
+    deflate_payload_bytes_total: u64,
+    /// ...and the compressed bytes they took on the wire.
+    deflate_wire_bytes_total: u64,
 }
 
 #[Object]
@@ -89,6 +95,9 @@ impl Query {
             broker_gaps: s.broker_gaps,
             shared_upstreams: s.shared_upstreams,
             shared_subscriptions: s.shared_subscriptions,
+            deflate_connections_total: s.deflate_connections_total,
+            deflate_payload_bytes_total: s.deflate_payload_bytes_total,
+            deflate_wire_bytes_total: s.deflate_wire_bytes_total,
         })
     }
 }

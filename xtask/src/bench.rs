@@ -16,6 +16,9 @@ pub(crate) struct Contender {
     /// distinct-connection stream each) or `sse-single` (single-connection streams with
     /// several subscriptions each).
     transport: &'static str,
+    /// The scenarios it runs in: `ws` (the plain ones), `sse` (`-sse`) or `deflate`
+    /// (`-deflate`); subscope-tokio, the baseline, runs in every one.
+    group: &'static str,
 }
 
 pub(crate) const CONTENDERS: &[Contender] = &[
@@ -25,6 +28,7 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--runtime", "tokio"],
         graphql: true,
         transport: "ws",
+        group: "ws",
     },
     Contender {
         name: "subscope-tokio-share",
@@ -32,6 +36,7 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--runtime", "tokio", "--share"],
         graphql: true,
         transport: "ws",
+        group: "ws",
     },
     Contender {
         name: "subscope-smol",
@@ -39,6 +44,7 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--runtime", "smol"],
         graphql: true,
         transport: "ws",
+        group: "ws",
     },
     Contender {
         name: "subscope-async-std",
@@ -46,6 +52,7 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--runtime", "async-std"],
         graphql: true,
         transport: "ws",
+        group: "ws",
     },
     Contender {
         name: "async-graphql",
@@ -53,6 +60,7 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--kind", "async-graphql"],
         graphql: true,
         transport: "ws",
+        group: "ws",
     },
     Contender {
         name: "limit",
@@ -60,6 +68,7 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--kind", "limit"],
         graphql: false,
         transport: "ws",
+        group: "ws",
     },
     Contender {
         name: "subscope-tokio-sse",
@@ -67,6 +76,7 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--runtime", "tokio"],
         graphql: true,
         transport: "sse",
+        group: "sse",
     },
     Contender {
         name: "subscope-tokio-sse-single",
@@ -74,6 +84,7 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--runtime", "tokio"],
         graphql: true,
         transport: "sse-single",
+        group: "sse",
     },
     Contender {
         name: "subscope-smol-sse",
@@ -81,6 +92,7 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--runtime", "smol"],
         graphql: true,
         transport: "sse",
+        group: "sse",
     },
     Contender {
         name: "subscope-async-std-sse",
@@ -88,6 +100,78 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         args: &["--runtime", "async-std"],
         graphql: true,
         transport: "sse",
+        group: "sse",
+    },
+    Contender {
+        name: "subscope-tokio-deflate",
+        binary: "demo",
+        args: &["--runtime", "tokio", "--deflate"],
+        graphql: true,
+        transport: "ws",
+        group: "deflate",
+    },
+    Contender {
+        name: "deflate-l6-w15-m8",
+        binary: "demo",
+        args: &[
+            "--runtime",
+            "tokio",
+            "--deflate",
+            "--deflate-level",
+            "6",
+            "--deflate-window-bits",
+            "15",
+            "--deflate-mem-level",
+            "8",
+        ],
+        graphql: true,
+        transport: "ws",
+        group: "deflate",
+    },
+    Contender {
+        name: "deflate-w9-m1",
+        binary: "demo",
+        args: &[
+            "--runtime",
+            "tokio",
+            "--deflate",
+            "--deflate-window-bits",
+            "9",
+            "--deflate-mem-level",
+            "1",
+        ],
+        graphql: true,
+        transport: "ws",
+        group: "deflate",
+    },
+    Contender {
+        name: "deflate-no-takeover",
+        binary: "demo",
+        args: &[
+            "--runtime",
+            "tokio",
+            "--deflate",
+            "--deflate-no-context-takeover",
+        ],
+        graphql: true,
+        transport: "ws",
+        group: "deflate",
+    },
+    Contender {
+        name: "subscope-smol-deflate",
+        binary: "demo",
+        args: &["--runtime", "smol", "--deflate"],
+        graphql: true,
+        transport: "ws",
+        group: "deflate",
+    },
+    Contender {
+        name: "subscope-async-std-deflate",
+        binary: "demo",
+        args: &["--runtime", "async-std", "--deflate"],
+        graphql: true,
+        transport: "ws",
+        group: "deflate",
     },
 ];
 
@@ -95,6 +179,8 @@ pub(crate) const CONTENDERS: &[Contender] = &[
 type Metric = (&'static str, &'static str, bool);
 pub(crate) struct Scenario {
     name: &'static str,
+    /// Which contenders run it ([`Contender::group`]).
+    group: &'static str,
     title: &'static str,
     quick: &'static [&'static str],
     full: &'static [&'static str],
@@ -115,6 +201,34 @@ const FANOUT_METRICS: &[Metric] = &[
     ("expected", "expected", true),
 ];
 
+/// What the compressed fan-out shows: the fan-out's figures and the bytes on the wire.
+const DEFLATE_FANOUT_METRICS: &[Metric] = &[
+    ("events_per_s", "events/s", true),
+    ("p99_ms", "p99 latency (ms)", false),
+    (
+        "cpu_ms_per_1000_events",
+        "server CPU ms per 1,000 events",
+        false,
+    ),
+    ("wire_bytes_per_event", "bytes on the wire per event", false),
+    ("delivered", "delivered", true),
+    ("expected", "expected", true),
+];
+
+/// What the compressed idle scenario shows: idle and active RSS per connection.
+const DEFLATE_IDLE_METRICS: &[Metric] = &[
+    (
+        "kib_per_connection",
+        "RSS KiB per idle connection (1 subscription)",
+        false,
+    ),
+    (
+        "kib_per_active_connection",
+        "RSS KiB per active connection (after 3 events)",
+        false,
+    ),
+];
+
 /// What an idle scenario shows: server RSS per connection and per extra subscription.
 const IDLE_METRICS: &[Metric] = &[
     (
@@ -132,6 +246,7 @@ const IDLE_METRICS: &[Metric] = &[
 pub(crate) const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "fanout",
+        group: "ws",
         title: "Wide fan-out: C connections x S subscriptions to messages(topic), P messages published with W mutations in flight (1,000 identical subscribers in the full run)",
         quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
         full: &["--connections", "100", "--subs", "10", "--messages", "200"],
@@ -139,6 +254,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "fanout100",
+        group: "ws",
         title: "Fan-out to 100 identical subscribers (10 x 10)",
         quick: &["--connections", "10", "--subs", "10", "--messages", "500"],
         full: &["--connections", "10", "--subs", "10", "--messages", "2000"],
@@ -146,6 +262,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "fanout10",
+        group: "ws",
         title: "Fan-out to 10 identical subscribers (10 x 1)",
         quick: &["--connections", "10", "--subs", "1", "--messages", "2000"],
         full: &["--connections", "10", "--subs", "1", "--messages", "10000"],
@@ -153,6 +270,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "deep",
+        group: "ws",
         title: "Deep: 1 subscriber, P messages published with W mutations in flight",
         quick: &["--connections", "1", "--subs", "1", "--messages", "5000"],
         full: &["--connections", "1", "--subs", "1", "--messages", "20000"],
@@ -166,6 +284,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "idle",
+        group: "ws",
         title: "Many idle subscriptions: N connections, 1 then 5 quiet subscriptions each",
         quick: &["--connections", "200"],
         full: &["--connections", "1000"],
@@ -173,6 +292,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "fanout-sse",
+        group: "sse",
         title: "Wide fan-out over SSE beside WebSocket: C x S subscribers to messages(topic), P messages published with W mutations in flight (-sse: one distinct-connection stream per subscriber; -sse-single: C single-connection streams of S subscriptions, WebSocket's topology)",
         quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
         full: &["--connections", "100", "--subs", "10", "--messages", "200"],
@@ -180,13 +300,31 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "idle-sse",
+        group: "sse",
         title: "Idle subscriptions over SSE beside WebSocket: N streams (single-connection mode), 1 then 5 quiet subscriptions each",
         quick: &["--connections", "200"],
         full: &["--connections", "1000"],
         metrics: IDLE_METRICS,
     },
     Scenario {
+        name: "fanout-deflate",
+        group: "deflate",
+        title: "Wide fan-out with permessage-deflate offered by every client: C x S subscribers to messages(topic), P messages published with W mutations in flight (subscope-tokio: deflate off, the baseline)",
+        quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
+        full: &["--connections", "100", "--subs", "10", "--messages", "200"],
+        metrics: DEFLATE_FANOUT_METRICS,
+    },
+    Scenario {
+        name: "idle-deflate",
+        group: "deflate",
+        title: "Idle, then active, compressed connections: N connections with 1 quiet subscription, then 3 events to each (subscope-tokio: deflate off, the baseline)",
+        quick: &["--connections", "200"],
+        full: &["--connections", "1000"],
+        metrics: DEFLATE_IDLE_METRICS,
+    },
+    Scenario {
         name: "churn",
+        group: "ws",
         title: "Churn: connect, subscribe, TCP reset, as fast as possible",
         quick: &["--seconds", "3"],
         full: &["--seconds", "15"],
@@ -198,6 +336,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "cleanup",
+        group: "ws",
         title: "Cleanup latency: client TCP reset to the stream dropped on the server",
         quick: &["--samples", "20"],
         full: &["--samples", "100"],
@@ -296,6 +435,7 @@ pub(crate) fn redis_fanout(bin: &str, quick: bool, window: u64) -> Option<String
         args: &["--runtime", "tokio"],
         graphql: true,
         transport: "ws",
+        group: "ws",
     };
     let result = (|| {
         let with_redis = |c: &Contender| start_contender(bin, c, &["--redis", &url]);
@@ -334,7 +474,8 @@ pub(crate) fn loss(line: &str) -> Option<(f64, f64)> {
 
 /// Runs every scenario against every contender; writes target/bench/*.{md,json,svg}.
 /// `window` is how many `publish` mutations the fan-out publishers keep in flight.
-pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
+/// `only`: just these scenarios (the result files then hold only them).
+pub(crate) fn bench(quick: bool, window: u64, only: Option<&[&str]>) -> ExitCode {
     let window_arg = window.to_string();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let built = Command::new(&cargo)
@@ -368,13 +509,15 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
     let mut json = String::from("{");
     let mut fanout_ratio = None;
     let mut failed = false;
-    for (si, sc) in SCENARIOS.iter().enumerate() {
+    let mut first = true;
+    for sc in SCENARIOS {
+        if only.is_some_and(|names| !names.contains(&sc.name)) {
+            continue;
+        }
         let mut results: Vec<(&str, String)> = Vec::new();
-        let sse_scenario = sc.name.ends_with("-sse");
         for c in CONTENDERS {
-            // SSE scenarios: the SSE contenders beside subscope-tokio over WebSocket.
-            let sse = c.transport != "ws";
-            if sse != sse_scenario && !(sse_scenario && c.name == "subscope-tokio") {
+            // Each group's contenders beside subscope-tokio (plain WebSocket).
+            if c.group != sc.group && c.name != "subscope-tokio" {
                 continue;
             }
             let Some((mut server, url)) = start_contender(&bin, c, &[]) else {
@@ -394,6 +537,11 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
                 .args(params)
                 .args(["--window", &window_arg])
                 .args(["--transport", c.transport])
+                .args(if sc.group == "deflate" {
+                    &["--deflate", "true", "--active", "true"][..]
+                } else {
+                    &[]
+                })
                 .output();
             let _ = server.kill();
             let _ = server.wait();
@@ -491,6 +639,36 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
                 ));
             }
         }
+        if sc.name == "fanout-deflate" {
+            let bytes = |n: &str| get(n, "wire_bytes_per_event");
+            let cpu = |n: &str| get(n, "cpu_ms_per_1000_events");
+            for n in ["subscope-tokio-deflate", "deflate-no-takeover"] {
+                if let (Some(plain), Some(deflated), Some(pc), Some(dc)) =
+                    (bytes("subscope-tokio"), bytes(n), cpu("subscope-tokio"), cpu(n))
+                {
+                    summary.push(format!(
+                        "{}: {n}: {deflated:.1} bytes on the wire per event against {plain:.1} uncompressed ({:.2}x fewer) at {:.2}x the server CPU per event",
+                        sc.name,
+                        plain / deflated,
+                        dc / pc
+                    ));
+                }
+            }
+        }
+        if sc.name == "idle-deflate"
+            && let (Some(plain), Some(deflated)) = (
+                get("subscope-tokio", "kib_per_connection"),
+                get("subscope-tokio-deflate", "kib_per_connection"),
+            )
+        {
+            summary.push(format!(
+                "{}: an idle compressed connection costs {:+.2} KiB against an uncompressed one ({deflated:.2} vs {plain:.2} KiB); active: {} KiB vs {} KiB",
+                sc.name,
+                deflated - plain,
+                fmt_value(get("subscope-tokio-deflate", "kib_per_active_connection")),
+                fmt_value(get("subscope-tokio", "kib_per_active_connection")),
+            ));
+        }
         if sc.name == "fanout" {
             let s = get("subscope-tokio", "events_per_s");
             if let (Some(s), Some(a)) = (s, get("async-graphql", "events_per_s")) {
@@ -530,9 +708,10 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
         }
         json.push_str(&format!(
             "{}\"{}\":{{",
-            if si > 0 { "," } else { "" },
+            if first { "" } else { "," },
             sc.name
         ));
+        first = false;
         for (i, (name, line)) in results.iter().enumerate() {
             json.push_str(&format!(
                 "{}\"{name}\":{line}",
@@ -541,7 +720,12 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
         }
         json.push('}');
     }
-    match redis_fanout(&bin, quick, window) {
+    let redis = if only.is_none_or(|names| names.contains(&"fanout")) {
+        redis_fanout(&bin, quick, window)
+    } else {
+        None
+    };
+    match redis {
         Some(line) => {
             if loss(&line).is_some() {
                 eprintln!("bench redis fan-out: LOST events: {line}");
@@ -568,6 +752,7 @@ pub(crate) fn bench(quick: bool, window: u64) -> ExitCode {
             ));
             json.push_str(&format!(",\"redis_fanout\":{{\"subscope-tokio\":{line}}}"));
         }
+        None if only.is_some() => {}
         None => {
             markdown.push_str(
                 "\n## Cross-process fan-out through Redis\n\nskipped: redis-server not available\n",

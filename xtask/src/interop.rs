@@ -7,19 +7,38 @@ use std::time::Instant;
 use crate::setup::{interop_setup, sh};
 use crate::steps::RUNTIMES;
 
-/// The interop clients: (name, program, script).
-pub(crate) const CLIENTS: &[(&str, &str, &str)] = &[
-    ("npm graphql-ws", "node", "graphql-ws.mjs"),
+/// The interop clients: (name, program, script, extra demo flags).
+pub(crate) const CLIENTS: &[(&str, &str, &str, &[&str])] = &[
+    ("npm graphql-ws", "node", "graphql-ws.mjs", &[]),
     (
         "npm subscriptions-transport-ws",
         "node",
         "subscriptions-transport-ws.mjs",
+        &[],
     ),
-    ("python gql (both subprotocols)", "python3", "gql_client.py"),
-    ("chromium + graphql-ws", "node", "browser.mjs"),
-    ("npm graphql-sse (both modes)", "node", "graphql-sse.mjs"),
-    ("@apollo/client multipart", "node", "apollo-multipart.mjs"),
-    ("chromium EventSource (SSE)", "node", "browser-sse.mjs"),
+    ("python gql (both subprotocols)", "python3", "gql_client.py", &[]),
+    ("chromium + graphql-ws", "node", "browser.mjs", &[]),
+    ("npm graphql-sse (both modes)", "node", "graphql-sse.mjs", &[]),
+    ("@apollo/client multipart", "node", "apollo-multipart.mjs", &[]),
+    ("chromium EventSource (SSE)", "node", "browser-sse.mjs", &[]),
+    (
+        "npm ws, perMessageDeflate",
+        "node",
+        "deflate-ws.mjs",
+        &["--deflate"],
+    ),
+    (
+        "python websockets, permessage-deflate",
+        "python3",
+        "deflate_client.py",
+        &["--deflate"],
+    ),
+    (
+        "chromium WebSocket, permessage-deflate",
+        "node",
+        "browser-deflate.mjs",
+        &["--deflate"],
+    ),
 ];
 
 /// Starts `program args` (a server that prints `listening on URL` first); returns the
@@ -46,22 +65,22 @@ pub(crate) fn spawn_server(program: &str, args: &[&str]) -> Option<(std::process
     }
 }
 
-/// Starts the demo server on `runtime` with the interop settings; returns it and its URL.
-pub(crate) fn start_demo(runtime: &str) -> Option<(std::process::Child, String)> {
+/// Starts the demo server on `runtime` with the interop settings and `extra` flags;
+/// returns it and its URL.
+pub(crate) fn start_demo(runtime: &str, extra: &[&str]) -> Option<(std::process::Child, String)> {
     let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
-    spawn_server(
-        &format!("{target}/debug/demo"),
-        &[
-            "--addr",
-            "127.0.0.1:0",
-            "--runtime",
-            runtime,
-            "--auth-token",
-            "interop",
-            "--keepalive-ms",
-            "300",
-        ],
-    )
+    let mut args = vec![
+        "--addr",
+        "127.0.0.1:0",
+        "--runtime",
+        runtime,
+        "--auth-token",
+        "interop",
+        "--keepalive-ms",
+        "300",
+    ];
+    args.extend_from_slice(extra);
+    spawn_server(&format!("{target}/debug/demo"), &args)
 }
 
 /// Every interop client against the demo server on every runtime.
@@ -81,9 +100,9 @@ pub(crate) fn interop() -> ExitCode {
     }
     let mut results = Vec::new();
     for runtime in RUNTIMES {
-        for (name, program, script) in CLIENTS {
+        for (name, program, script, extra) in CLIENTS {
             let t = Instant::now();
-            let ok = match start_demo(runtime) {
+            let ok = match start_demo(runtime, extra) {
                 Some((mut demo, url)) => {
                     let ok = sh("interop", program, &[script, &url]);
                     let _ = demo.kill();

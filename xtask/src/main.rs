@@ -29,7 +29,7 @@ commands:
   lint               fmt --check and clippy -D warnings
   doc                rustdoc with -D warnings (broken intra-doc links denied)
   package            cargo package for every published crate
-  bench [--quick] [--window N]
+  bench [--quick] [--window N] [--only SCENARIO,...]
                      contenders (subscope per runtime, async-graphql's handler, a raw-frame
                      limit) under one load generator whose publishers keep N mutations in
                      flight (default 64); a run that loses events shows as lost, and the
@@ -71,14 +71,20 @@ fn main() -> ExitCode {
                 .iter()
                 .position(|a| *a == "--window")
                 .and_then(|i| rest.get(i + 1)?.parse().ok());
+            let only: Option<Vec<&str>> = rest
+                .iter()
+                .position(|a| *a == "--only")
+                .and_then(|i| rest.get(i + 1))
+                .map(|names| names.split(',').collect());
             let known = rest.iter().enumerate().all(|(i, a)| {
-                *a == "--quick" || *a == "--window" || (i > 0 && rest[i - 1] == "--window")
+                matches!(*a, "--quick" | "--window" | "--only")
+                    || (i > 0 && matches!(rest[i - 1], "--window" | "--only"))
             });
             match (
                 known,
                 window.or((!rest.contains(&"--window")).then_some(64)),
             ) {
-                (true, Some(w)) if w > 0 => bench(quick, w),
+                (true, Some(w)) if w > 0 => bench(quick, w, only.as_deref()),
                 _ => {
                     eprintln!("{}", usage());
                     ExitCode::from(2)

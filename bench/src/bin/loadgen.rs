@@ -4,7 +4,14 @@
 //!
 //! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup [--graphql true|false]
 //!          [--connections C] [--subs S] [--messages P] [--window W] [--seconds T]
-//!          [--samples K] [--publish-url URL] [--transport ws|sse]`
+//!          [--samples K] [--publish-url URL] [--transport ws|sse] [--deflate true]
+//!          [--active true]`
+//!
+//! With `--deflate true` every WebSocket offers permessage-deflate (as browsers do) and
+//! runs it when the server agrees. The fan-out reports the bytes its subscribers read off
+//! the wire per event either way; `--active true` makes the idle scenario publish a few
+//! events to its subscriptions after measuring, and report the RSS per connection then
+//! (a connection that has sent a compressed message holds its compression state).
 //!
 //! Over SSE the fan-out's C x S subscribers are C x S distinct-connection streams (what
 //! `EventSource` does), and the idle scenario's are single-connection streams (one
@@ -16,23 +23,71 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tokio::TokioAdapter;
 use async_tungstenite::tungstenite::Message;
-use async_tungstenite::tungstenite::client::IntoClientRequest;
-use async_tungstenite::tungstenite::http::HeaderValue;
+use async_tungstenite::tungstenite::protocol::Role;
+use subscope::deflate::{Agreed, DeflateConfig, Deflated, Side, client_offer};
 use futures_lite::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-type Ws = WebSocketStream<TokioAdapter<TcpStream>>;
+type Ws = WebSocketStream<Deflated<Counted<TokioAdapter<TcpStream>>>>;
 
 /// Every wait in the load generator is bounded by this.
 const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `--deflate true`: offer permessage-deflate on every WebSocket.
+static OFFER_DEFLATE: AtomicBool = AtomicBool::new(false);
+
+/// Bytes the fan-out's subscriber connections read off their sockets.
+static SUBSCRIBER_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// A socket that adds what it reads to a counter.
+struct Counted<S> {
+    io: S,
+    counter: Option<&'static AtomicU64>,
+}
+
+impl<S: futures_io::AsyncRead + Unpin> futures_io::AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if let (std::task::Poll::Ready(Ok(n)), Some(counter)) = (&polled, self.counter) {
+            counter.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: futures_io::AsyncWrite + Unpin> futures_io::AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_close(cx)
+    }
+}
 
 struct Args(HashMap<String, String>);
 
@@ -49,14 +104,55 @@ impl Args {
 }
 
 async fn connect(url: &str) -> Ws {
-    let mut request = url.into_client_request().expect("url");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
+    connect_counting(url, None).await
+}
+
+/// A `graphql-transport-ws` connection, acknowledged; the upgrade is written by hand so
+/// permessage-deflate can run under tungstenite when agreed.
+async fn connect_counting(url: &str, counter: Option<&'static AtomicU64>) -> Ws {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = authority(url);
+    let path = url
+        .split_once("://")
+        .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
+        .unwrap_or("/graphql");
+    let mut tcp = TcpStream::connect(&host).await.expect("connect");
+    let _ = tcp.set_nodelay(true);
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: graphql-transport-ws\r\n"
     );
-    let (mut ws, _) = async_tungstenite::tokio::connect_async(request)
-        .await
-        .expect("connect");
+    if OFFER_DEFLATE.load(Ordering::Relaxed) {
+        request.push_str(&format!("Sec-WebSocket-Extensions: {}\r\n", client_offer()));
+    }
+    request.push_str("\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("upgrade");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let b = tokio::time::timeout(DEADLINE, tcp.read_u8())
+            .await
+            .expect("upgrade answered in time")
+            .expect("upgrade response");
+        head.push(b);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+    let agreed = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("sec-websocket-extensions")
+            .then(|| Agreed::from_response(value.trim()))
+            .flatten()
+    });
+    let socket = Counted {
+        io: TokioAdapter::new(tcp),
+        counter,
+    };
+    let socket = match agreed {
+        Some(agreed) => Deflated::new(socket, Side::Client, &agreed, &DeflateConfig::new(), 64 << 20),
+        None => Deflated::plain(socket),
+    };
+    let mut ws = WebSocketStream::from_raw_socket(socket, Role::Client, None).await;
     send(&mut ws, json!({"type": "connection_init"})).await;
     loop {
         if recv(&mut ws).await["type"] == "connection_ack" {
@@ -82,7 +178,7 @@ async fn recv(ws: &mut Ws) -> Value {
 }
 
 fn reset(ws: Ws) {
-    let tcp = ws.into_inner().into_inner();
+    let tcp = ws.into_inner().into_inner().io.into_inner();
     let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
     drop(tcp);
 }
@@ -258,7 +354,7 @@ async fn sse_subscribe(url: &str, query: &str) -> (TcpStream, Vec<u8>) {
 async fn read_events(
     mut tcp: TcpStream,
     mut buf: Vec<u8>,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &AtomicBool,
     mut event: impl FnMut(&str),
 ) {
     use tokio::io::AsyncReadExt;
@@ -287,7 +383,7 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let base = if graphql { obs.live_streams().await } else { 0 };
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; p as usize]));
     let received = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let window = a.num("--window", 64).max(1);
     let mut readers = Vec::new();
     let transport = a.get("--transport", "ws");
@@ -339,7 +435,7 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
         }));
     }
     for _ in 0..(if sse { 0 } else { c }) {
-        let mut ws = connect(url).await;
+        let mut ws = connect_counting(url, Some(&SUBSCRIBER_BYTES)).await;
         for i in 0..s {
             send(
                 &mut ws,
@@ -383,6 +479,7 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let mut publisher = connect(&publish_url).await;
+    let bytes_before = SUBSCRIBER_BYTES.load(Ordering::Relaxed);
     let cpu_before = cpu_ms(pid);
     let started = Instant::now();
     publish_windowed(&mut publisher, p, window, &sent).await;
@@ -400,6 +497,7 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let cpu_after = cpu_ms(pid);
+    let wire = SUBSCRIBER_BYTES.load(Ordering::Relaxed) - bytes_before;
     stop.store(true, Ordering::Relaxed);
     // Readers stop once everything arrived; their latencies come back with them.
     let mut lat = Vec::new();
@@ -426,6 +524,8 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
         "delivered": delivered,
         "expected": expected,
         "lost": expected - delivered.min(expected),
+        // WebSocket subscribers only: what they read off their sockets per event.
+        "wire_bytes_per_event": (!sse && delivered > 0).then(|| wire as f64 / delivered as f64),
         "window": window,
         "p50_ms": percentile(&lat, 0.50),
         "p99_ms": percentile(&lat, 0.99),
@@ -576,10 +676,22 @@ async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     obs.wait_live(graphql, base_live, n * (1 + extra)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let with_more = rss_kib(pid);
+    // Active: every connection gets events (compressed ones allocate their state).
+    let active = if a.get("--active", "false") == "true" {
+        for i in 0..3 {
+            let q = format!("mutation {{ publish(topic: \"idle\", message: \"event {i} for every idle subscription\") }}");
+            obs.query(&q).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Some(rss_kib(pid))
+    } else {
+        None
+    };
     drop(conns);
     json!({
         "kib_per_connection": with_one.saturating_sub(before) as f64 / n as f64,
         "kib_per_subscription": with_more.saturating_sub(with_one) as f64 / (n * extra) as f64,
+        "kib_per_active_connection": active.map(|a| a.saturating_sub(before) as f64 / n as f64),
         "rss_before_kib": before,
         "rss_after_kib": with_more,
     })
@@ -661,6 +773,7 @@ async fn main() {
     let pid: u32 = args.num("--pid", 0) as u32;
     let graphql = args.get("--graphql", "true") == "true";
     let scenario = args.get("--scenario", "fanout");
+    OFFER_DEFLATE.store(args.get("--deflate", "false") == "true", Ordering::Relaxed);
     let result = match scenario.as_str() {
         s if s.starts_with("fanout") || s == "deep" => fanout(&url, &args, pid, graphql).await,
         s if s.starts_with("idle") => idle(&url, &args, pid, graphql).await,

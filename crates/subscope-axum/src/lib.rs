@@ -20,6 +20,12 @@
 //! # }
 //! ```
 //!
+//! Both routes upgrade with subscope's own upgrade ([`Server::serve_upgrade`], on the
+//! socket hyper hands over), so they answer every request as the standalone server does and
+//! run permessage-deflate when [`subscope_core::Config::deflate`] is on; axum's
+//! `WebSocketUpgrade` cannot (tungstenite refuses compressed frames), so [`upgrade`], which
+//! takes one, serves uncompressed.
+//!
 //! Connections served this way are tracked by the subscope [`Server`]:
 //! `server.shutdown(grace)` closes them 1001 and returns once every one is gone, even though
 //! axum spawned their tasks.
@@ -45,7 +51,7 @@ use std::task::{Context, Poll};
 
 use async_graphql::Executor;
 use axum::extract::ws::{self, CloseFrame as AxumCloseFrame, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
 use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
 use axum::response::{IntoResponse, Response};
@@ -149,7 +155,8 @@ impl Sink<Message> for AxumSocket {
 
 /// Answers one upgrade request with subscope: refuses a foreign `Origin` with HTTP 403,
 /// negotiates the subprotocol (client's order), applies the server's message size limit,
-/// and serves the socket once upgraded. `request` is what the hooks will see.
+/// and serves the socket once upgraded. `request` is what the hooks will see. Never
+/// compressed: axum's WebSocket cannot carry permessage-deflate (the routes can).
 pub fn upgrade<E, H, R>(
     server: &Server<E, H, R>,
     upgrade: WebSocketUpgrade,
@@ -223,21 +230,20 @@ fn peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
         .map(|ConnectInfo(addr)| *addr)
 }
 
-/// Extracts axum's upgrade from `request` and serves it ([`upgrade`]).
+/// Serves a WebSocket upgrade with subscope's own upgrade ([`Server::serve_upgrade`]) on
+/// the socket hyper hands over: the standalone server's answers to every request, and
+/// permessage-deflate when [`subscope_core::Config::deflate`] is on (axum's own
+/// `WebSocketUpgrade` cannot carry it: tungstenite refuses compressed frames).
 async fn websocket<E, H, R>(server: &Server<E, H, R>, request: Request) -> Response
 where
     E: Executor,
     H: Hooks,
     R: Runtime,
 {
-    let (mut parts, _body) = request.into_parts();
-    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let peer = peer(&parts.extensions);
-    let request = UpgradeRequest::new(parts.uri, parts.headers).with_peer(peer);
-    upgrade(server, ws, request)
+    let peer = peer(request.extensions());
+    server
+        .serve_upgrade(request, peer)
+        .map(axum::body::Body::new)
 }
 
 /// A `GET` route serving subscope's WebSocket only (keep your own HTTP handlers on the

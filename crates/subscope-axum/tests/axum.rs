@@ -206,6 +206,39 @@ fn shutdown_closes_axum_upgraded_sockets_and_waits_for_them() {
 const MODERN: &str = "Sec-WebSocket-Protocol: graphql-transport-ws";
 
 #[test]
+fn permessage_deflate_on_axum() {
+    let config = Config::default()
+        .max_message_size(64 * 1024)
+        .deflate(Some(subscope::deflate::DeflateConfig::new()));
+    for app in [start_with(config.clone()), start_route(config)] {
+        let headers = [
+            "Sec-WebSocket-Protocol: graphql-transport-ws".to_owned(),
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits".to_owned(),
+        ];
+        let mut c = Client::try_connect(app.addr, "/graphql", &headers).expect("upgrade");
+        assert!(c.deflate.is_some(), "deflate agreed on axum");
+        c.init(None);
+        c.subscribe("p", "subscription { payload(bytes: 2000, everyMs: 5) }");
+        for _ in 0..10 {
+            let m = c.recv_json();
+            assert_eq!(m["payload"]["data"]["payload"].as_str().map(str::len), Some(2000));
+        }
+        let g = app.gauges.snapshot();
+        assert_eq!(g.deflate_connections_total, 1);
+        assert!(
+            g.deflate_wire_bytes_total * 5 < g.deflate_payload_bytes_total,
+            "compressed: {g:?}"
+        );
+        // The size limit applies to the inflated message.
+        let mut bomb = Client::try_connect(app.addr, "/graphql", &headers).expect("upgrade");
+        bomb.init(None);
+        bomb.send_text(&"a".repeat(8 << 20));
+        assert_eq!(bomb.expect_close(), (1009, "Message too big".into()));
+        assert_eq!(c.recv_json()["type"], "next", "the other connection goes on");
+    }
+}
+
+#[test]
 fn close_codes_match_the_standalone_driver() {
     let app = start_with(Config::default().max_message_size(64 * 1024));
     // Above the message limit: 1009, not a read error.

@@ -27,6 +27,9 @@ pub struct Gauges {
     http_streams_total: AtomicU64,
     http_requests_total: AtomicU64,
     http_refused: AtomicU64,
+    deflate_connections: AtomicU64,
+    deflate_payload_bytes: AtomicU64,
+    deflate_wire_bytes: AtomicU64,
     closes: [AtomicU64; CloseKind::ALL.len()],
 }
 
@@ -74,6 +77,12 @@ pub struct GaugeSnapshot {
     /// HTTP requests answered with a 4xx or 5xx status before any GraphQL work (malformed,
     /// too large, unknown token, limit reached, ...).
     pub http_refused: u64,
+    /// WebSocket connections that agreed on permessage-deflate.
+    pub deflate_connections_total: u64,
+    /// Bytes of outbound message payload compressed with permessage-deflate...
+    pub deflate_payload_bytes_total: u64,
+    /// ...and what they took on the wire, compressed (frame headers not counted).
+    pub deflate_wire_bytes_total: u64,
     /// Finished connections per [`CloseKind`] (read with [`GaugeSnapshot::closes_of`]);
     /// private, so a new kind does not change a public type.
     closes: [u64; CloseKind::ALL.len()],
@@ -199,6 +208,24 @@ impl GaugeSnapshot {
             "HTTP requests refused with a 4xx or 5xx status before any GraphQL work.",
             self.http_refused,
         );
+        metric(
+            "deflate_connections_total",
+            "counter",
+            "WebSocket connections that agreed on permessage-deflate.",
+            self.deflate_connections_total,
+        );
+        metric(
+            "deflate_payload_bytes_total",
+            "counter",
+            "Outbound message bytes compressed with permessage-deflate.",
+            self.deflate_payload_bytes_total,
+        );
+        metric(
+            "deflate_wire_bytes_total",
+            "counter",
+            "What those bytes took on the wire, compressed.",
+            self.deflate_wire_bytes_total,
+        );
         out.push_str("# HELP subscope_closes_total Finished connections by kind of ending.\n");
         out.push_str("# TYPE subscope_closes_total counter\n");
         for &kind in CloseKind::ALL {
@@ -248,6 +275,9 @@ impl Gauges {
             http_streams_total: self.http_streams_total.load(Ordering::Relaxed),
             http_requests_total: self.http_requests_total.load(Ordering::Relaxed),
             http_refused: self.http_refused.load(Ordering::Relaxed),
+            deflate_connections_total: self.deflate_connections.load(Ordering::Relaxed),
+            deflate_payload_bytes_total: self.deflate_payload_bytes.load(Ordering::Relaxed),
+            deflate_wire_bytes_total: self.deflate_wire_bytes.load(Ordering::Relaxed),
             closes,
         }
     }
@@ -294,6 +324,17 @@ impl Gauges {
 
     pub(crate) fn count_http_refused(&self) {
         self.http_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_deflate_connection(&self) {
+        self.deflate_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One compressed outbound message (or fragment): `payload` bytes became `wire`.
+    pub(crate) fn count_deflated(&self, payload: usize, wire: usize) {
+        self.deflate_payload_bytes
+            .fetch_add(payload as u64, Ordering::Relaxed);
+        self.deflate_wire_bytes.fetch_add(wire as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn close_connection(&self, kind: CloseKind) {

@@ -18,9 +18,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use tracing::Instrument;
 
-use crate::deflate::{Deflated, Side};
+use crate::deflate::{Agreed, Deflated, Side};
 use crate::over_http::{
-    Ending, HyperIo, HyperTimer, Outcome, Prefixed, Reservations, accept_upgrade,
+    Ending, HyperIo, HyperTimer, Outcome, Prefixed, Reservations, UpgradedIo, accept_upgrade,
     is_websocket_upgrade,
 };
 use crate::transport::TransportError;
@@ -262,16 +262,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                         unreachable!("the upgraded socket is the one we served")
                     };
                     let socket = Prefixed::new(parts.read_buf, parts.io.io);
-                    let socket = match (&deflate, &inner.config.deflate) {
-                        (Some(agreed), Some(settings)) => Deflated::new(
-                            socket,
-                            Side::Server,
-                            agreed,
-                            settings,
-                            inner.config.max_message_size,
-                        ),
-                        _ => Deflated::plain(socket),
-                    };
+                    let socket = server.deflated(socket, deflate.as_ref());
                     let ws = WebSocketStream::from_raw_socket(
                         socket,
                         Role::Server,
@@ -397,6 +388,68 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         // Tracked like `serve_io`, so shutdown waits for sockets another server upgraded.
         let connection = self.connection(ws, protocol, request);
         self.track(async move { connection.await.0 }, CloseReason::Dropped)
+    }
+
+    /// Answers a WebSocket upgrade request another hyper-based HTTP server received (axum,
+    /// or hyper itself), exactly as the standalone server answers it: RFC 6455's checks,
+    /// the Origin allow-list, the subprotocol, permessage-deflate when
+    /// [`Config::deflate`] is on. Send the returned response; when it is
+    /// `101 Switching Protocols`, the connection runs on the server's runtime once the HTTP
+    /// server hands the socket over (hyper's `OnUpgrade`, which hyper and axum put in the
+    /// request's extensions when serving with upgrades).
+    pub fn serve_upgrade<B>(
+        &self,
+        mut request: http::Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> http::Response<crate::HttpBody> {
+        let (response, outcome) = accept_upgrade(&self.inner.config, &mut request);
+        match outcome {
+            Some(Outcome::Upgrade {
+                on_upgrade,
+                protocol,
+                request,
+                deflate,
+            }) => {
+                let server = self.clone();
+                let task = async move {
+                    let upgraded = match on_upgrade.await {
+                        Ok(upgraded) => upgraded,
+                        Err(e) => {
+                            tracing::debug!(?peer, error = %e, "the upgrade did not complete");
+                            return;
+                        }
+                    };
+                    let socket = server.deflated(UpgradedIo(upgraded), deflate.as_ref());
+                    let config = websocket_config(&server.inner.config);
+                    let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config))
+                        .await;
+                    let request = (*request).with_peer(peer);
+                    server
+                        .serve_websocket(Tungstenite::from(ws), protocol, request)
+                        .await;
+                };
+                self.inner.runtime.spawn(Box::pin(task));
+            }
+            Some(Outcome::OriginRefused(origin)) => self.refused_origin(&origin, peer),
+            None => {}
+        }
+        response
+    }
+
+    /// `socket` with the agreed permessage-deflate, or plain.
+    fn deflated<S>(&self, socket: S, agreed: Option<&Agreed>) -> Deflated<S> {
+        let inner = &self.inner;
+        match (agreed, &inner.config.deflate) {
+            (Some(agreed), Some(settings)) => Deflated::new(
+                socket,
+                Side::Server,
+                agreed,
+                settings,
+                inner.config.max_message_size,
+            )
+            .counting(Arc::clone(&inner.gauges)),
+            _ => Deflated::plain(socket),
+        }
     }
 
     /// Applies [`Config::allowed_origins`] to an upgrade request another HTTP server

@@ -7,7 +7,10 @@
 //! message's first frame). tungstenite above keeps all its checks and limits: it sees an
 //! uncompressed connection. Plain state machines: bytes in, bytes out, no I/O.
 
+use std::sync::Arc;
+
 use super::DeflateError;
+use crate::Gauges;
 use super::frame::{self, Header, MAX_HEADER};
 use super::zlib::{Compressor, Decompressor};
 
@@ -262,6 +265,7 @@ pub(crate) struct Outbound {
     in_message: bool,
     compressor: Compressor,
     scratch: Vec<u8>,
+    gauges: Option<Arc<Gauges>>,
 }
 
 impl Outbound {
@@ -273,7 +277,13 @@ impl Outbound {
             in_message: false,
             compressor,
             scratch: Vec::new(),
+            gauges: None,
         }
+    }
+
+    /// Counts what is compressed in `gauges`.
+    pub(crate) fn count_in(&mut self, gauges: Arc<Gauges>) {
+        self.gauges = Some(gauges);
     }
 
     /// Whether a zlib stream is held now.
@@ -297,6 +307,10 @@ impl Outbound {
                 let compress = h.is_data() && !h.rsv1 && !h.rsv23;
                 if !compress {
                     out.extend_from_slice(&bytes[..n]);
+                }
+                if h.opcode == 9 {
+                    // Our ping: a keepalive interval has passed.
+                    self.compressor.tick();
                 }
                 let len = usize::try_from(h.len).unwrap_or(usize::MAX);
                 if compress && whole_header && h.mask.is_none() && input.len() >= len {
@@ -371,12 +385,16 @@ impl Outbound {
         out: &mut Vec<u8>,
     ) -> Result<(), DeflateError> {
         self.scratch.clear();
-        self.compressor.compress(payload, fin, &mut self.scratch)?;
+        let compressed = self.compressor.compress(payload, fin, &mut self.scratch)?;
+        let body: &[u8] = if compressed { &self.scratch } else { payload };
+        if let Some(gauges) = &self.gauges {
+            gauges.count_deflated(payload.len(), body.len());
+        }
         let first = !self.in_message && opcode != 0;
         self.in_message = !fin;
-        frame::write(out, fin, first, opcode, mask, self.scratch.len());
+        frame::write(out, fin, first && compressed, opcode, mask, body.len());
         let at = out.len();
-        out.extend_from_slice(&self.scratch);
+        out.extend_from_slice(body);
         if let Some(key) = mask {
             frame::apply_mask(&mut out[at..], key, 0);
         }

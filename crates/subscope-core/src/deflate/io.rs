@@ -6,6 +6,9 @@ use std::task::{Context, Poll, ready};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
+use crate::Gauges;
+use std::sync::Arc;
+
 use super::codec::{Inbound, Outbound};
 use super::zlib::{Compressor, Decompressor, Params};
 use super::{Agreed, DeflateConfig, DeflateError};
@@ -104,6 +107,17 @@ impl<S> Deflated<S> {
             io,
             codec: Some(Box::new(codec)),
         }
+    }
+
+    /// Counts this connection and the bytes it compresses in `gauges`
+    /// (`deflate_connections_total`, `deflate_payload_bytes_total`,
+    /// `deflate_wire_bytes_total`). No effect on a plain socket.
+    pub fn counting(mut self, gauges: Arc<Gauges>) -> Self {
+        if let Some(codec) = &mut self.codec {
+            gauges.count_deflate_connection();
+            codec.outbound.count_in(gauges);
+        }
+        self
     }
 
     /// Whether permessage-deflate runs on this socket.

@@ -26,7 +26,10 @@ impl Agreed {
     ///
     /// let offer = "permessage-deflate; client_max_window_bits";
     /// let agreed = negotiate([offer], &DeflateConfig::new()).unwrap();
-    /// assert_eq!(agreed.response(), "permessage-deflate; client_no_context_takeover");
+    /// assert_eq!(
+    ///     agreed.response(),
+    ///     "permessage-deflate; client_no_context_takeover; server_max_window_bits=12",
+    /// );
     /// ```
     pub fn response(&self) -> String {
         let mut out = String::from("permessage-deflate");
@@ -203,9 +206,9 @@ mod tests {
         let a = one("permessage-deflate; client_max_window_bits").unwrap();
         assert_eq!(
             a.response(),
-            "permessage-deflate; client_no_context_takeover"
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=12"
         );
-        assert_eq!((a.server_window_bits, a.client_window_bits), (15, 15));
+        assert_eq!((a.server_window_bits, a.client_window_bits), (12, 15));
     }
 
     #[test]

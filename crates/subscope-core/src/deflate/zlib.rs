@@ -44,12 +44,30 @@ thread_local! {
     static SHARED_INFLATE: RefCell<Option<Box<Inflate>>> = const { RefCell::new(None) };
 }
 
+/// Messages shorter than this never make a connection allocate its own stream: they are
+/// protocol chatter (`{"type":"connection_ack"}`, `pong`, `ka`, a `complete`), compressed
+/// alone with the thread's stream, so a connection that only ever sends those holds
+/// nothing. The smallest `next` (`{"id":"1","type":"next","payload":{"data":{"a":1}}}`)
+/// is 49 bytes.
+pub(crate) const PROMOTE_AT: usize = 40;
+
 /// The sending side's compressor.
+///
+/// With context takeover a connection compresses with its own stream from its first
+/// message of [`PROMOTE_AT`] bytes or more, and frees it again when a whole keepalive
+/// interval passes without one ([`Compressor::tick`], at each of our pings). Starting a
+/// fresh stream at any message is always valid: the new stream's back-references reach only
+/// its own output, which the peer's window holds last.
 pub(crate) struct Compressor {
     params: Params,
     takeover: bool,
-    /// Our own stream: with context takeover, or while a fragmented message is open.
+    /// Our own stream: with context takeover once active, or while a fragmented message
+    /// is open.
     own: Option<Box<Deflate>>,
+    /// `own` compressed a message since the last tick.
+    used: bool,
+    /// Inside a fragmented message: `own` must carry on.
+    fragment_open: bool,
 }
 
 impl std::fmt::Debug for Compressor {
@@ -68,6 +86,8 @@ impl Compressor {
             params,
             takeover,
             own: None,
+            used: false,
+            fragment_open: false,
         }
     }
 
@@ -76,17 +96,36 @@ impl Compressor {
         self.own.is_some()
     }
 
+    /// One keepalive interval passed (we sent a ping): a stream unused since the last
+    /// tick is freed.
+    pub(crate) fn tick(&mut self) {
+        if !self.used && !self.fragment_open {
+            self.own = None;
+        }
+        self.used = false;
+    }
+
     /// Appends `input` compressed to `out`; `fin` ends the message (its sync-flush tail
-    /// is left off, RFC 7692 7.2.1).
+    /// is left off, RFC 7692 7.2.1). `Ok(false)`: send the message uncompressed instead
+    /// (RSV1 clear), because compressing it alone did not make it smaller; only a whole
+    /// message compressed with the thread's stream can be, since the peer's window must
+    /// hold every byte our own stream compressed.
     pub(crate) fn compress(
         &mut self,
         input: &[u8],
         fin: bool,
         out: &mut Vec<u8>,
-    ) -> Result<(), DeflateError> {
-        if self.takeover || self.own.is_some() || !fin {
+    ) -> Result<bool, DeflateError> {
+        let start = out.len();
+        let own = self.own.is_some()
+            || !fin
+            || self.fragment_open
+            || (self.takeover && input.len() >= PROMOTE_AT);
+        if own {
             let stream = self.own.get_or_insert_with(|| self.params.build());
             deflate(stream, input, out)?;
+            self.used = true;
+            self.fragment_open = !fin;
             if fin && !self.takeover {
                 self.own = None;
             }
@@ -110,12 +149,16 @@ impl Compressor {
             if out.ends_with(&TAIL) {
                 out.truncate(out.len() - TAIL.len());
             }
-            if out.is_empty() {
+            if out.len() == start {
                 // An empty message still needs a (empty) deflate block.
                 out.push(0);
             }
+            if !own && out.len() - start >= input.len() {
+                out.truncate(start);
+                return Ok(false);
+            }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -288,6 +331,14 @@ mod tests {
             }
             assert_eq!(c.holds_state(), takeover);
             assert_eq!(d.holds_state(), takeover);
+            c.tick();
+            assert_eq!(c.holds_state(), takeover, "used since the last tick");
+            c.tick();
+            assert!(!c.holds_state(), "a whole interval unused frees it");
+            // And the peer inflates what comes next, from a fresh stream, all the same.
+            let mut wire = Vec::new();
+            c.compress(&event(99), true, &mut wire).unwrap();
+            assert_eq!(d.inflate(&mut wire, 1 << 20).unwrap(), event(99));
             if takeover {
                 // Later events reuse the earlier ones' text.
                 assert!(sizes[10] * 2 < event(10).len(), "{sizes:?}");
@@ -296,13 +347,45 @@ mod tests {
     }
 
     #[test]
+    fn protocol_chatter_allocates_nothing() {
+        let mut c = Compressor::new(PARAMS, true);
+        let mut d = Decompressor::new(15, true);
+        for small in [&br#"{"type":"connection_ack"}"#[..], br#"{"type":"ka"}"#] {
+            let mut wire = Vec::new();
+            // Compressed alone they do not shrink, so they go out as they are.
+            assert!(!c.compress(small, true, &mut wire).unwrap());
+            assert!(wire.is_empty());
+            assert!(!c.holds_state(), "{} bytes", small.len());
+        }
+        let mut wire = Vec::new();
+        c.compress(&event(1), true, &mut wire).unwrap();
+        assert!(c.holds_state(), "an event makes the connection active");
+        // Small messages go through its stream from then on (one history for the peer).
+        let mut small = Vec::new();
+        c.compress(br#"{"type":"pong"}"#, true, &mut small).unwrap();
+        assert_eq!(d.inflate(&mut wire, 1024).unwrap(), event(1));
+        assert_eq!(d.inflate(&mut small, 1024).unwrap(), br#"{"type":"pong"}"#);
+    }
+
+    #[test]
     fn empty_message_and_fragments() {
         let mut c = Compressor::new(PARAMS, false);
         let mut wire = Vec::new();
-        c.compress(b"", true, &mut wire).unwrap();
-        assert_eq!(wire, [0]);
+        // Alone, neither an empty message nor a short one gets smaller: sent as it is.
+        assert!(!c.compress(b"", true, &mut wire).unwrap());
+        assert!(!c.compress(br#"{"type":"pong"}"#, true, &mut wire).unwrap());
+        assert!(wire.is_empty());
         let mut d = Decompressor::new(15, false);
-        assert_eq!(d.inflate(&mut wire, 10).unwrap(), b"");
+        // An empty compressed message is one empty block.
+        let mut takeover = Compressor::new(PARAMS, true);
+        let mut first = Vec::new();
+        takeover.compress(&event(0), true, &mut first).unwrap();
+        let mut empty = Vec::new();
+        assert!(takeover.compress(b"", true, &mut empty).unwrap());
+        assert_eq!(empty, [0]);
+        let mut dt = Decompressor::new(15, true);
+        assert_eq!(dt.inflate(&mut first, 100).unwrap(), event(0));
+        assert_eq!(dt.inflate(&mut empty, 10).unwrap(), b"");
         // A message compressed in two fragments inflates whole.
         let mut wire = Vec::new();
         c.compress(b"hello ", false, &mut wire).unwrap();
@@ -328,9 +411,10 @@ mod tests {
             Err(DeflateError::TooBig)
         );
         // The shared stream was reset: the next message inflates.
+        let fine = b"fine fine fine fine fine fine fine fine";
         let mut ok = Vec::new();
-        c.compress(b"fine", true, &mut ok).unwrap();
-        assert_eq!(d.inflate(&mut ok, 64).unwrap(), b"fine");
+        assert!(c.compress(fine, true, &mut ok).unwrap());
+        assert_eq!(d.inflate(&mut ok, 64).unwrap(), fine);
     }
 
     #[test]

@@ -283,3 +283,46 @@ impl<R: Timer> hyper::rt::Timer for HyperTimer<R> {
         self.0.now()
     }
 }
+
+/// A socket hyper upgraded for another HTTP server (axum, ...), as futures-io.
+pub(crate) struct UpgradedIo(pub(crate) hyper::upgrade::Upgraded);
+
+impl std::fmt::Debug for UpgradedIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpgradedIo")
+    }
+}
+
+impl AsyncRead for UpgradedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut read = hyper::rt::ReadBuf::new(buf);
+        ready!(hyper::rt::Read::poll_read(
+            Pin::new(&mut self.0),
+            cx,
+            read.unfilled()
+        ))?;
+        Poll::Ready(Ok(read.filled().len()))
+    }
+}
+
+impl AsyncWrite for UpgradedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        hyper::rt::Write::poll_write(Pin::new(&mut self.0), cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        hyper::rt::Write::poll_flush(Pin::new(&mut self.0), cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        hyper::rt::Write::poll_shutdown(Pin::new(&mut self.0), cx)
+    }
+}

@@ -31,7 +31,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-pub(crate) use io::{Ending, HyperIo, HyperTimer, Prefixed};
+pub(crate) use io::{Ending, HyperIo, HyperTimer, Prefixed, UpgradedIo};
 pub(crate) use single::Reservations;
 pub(crate) use upgrade::{Outcome, accept_upgrade};
 
