@@ -64,6 +64,8 @@ pub struct ServerStats {
     shared_subscriptions: u64,
     /// WebSocket connections that agreed on permessage-deflate (`--deflate`).
     deflate_connections_total: u64,
+    /// zlib streams connections hold now (`--deflate`): what compression costs in memory.
+    deflate_streams: u64,
     /// Outbound message bytes compressed with permessage-deflate...
     deflate_payload_bytes_total: u64,
     /// ...and the compressed bytes they took on the wire.
@@ -96,6 +98,7 @@ impl Query {
             shared_upstreams: s.shared_upstreams,
             shared_subscriptions: s.shared_subscriptions,
             deflate_connections_total: s.deflate_connections_total,
+            deflate_streams: s.deflate_streams,
             deflate_payload_bytes_total: s.deflate_payload_bytes_total,
             deflate_wire_bytes_total: s.deflate_wire_bytes_total,
         })

@@ -120,12 +120,12 @@ fn raw_upgrade(addr: SocketAddr) -> (TcpStream, Agreed) {
 }
 
 /// Reads raw frames until `count` text frames have arrived; returns the bytes read and
-/// whether every text frame carried RSV1.
-fn read_text_frames(tcp: &mut TcpStream, count: usize) -> (Vec<u8>, bool) {
+/// whether each text frame carried RSV1.
+fn read_text_frames(tcp: &mut TcpStream, count: usize) -> (Vec<u8>, Vec<bool>) {
     let mut raw = Vec::new();
     let mut at = 0;
     let mut texts = 0;
-    let mut all_rsv1 = true;
+    let mut rsv1 = Vec::new();
     let mut chunk = [0u8; 4096];
     while texts < count {
         // Parse the complete frames we have (server frames: unmasked).
@@ -148,7 +148,7 @@ fn read_text_frames(tcp: &mut TcpStream, count: usize) -> (Vec<u8>, bool) {
             }
             if rest[0] & 0x0f == 1 {
                 texts += 1;
-                all_rsv1 &= rest[0] & 0x40 != 0;
+                rsv1.push(rest[0] & 0x40 != 0);
             }
             at += header + len;
         }
@@ -160,7 +160,7 @@ fn read_text_frames(tcp: &mut TcpStream, count: usize) -> (Vec<u8>, bool) {
         raw.extend_from_slice(&chunk[..n]);
     }
     raw.truncate(at);
-    (raw, all_rsv1)
+    (raw, rsv1)
 }
 
 fn events_go_out_compressed_and_inflate_to_the_events<R: TestRuntime>() {
@@ -171,8 +171,14 @@ fn events_go_out_compressed_and_inflate_to_the_events<R: TestRuntime>() {
         "payload": {"query": "subscription { payload(bytes: 2000, everyMs: 5) }"}});
     send_frame(&mut tcp, 0x81, subscribe.to_string().as_bytes());
     let events = 20;
-    let (raw, all_rsv1) = read_text_frames(&mut tcp, events + 1);
-    assert!(all_rsv1, "every text frame is compressed (RSV1)");
+    let (raw, rsv1) = read_text_frames(&mut tcp, events + 1);
+    // The 25-byte ack does not shrink alone and goes out as it is; every event is
+    // compressed.
+    assert!(!rsv1[0], "connection_ack uncompressed");
+    assert!(
+        rsv1[1..].iter().all(|r| *r),
+        "every event compressed (RSV1): {rsv1:?}"
+    );
     // What the wire carried inflates to the protocol's messages.
     let socket = Deflated::new(
         Cursor::new(raw.clone()),
@@ -251,6 +257,40 @@ fn corrupt_compressed_data_ends_the_connection_and_its_operations<R: TestRuntime
     assert_eq!(s.live.get(), 0);
 }
 
+fn compression_state_is_held_only_while_events_flow<R: TestRuntime>() {
+    let every = std::time::Duration::from_millis(150);
+    let s = R::start(deflating(
+        Config::default()
+            .keepalive_interval(every)
+            .keepalive_timeout(None),
+    ));
+    let streams = || s.gauges.snapshot().deflate_streams;
+    let mut idle = offering(s.addr);
+    idle.init(None);
+    idle.subscribe("quiet", "subscription { messages(topic: \"quiet\") }");
+    wait_until("the quiet subscription", DEADLINE, || s.live.get() == 1);
+    // The ack and the pings cost nothing: no stream for an idle connection.
+    assert_eq!(streams(), 0, "an idle connection holds a zlib stream");
+    // An event makes it active: it compresses with its own stream from then on...
+    let mut busy = offering(s.addr);
+    busy.init(None);
+    busy.subscribe("t", "subscription { ticks(everyMs: 20) }");
+    let until = std::time::Instant::now() + 6 * every;
+    while std::time::Instant::now() < until {
+        assert_eq!(busy.recv_json()["type"], "next");
+        // ...and keeps it across keepalive intervals while events flow.
+        assert_eq!(streams(), 1, "the busy connection's stream, and only it");
+    }
+    // A query's result is an event too; a keepalive interval without any frees the stream.
+    hello_works(&mut idle);
+    wait_until("two streams", DEADLINE, || streams() == 2);
+    wait_until("the idle one freed again", DEADLINE, || streams() == 1);
+    // A connection that ends frees its stream with it.
+    busy.reset();
+    wait_until("no stream left", DEADLINE, || streams() == 0);
+    assert!(idle.deflate.is_some());
+}
+
 fn the_compressed_run_compresses<R: TestRuntime>() {
     let s = R::start(Config::default());
     let c = Client::modern(s.addr);
@@ -263,5 +303,6 @@ per_runtime!(
     events_go_out_compressed_and_inflate_to_the_events,
     a_deflate_bomb_closes_1009_and_others_go_on,
     corrupt_compressed_data_ends_the_connection_and_its_operations,
+    compression_state_is_held_only_while_events_flow,
     the_compressed_run_compresses,
 );

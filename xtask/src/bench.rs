@@ -643,9 +643,12 @@ pub(crate) fn bench(quick: bool, window: u64, only: Option<&[&str]>) -> ExitCode
             let bytes = |n: &str| get(n, "wire_bytes_per_event");
             let cpu = |n: &str| get(n, "cpu_ms_per_1000_events");
             for n in ["subscope-tokio-deflate", "deflate-no-takeover"] {
-                if let (Some(plain), Some(deflated), Some(pc), Some(dc)) =
-                    (bytes("subscope-tokio"), bytes(n), cpu("subscope-tokio"), cpu(n))
-                {
+                if let (Some(plain), Some(deflated), Some(pc), Some(dc)) = (
+                    bytes("subscope-tokio"),
+                    bytes(n),
+                    cpu("subscope-tokio"),
+                    cpu(n),
+                ) {
                     summary.push(format!(
                         "{}: {n}: {deflated:.1} bytes on the wire per event against {plain:.1} uncompressed ({:.2}x fewer) at {:.2}x the server CPU per event",
                         sc.name,

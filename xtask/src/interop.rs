@@ -16,10 +16,25 @@ pub(crate) const CLIENTS: &[(&str, &str, &str, &[&str])] = &[
         "subscriptions-transport-ws.mjs",
         &[],
     ),
-    ("python gql (both subprotocols)", "python3", "gql_client.py", &[]),
+    (
+        "python gql (both subprotocols)",
+        "python3",
+        "gql_client.py",
+        &[],
+    ),
     ("chromium + graphql-ws", "node", "browser.mjs", &[]),
-    ("npm graphql-sse (both modes)", "node", "graphql-sse.mjs", &[]),
-    ("@apollo/client multipart", "node", "apollo-multipart.mjs", &[]),
+    (
+        "npm graphql-sse (both modes)",
+        "node",
+        "graphql-sse.mjs",
+        &[],
+    ),
+    (
+        "@apollo/client multipart",
+        "node",
+        "apollo-multipart.mjs",
+        &[],
+    ),
     ("chromium EventSource (SSE)", "node", "browser-sse.mjs", &[]),
     (
         "npm ws, perMessageDeflate",

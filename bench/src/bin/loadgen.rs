@@ -30,9 +30,9 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tokio::TokioAdapter;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::Role;
-use subscope::deflate::{Agreed, DeflateConfig, Deflated, Side, client_offer};
 use futures_lite::StreamExt;
 use serde_json::{Value, json};
+use subscope::deflate::{Agreed, DeflateConfig, Deflated, Side, client_offer};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
@@ -149,7 +149,13 @@ async fn connect_counting(url: &str, counter: Option<&'static AtomicU64>) -> Ws 
         counter,
     };
     let socket = match agreed {
-        Some(agreed) => Deflated::new(socket, Side::Client, &agreed, &DeflateConfig::new(), 64 << 20),
+        Some(agreed) => Deflated::new(
+            socket,
+            Side::Client,
+            &agreed,
+            &DeflateConfig::new(),
+            64 << 20,
+        ),
         None => Deflated::plain(socket),
     };
     let mut ws = WebSocketStream::from_raw_socket(socket, Role::Client, None).await;
@@ -679,7 +685,9 @@ async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     // Active: every connection gets events (compressed ones allocate their state).
     let active = if a.get("--active", "false") == "true" {
         for i in 0..3 {
-            let q = format!("mutation {{ publish(topic: \"idle\", message: \"event {i} for every idle subscription\") }}");
+            let q = format!(
+                "mutation {{ publish(topic: \"idle\", message: \"event {i} for every idle subscription\") }}"
+            );
             obs.query(&q).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

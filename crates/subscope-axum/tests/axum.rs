@@ -221,7 +221,10 @@ fn permessage_deflate_on_axum() {
         c.subscribe("p", "subscription { payload(bytes: 2000, everyMs: 5) }");
         for _ in 0..10 {
             let m = c.recv_json();
-            assert_eq!(m["payload"]["data"]["payload"].as_str().map(str::len), Some(2000));
+            assert_eq!(
+                m["payload"]["data"]["payload"].as_str().map(str::len),
+                Some(2000)
+            );
         }
         let g = app.gauges.snapshot();
         assert_eq!(g.deflate_connections_total, 1);
@@ -234,7 +237,11 @@ fn permessage_deflate_on_axum() {
         bomb.init(None);
         bomb.send_text(&"a".repeat(8 << 20));
         assert_eq!(bomb.expect_close(), (1009, "Message too big".into()));
-        assert_eq!(c.recv_json()["type"], "next", "the other connection goes on");
+        assert_eq!(
+            c.recv_json()["type"],
+            "next",
+            "the other connection goes on"
+        );
     }
 }
 

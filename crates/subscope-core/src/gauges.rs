@@ -28,6 +28,7 @@ pub struct Gauges {
     http_requests_total: AtomicU64,
     http_refused: AtomicU64,
     deflate_connections: AtomicU64,
+    deflate_streams: AtomicU64,
     deflate_payload_bytes: AtomicU64,
     deflate_wire_bytes: AtomicU64,
     closes: [AtomicU64; CloseKind::ALL.len()],
@@ -79,6 +80,10 @@ pub struct GaugeSnapshot {
     pub http_refused: u64,
     /// WebSocket connections that agreed on permessage-deflate.
     pub deflate_connections_total: u64,
+    /// zlib streams connections hold now (one per connection that compresses with context
+    /// takeover and has sent an event within a keepalive interval, one per connection
+    /// whose client keeps its context): the memory compression costs, in units.
+    pub deflate_streams: u64,
     /// Bytes of outbound message payload compressed with permessage-deflate...
     pub deflate_payload_bytes_total: u64,
     /// ...and what they took on the wire, compressed (frame headers not counted).
@@ -215,6 +220,12 @@ impl GaugeSnapshot {
             self.deflate_connections_total,
         );
         metric(
+            "deflate_streams",
+            "gauge",
+            "zlib streams held by connections now.",
+            self.deflate_streams,
+        );
+        metric(
             "deflate_payload_bytes_total",
             "counter",
             "Outbound message bytes compressed with permessage-deflate.",
@@ -276,6 +287,7 @@ impl Gauges {
             http_requests_total: self.http_requests_total.load(Ordering::Relaxed),
             http_refused: self.http_refused.load(Ordering::Relaxed),
             deflate_connections_total: self.deflate_connections.load(Ordering::Relaxed),
+            deflate_streams: self.deflate_streams.load(Ordering::Relaxed),
             deflate_payload_bytes_total: self.deflate_payload_bytes.load(Ordering::Relaxed),
             deflate_wire_bytes_total: self.deflate_wire_bytes.load(Ordering::Relaxed),
             closes,
@@ -330,11 +342,20 @@ impl Gauges {
         self.deflate_connections.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn open_deflate_stream(&self) {
+        self.deflate_streams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn close_deflate_stream(&self) {
+        self.deflate_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// One compressed outbound message (or fragment): `payload` bytes became `wire`.
     pub(crate) fn count_deflated(&self, payload: usize, wire: usize) {
         self.deflate_payload_bytes
             .fetch_add(payload as u64, Ordering::Relaxed);
-        self.deflate_wire_bytes.fetch_add(wire as u64, Ordering::Relaxed);
+        self.deflate_wire_bytes
+            .fetch_add(wire as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn close_connection(&self, kind: CloseKind) {

@@ -421,8 +421,8 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     };
                     let socket = server.deflated(UpgradedIo(upgraded), deflate.as_ref());
                     let config = websocket_config(&server.inner.config);
-                    let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config))
-                        .await;
+                    let ws =
+                        WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
                     let request = (*request).with_peer(peer);
                     server
                         .serve_websocket(Tungstenite::from(ws), protocol, request)

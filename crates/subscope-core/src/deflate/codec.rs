@@ -10,9 +10,9 @@
 use std::sync::Arc;
 
 use super::DeflateError;
-use crate::Gauges;
 use super::frame::{self, Header, MAX_HEADER};
 use super::zlib::{Compressor, Decompressor};
+use crate::Gauges;
 
 /// The largest frame [`Inbound`] hands up: an inflated message is split into frames of at
 /// most this size, so a message under the limit never trips a frame-size limit.
@@ -28,7 +28,7 @@ struct Stash {
 impl Stash {
     /// Takes header bytes from the front of `input`; the header and its bytes once
     /// complete, or `None` with all of `input` consumed.
-    fn feed<'a>(&mut self, input: &mut &'a [u8]) -> Option<(Header, [u8; MAX_HEADER], usize)> {
+    fn feed(&mut self, input: &mut &[u8]) -> Option<(Header, [u8; MAX_HEADER], usize)> {
         let take = (MAX_HEADER - self.len).min(input.len());
         self.bytes[self.len..self.len + take].copy_from_slice(&input[..take]);
         match frame::parse(&self.bytes[..self.len + take]) {
@@ -103,6 +103,11 @@ impl Inbound {
     /// Whether a zlib stream is held now.
     pub(crate) fn holds_state(&self) -> bool {
         self.decompressor.holds_state()
+    }
+
+    /// Counts the stream held in `gauges`.
+    pub(crate) fn count_in(&mut self, gauges: Arc<Gauges>) {
+        self.decompressor.count_in(gauges);
     }
 
     /// Consumes all of `input`, appending what the WebSocket above should read to `up`.
@@ -281,8 +286,9 @@ impl Outbound {
         }
     }
 
-    /// Counts what is compressed in `gauges`.
+    /// Counts what is compressed, and the stream held, in `gauges`.
     pub(crate) fn count_in(&mut self, gauges: Arc<Gauges>) {
+        self.compressor.count_in(Arc::clone(&gauges));
         self.gauges = Some(gauges);
     }
 

@@ -109,12 +109,14 @@ impl<S> Deflated<S> {
         }
     }
 
-    /// Counts this connection and the bytes it compresses in `gauges`
-    /// (`deflate_connections_total`, `deflate_payload_bytes_total`,
-    /// `deflate_wire_bytes_total`). No effect on a plain socket.
+    /// Counts this connection, the zlib streams it holds and the bytes it compresses in
+    /// `gauges` (`deflate_connections_total`, `deflate_streams`,
+    /// `deflate_payload_bytes_total`, `deflate_wire_bytes_total`). No effect on a plain
+    /// socket.
     pub fn counting(mut self, gauges: Arc<Gauges>) -> Self {
         if let Some(codec) = &mut self.codec {
             gauges.count_deflate_connection();
+            codec.inbound.count_in(Arc::clone(&gauges));
             codec.outbound.count_in(gauges);
         }
         self

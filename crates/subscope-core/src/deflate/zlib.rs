@@ -11,7 +11,36 @@ use zlib_rs::{
     Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Method, Status, Strategy,
 };
 
+use std::sync::Arc;
+
 use super::DeflateError;
+use crate::Gauges;
+
+/// A connection's own zlib stream, counted in the gauges while it lives.
+struct Held<T> {
+    stream: Box<T>,
+    gauges: Option<Arc<Gauges>>,
+}
+
+impl<T> Held<T> {
+    fn new(stream: Box<T>, gauges: Option<&Arc<Gauges>>) -> Self {
+        if let Some(g) = gauges {
+            g.open_deflate_stream();
+        }
+        Self {
+            stream,
+            gauges: gauges.cloned(),
+        }
+    }
+}
+
+impl<T> Drop for Held<T> {
+    fn drop(&mut self) {
+        if let Some(g) = &self.gauges {
+            g.close_deflate_stream();
+        }
+    }
+}
 
 /// The four bytes a sync flush ends with, which permessage-deflate leaves off the wire.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -63,7 +92,8 @@ pub(crate) struct Compressor {
     takeover: bool,
     /// Our own stream: with context takeover once active, or while a fragmented message
     /// is open.
-    own: Option<Box<Deflate>>,
+    own: Option<Held<Deflate>>,
+    gauges: Option<Arc<Gauges>>,
     /// `own` compressed a message since the last tick.
     used: bool,
     /// Inside a fragmented message: `own` must carry on.
@@ -86,9 +116,15 @@ impl Compressor {
             params,
             takeover,
             own: None,
+            gauges: None,
             used: false,
             fragment_open: false,
         }
+    }
+
+    /// Counts the streams it holds in `gauges`.
+    pub(crate) fn count_in(&mut self, gauges: Arc<Gauges>) {
+        self.gauges = Some(gauges);
     }
 
     /// Whether this connection holds a zlib stream now.
@@ -122,8 +158,11 @@ impl Compressor {
             || self.fragment_open
             || (self.takeover && input.len() >= PROMOTE_AT);
         if own {
-            let stream = self.own.get_or_insert_with(|| self.params.build());
-            deflate(stream, input, out)?;
+            let (params, gauges) = (self.params, self.gauges.as_ref());
+            let held = self
+                .own
+                .get_or_insert_with(|| Held::new(params.build(), gauges));
+            deflate(&mut held.stream, input, out)?;
             self.used = true;
             self.fragment_open = !fin;
             if fin && !self.takeover {
@@ -195,7 +234,8 @@ fn deflate(stream: &mut Deflate, input: &[u8], out: &mut Vec<u8>) -> Result<(), 
 pub(crate) struct Decompressor {
     window_bits: u8,
     takeover: bool,
-    own: Option<Box<Inflate>>,
+    own: Option<Held<Inflate>>,
+    gauges: Option<Arc<Gauges>>,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -216,7 +256,13 @@ impl Decompressor {
             window_bits: window_bits.max(9),
             takeover,
             own: None,
+            gauges: None,
         }
+    }
+
+    /// Counts the stream it holds in `gauges`.
+    pub(crate) fn count_in(&mut self, gauges: Arc<Gauges>) {
+        self.gauges = Some(gauges);
     }
 
     /// Whether this connection holds a zlib stream now.
@@ -233,11 +279,11 @@ impl Decompressor {
     ) -> Result<Vec<u8>, DeflateError> {
         compressed.extend_from_slice(&TAIL);
         if self.takeover {
-            let bits = self.window_bits;
-            let stream = self
+            let (bits, gauges) = (self.window_bits, self.gauges.as_ref());
+            let held = self
                 .own
-                .get_or_insert_with(|| Box::new(Inflate::new(false, bits)));
-            inflate(stream, compressed, limit)
+                .get_or_insert_with(|| Held::new(Box::new(Inflate::new(false, bits)), gauges));
+            inflate(&mut held.stream, compressed, limit)
         } else {
             SHARED_INFLATE.with(|cell| {
                 let mut shared = cell.borrow_mut();
