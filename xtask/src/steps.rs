@@ -226,6 +226,20 @@ pub(crate) fn ci_steps() -> Vec<Step> {
             "heap",
         ],
     ));
+    let mut heap = step(
+        "heap growth under churn, compressed (dhat, every runtime)",
+        &[
+            "test",
+            "-p",
+            "subscope-tests",
+            "--features",
+            "dhat-heap",
+            "--test",
+            "heap",
+        ],
+    );
+    heap.env.push(("SUBSCOPE_TEST_DEFLATE", "1"));
+    steps.push(heap);
     steps.push(step("axum mount tests", &["test", "-p", "subscope-axum"]));
     steps.push(step(
         "install redis-server if missing",
