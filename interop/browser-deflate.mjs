@@ -28,6 +28,8 @@ ws.onmessage = (e) => {
       window.result = { extensions: ws.extensions, events, stats };
     }
   } else if (m.type === 'next' && m.id === 'p') {
+    // Events already on the way when we complete are not counted.
+    if (events.length === ${EVENTS}) return;
     events.push(m.payload.data.payload.length);
     if (events.length === ${EVENTS}) {
       ws.send(JSON.stringify({ id: 'p', type: 'complete' }));
