@@ -220,7 +220,7 @@ impl Inbound {
         if !frame.fin {
             return Ok(());
         }
-        if frame.plain_data && frame.opcode <= 2 {
+        if frame.plain_data {
             if matches!(self.message, InMessage::Plain) {
                 self.message = InMessage::None;
             }
