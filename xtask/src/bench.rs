@@ -315,6 +315,32 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
         metrics: DEFLATE_FANOUT_METRICS,
     },
     Scenario {
+        name: "fanout-deflate-1k",
+        group: "deflate",
+        title: "Wide fan-out of 1 KiB record-like events with permessage-deflate offered by every client (fields repeat, values change; subscope-tokio: deflate off, the baseline)",
+        quick: &[
+            "--connections",
+            "10",
+            "--subs",
+            "10",
+            "--messages",
+            "200",
+            "--message-bytes",
+            "1024",
+        ],
+        full: &[
+            "--connections",
+            "100",
+            "--subs",
+            "10",
+            "--messages",
+            "100",
+            "--message-bytes",
+            "1024",
+        ],
+        metrics: DEFLATE_FANOUT_METRICS,
+    },
+    Scenario {
         name: "idle-deflate",
         group: "deflate",
         title: "Idle, then active, compressed connections: N connections with 1 quiet subscription, then 3 events to each (subscope-tokio: deflate off, the baseline)",
@@ -639,7 +665,7 @@ pub(crate) fn bench(quick: bool, window: u64, only: Option<&[&str]>) -> ExitCode
                 ));
             }
         }
-        if sc.name == "fanout-deflate" {
+        if sc.name.starts_with("fanout-deflate") {
             let bytes = |n: &str| get(n, "wire_bytes_per_event");
             let cpu = |n: &str| get(n, "cpu_ms_per_1000_events");
             for n in ["subscope-tokio-deflate", "deflate-no-takeover"] {

@@ -5,7 +5,7 @@
 //! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup [--graphql true|false]
 //!          [--connections C] [--subs S] [--messages P] [--window W] [--seconds T]
 //!          [--samples K] [--publish-url URL] [--transport ws|sse] [--deflate true]
-//!          [--active true]`
+//!          [--active true] [--message-bytes B]`
 //!
 //! With `--deflate true` every WebSocket offers permessage-deflate (as browsers do) and
 //! runs it when the server agrees. The fan-out reports the bytes its subscribers read off
@@ -423,7 +423,7 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
             let mut hits = Vec::new();
             read_events(tcp, rest, &stop, |text| {
                 if let Some(rest) = text.split("\"messages\":\"").nth(1)
-                    && let Some(idx) = rest.split('"').next().and_then(|i| i.parse::<usize>().ok())
+                    && let Some(idx) = leading_index(rest)
                 {
                     hits.push((idx, Instant::now()));
                     received.fetch_add(1, Ordering::Relaxed);
@@ -465,7 +465,7 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
                 let Some(rest) = t.as_str().split("\"messages\":\"").nth(1) else {
                     continue;
                 };
-                let Some(idx) = rest.split('"').next().and_then(|i| i.parse::<usize>().ok()) else {
+                let Some(idx) = leading_index(rest) else {
                     continue;
                 };
                 if let Some(Some(at)) = sent.lock().await.get(idx) {
@@ -488,7 +488,14 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let bytes_before = SUBSCRIBER_BYTES.load(Ordering::Relaxed);
     let cpu_before = cpu_ms(pid);
     let started = Instant::now();
-    publish_windowed(&mut publisher, p, window, &sent).await;
+    publish_windowed(
+        &mut publisher,
+        p,
+        window,
+        a.num("--message-bytes", 0),
+        &sent,
+    )
+    .await;
     let expected = p * c * s;
     // Wait for everything, or until nothing has arrived for a while (events were lost).
     let end = Instant::now() + DEADLINE;
@@ -538,16 +545,52 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     })
 }
 
+/// The message index a `messages` event starts with.
+fn leading_index(text: &str) -> Option<usize> {
+    let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// About `bytes` of record-like text for message `i` (`--message-bytes`): fields that repeat
+/// from event to event with values that change, as a feed of quotes or telemetry does.
+fn padding(i: u64, bytes: u64) -> String {
+    let mut out = String::new();
+    let mut k = 0u64;
+    while (out.len() as u64) < bytes {
+        let n = i.wrapping_mul(7919).wrapping_add(k.wrapping_mul(104_729)) % 100_000;
+        out.push_str(&format!(
+            " symbol=S{:03} price={}.{:02} volume={} venue=XNAS seq={k};",
+            (i + k) % 500,
+            n / 100,
+            n % 100,
+            n * 3 + 17
+        ));
+        k += 1;
+    }
+    out.truncate(bytes as usize);
+    out
+}
+
 /// Publishes messages `0..p` to `bench`, keeping `window` mutations in flight: the next one
-/// goes out as soon as one completes. Records when each was sent.
-async fn publish_windowed(ws: &mut Ws, p: u64, window: u64, sent: &Mutex<Vec<Option<Instant>>>) {
+/// goes out as soon as one completes. Records when each was sent. Each message is its index
+/// followed by `pad` bytes of [`padding`].
+async fn publish_windowed(
+    ws: &mut Ws,
+    p: u64,
+    window: u64,
+    pad: u64,
+    sent: &Mutex<Vec<Option<Instant>>>,
+) {
     let mut next = 0;
     let mut done = 0;
     let mut in_flight = 0;
     while done < p {
         while in_flight < window && next < p {
             sent.lock().await[next as usize] = Some(Instant::now());
-            let q = format!("mutation {{ publish(topic: \"bench\", message: \"{next}\") }}");
+            let q = format!(
+                "mutation {{ publish(topic: \"bench\", message: \"{next}{}\") }}",
+                padding(next, pad)
+            );
             send(
                 ws,
                 json!({"id": format!("p{next}"), "type": "subscribe", "payload": {"query": q}}),
