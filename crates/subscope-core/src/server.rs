@@ -262,13 +262,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                         unreachable!("the upgraded socket is the one we served")
                     };
                     let socket = Prefixed::new(parts.read_buf, parts.io.io);
-                    let socket = server.deflated(socket, deflate.as_ref());
-                    let ws = WebSocketStream::from_raw_socket(
-                        socket,
-                        Role::Server,
-                        Some(websocket_config(&inner.config)),
-                    )
-                    .await;
+                    let ws = server.websocket(socket, deflate.as_ref()).await;
                     let request = (*request).with_peer(peer);
                     let (reason, ws) = server
                         .connection(Tungstenite::from(ws), protocol, request)
@@ -419,10 +413,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                             return;
                         }
                     };
-                    let socket = server.deflated(UpgradedIo(upgraded), deflate.as_ref());
-                    let config = websocket_config(&server.inner.config);
-                    let ws =
-                        WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
+                    let ws = server
+                        .websocket(UpgradedIo(upgraded), deflate.as_ref())
+                        .await;
                     let request = (*request).with_peer(peer);
                     server
                         .serve_websocket(Tungstenite::from(ws), protocol, request)
@@ -436,10 +429,14 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         response
     }
 
-    /// `socket` with the agreed permessage-deflate, or plain.
-    fn deflated<S>(&self, socket: S, agreed: Option<&Agreed>) -> Deflated<S> {
+    /// The server's side of a WebSocket on an upgraded `socket`: with the agreed
+    /// permessage-deflate (or plain) under tungstenite, configured by [`websocket_config`].
+    async fn websocket<S>(&self, socket: S, agreed: Option<&Agreed>) -> WebSocketStream<Deflated<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let inner = &self.inner;
-        match (agreed, &inner.config.deflate) {
+        let socket = match (agreed, &inner.config.deflate) {
             (Some(agreed), Some(settings)) => Deflated::new(
                 socket,
                 Side::Server,
@@ -449,7 +446,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             )
             .counting(Arc::clone(&inner.gauges)),
             _ => Deflated::plain(socket),
-        }
+        };
+        let config = websocket_config(&inner.config);
+        WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await
     }
 
     /// Applies [`Config::allowed_origins`] to an upgrade request another HTTP server

@@ -67,6 +67,31 @@ struct Frame {
     plain_data: bool,
 }
 
+impl Frame {
+    /// Takes the next piece of the payload from the front of `input`: the piece, and where
+    /// in the payload it starts (the mask's phase).
+    fn take<'a>(&mut self, input: &mut &'a [u8]) -> (&'a [u8], usize) {
+        let n = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(input.len());
+        let (chunk, rest) = input.split_at(n);
+        *input = rest;
+        let at = self.seen;
+        self.seen += n;
+        self.remaining -= n as u64;
+        (chunk, at)
+    }
+
+    /// Appends a piece of the payload that starts at payload byte `at` to `buf`, unmasked.
+    fn collect(&self, buf: &mut Vec<u8>, chunk: &[u8], at: usize) {
+        let start = buf.len();
+        buf.extend_from_slice(chunk);
+        if let Some(key) = self.mask {
+            frame::apply_mask(&mut buf[start..], key, at);
+        }
+    }
+}
+
 /// What message the peer is in the middle of.
 #[derive(Debug)]
 enum InMessage {
@@ -123,26 +148,16 @@ impl Inbound {
                 }
                 continue;
             };
-            let take = usize::try_from(frame.remaining)
-                .unwrap_or(usize::MAX)
-                .min(input.len());
-            let (chunk, rest) = input.split_at(take);
-            input = rest;
+            let (chunk, at) = frame.take(&mut input);
             match frame.mode {
                 Mode::Pass => up.extend_from_slice(chunk),
                 Mode::Collect => {
                     let InMessage::Compressed { data, .. } = &mut self.message else {
                         unreachable!("collecting only inside a compressed message")
                     };
-                    let at = data.len();
-                    data.extend_from_slice(chunk);
-                    if let Some(key) = frame.mask {
-                        frame::apply_mask(&mut data[at..], key, frame.seen);
-                    }
+                    frame.collect(data, chunk, at);
                 }
             }
-            frame.seen += take;
-            frame.remaining -= take as u64;
             if frame.remaining == 0 {
                 self.end(up)?;
             }
@@ -341,23 +356,11 @@ impl Outbound {
                 }
                 continue;
             };
-            let take = usize::try_from(frame.remaining)
-                .unwrap_or(usize::MAX)
-                .min(input.len());
-            let (chunk, rest) = input.split_at(take);
-            input = rest;
+            let (chunk, at) = frame.take(&mut input);
             match frame.mode {
                 Mode::Pass => out.extend_from_slice(chunk),
-                Mode::Collect => {
-                    let at = self.payload.len();
-                    self.payload.extend_from_slice(chunk);
-                    if let Some(key) = frame.mask {
-                        frame::apply_mask(&mut self.payload[at..], key, frame.seen);
-                    }
-                }
+                Mode::Collect => frame.collect(&mut self.payload, chunk, at),
             }
-            frame.seen += take;
-            frame.remaining -= take as u64;
             if frame.remaining == 0 {
                 self.end_frame(out)?;
             }
@@ -413,14 +416,8 @@ impl Outbound {
 
 #[cfg(test)]
 mod tests {
-    use super::super::zlib::Params;
+    use super::super::zlib::tests::PARAMS;
     use super::*;
-
-    const PARAMS: Params = Params {
-        level: 6,
-        window_bits: 15,
-        mem_level: 8,
-    };
 
     /// A server's outbound and a client's inbound: what the server's WebSocket writes
     /// arrives at the client's WebSocket unchanged, however the bytes are cut.

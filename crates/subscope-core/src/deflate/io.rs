@@ -181,6 +181,55 @@ impl Codec {
         self.out.len() - self.out_at
     }
 
+    /// What the WebSocket above reads: inflated bytes first, then what `read` brings from
+    /// the socket (read into the caller's buffer and rewritten from it: no buffer of our
+    /// own). `read` is the socket's read, async or blocking.
+    fn read(
+        &mut self,
+        buf: &mut [u8],
+        mut read: impl FnMut(&mut [u8]) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            if let Some(n) = self.take_up(buf) {
+                return Poll::Ready(Ok(n));
+            }
+            if let Some(e) = self.failed {
+                return Poll::Ready(Err(e.into()));
+            }
+            if buf.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            let n = ready!(read(buf))?;
+            if n == 0 {
+                return Poll::Ready(Ok(0));
+            }
+            self.decode(&buf[..n]);
+        }
+    }
+
+    /// Writes the compressed bytes not yet written with `write` (the socket's write, async
+    /// or blocking).
+    fn drain(
+        &mut self,
+        mut write: impl FnMut(&[u8]) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<()>> {
+        while self.pending_out() > 0 {
+            let n = ready!(write(&self.out[self.out_at..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.wrote(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Compresses what our WebSocket wrote into the bytes to write.
+    fn encode(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.outbound
+            .encode(buf, &mut self.out)
+            .map_err(io::Error::from)
+    }
+
     fn wrote(&mut self, n: usize) {
         self.out_at += n;
         if self.out_at == self.out.len() {
@@ -193,19 +242,21 @@ impl Codec {
     }
 }
 
+/// A blocking call's result (blocking I/O never returns `Pending`).
+fn now<T>(poll: Poll<T>) -> T {
+    match poll {
+        Poll::Ready(t) => t,
+        Poll::Pending => unreachable!("blocking I/O is always ready"),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Deflated<S> {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(codec) = &mut self.codec else {
-            return Poll::Ready(Ok(()));
-        };
-        while codec.pending_out() > 0 {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &codec.out[codec.out_at..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            codec.wrote(n);
+        let Self { io, codec } = self;
+        match codec {
+            Some(codec) => codec.drain(|bytes| Pin::new(&mut *io).poll_write(cx, bytes)),
+            None => Poll::Ready(Ok(())),
         }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -215,26 +266,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deflated<S> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let Some(codec) = &mut this.codec else {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
-        };
-        loop {
-            if let Some(n) = codec.take_up(buf) {
-                return Poll::Ready(Ok(n));
-            }
-            if let Some(e) = codec.failed {
-                return Poll::Ready(Err(e.into()));
-            }
-            if buf.is_empty() {
-                return Poll::Ready(Ok(0));
-            }
-            // Read into the caller's buffer, then rewrite from it: no buffer of our own.
-            let n = ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-            if n == 0 {
-                return Poll::Ready(Ok(0));
-            }
-            codec.decode(&buf[..n]);
+        let Self { io, codec } = &mut *self;
+        match codec {
+            Some(codec) => codec.read(buf, |b| Pin::new(&mut *io).poll_read(cx, b)),
+            None => Pin::new(io).poll_read(cx, buf),
         }
     }
 }
@@ -245,22 +280,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deflated<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let Some(codec) = &this.codec else {
-            return Pin::new(&mut this.io).poll_write(cx, buf);
+        let Self { io, codec } = &mut *self;
+        let Some(codec) = codec else {
+            return Pin::new(io).poll_write(cx, buf);
         };
         if codec.pending_out() >= HIGH_WATER {
-            ready!(this.poll_drain(cx))?;
+            ready!(codec.drain(|b| Pin::new(&mut *io).poll_write(cx, b)))?;
         }
-        let Some(codec) = &mut this.codec else {
-            unreachable!("checked above")
-        };
-        codec
-            .outbound
-            .encode(buf, &mut codec.out)
-            .map_err(io::Error::from)?;
+        codec.encode(buf)?;
         // Start writing now; what the socket does not take waits for the next flush.
-        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+        if let Poll::Ready(Err(e)) = codec.drain(|b| Pin::new(&mut *io).poll_write(cx, b)) {
             return Poll::Ready(Err(e));
         }
         Poll::Ready(Ok(buf.len()))
@@ -280,65 +309,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Deflated<S> {
 /// For blocking clients (tests, tools): the same rewriting over `std::io`.
 impl<S: Read> Read for Deflated<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(codec) = &mut self.codec else {
-            return self.io.read(buf);
-        };
-        loop {
-            if let Some(n) = codec.take_up(buf) {
-                return Ok(n);
-            }
-            if let Some(e) = codec.failed {
-                return Err(e.into());
-            }
-            if buf.is_empty() {
-                return Ok(0);
-            }
-            let n = self.io.read(buf)?;
-            if n == 0 {
-                return Ok(0);
-            }
-            codec.decode(&buf[..n]);
+        let Self { io, codec } = self;
+        match codec {
+            Some(codec) => now(codec.read(buf, |b| Poll::Ready(io.read(b)))),
+            None => io.read(buf),
         }
-    }
-}
-
-impl<S: Write> Deflated<S> {
-    fn drain_blocking(&mut self) -> io::Result<()> {
-        let Some(codec) = &mut self.codec else {
-            return Ok(());
-        };
-        while codec.pending_out() > 0 {
-            let n = self.io.write(&codec.out[codec.out_at..])?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            codec.wrote(n);
-        }
-        Ok(())
     }
 }
 
 impl<S: Write> Write for Deflated<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.codec.is_none() {
-            return self.io.write(buf);
-        }
+        let Self { io, codec } = self;
+        let Some(codec) = codec else {
+            return io.write(buf);
+        };
         // Earlier bytes first; an error here leaves `buf` unconsumed, so a retry is exact.
-        self.drain_blocking()?;
-        if let Some(codec) = &mut self.codec {
-            codec
-                .outbound
-                .encode(buf, &mut codec.out)
-                .map_err(io::Error::from)?;
-        }
-        match self.drain_blocking() {
+        now(codec.drain(|b| Poll::Ready(io.write(b))))?;
+        codec.encode(buf)?;
+        match now(codec.drain(|b| Poll::Ready(io.write(b)))) {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
             _ => Ok(buf.len()),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.drain_blocking()?;
-        self.io.flush()
+        let Self { io, codec } = self;
+        if let Some(codec) = codec {
+            now(codec.drain(|b| Poll::Ready(io.write(b))))?;
+        }
+        io.flush()
     }
 }

@@ -349,10 +349,11 @@ fn inflate(stream: &mut Inflate, input: &[u8], limit: usize) -> Result<Vec<u8>, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const PARAMS: Params = Params {
+    /// zlib's usual settings, for the deflate tests.
+    pub(crate) const PARAMS: Params = Params {
         level: 6,
         window_bits: 15,
         mem_level: 8,
