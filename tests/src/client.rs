@@ -32,6 +32,14 @@ pub struct Client {
     pub deflate: Option<Agreed>,
 }
 
+/// The trimmed value of header `name` (any case) in an HTTP response head.
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, value) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
 /// Whether this test run offers permessage-deflate on every connection and runs the demo
 /// server with it on (`SUBSCOPE_TEST_DEFLATE=1`: the socket suite over compressed
 /// connections).
@@ -130,17 +138,9 @@ impl Client {
         if !head.starts_with("HTTP/1.1 101") {
             return Err(head);
         }
-        let protocol = head.lines().find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-protocol")
-                .then(|| value.trim().to_owned())
-        });
-        let deflate = head.lines().find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-extensions")
-                .then(|| Agreed::from_response(value.trim()))
-                .flatten()
-        });
+        let protocol = header_value(&head, "sec-websocket-protocol").map(str::to_owned);
+        let deflate =
+            header_value(&head, "sec-websocket-extensions").and_then(Agreed::from_response);
         let stream = match &deflate {
             Some(agreed) => Deflated::new(
                 stream,
@@ -342,9 +342,15 @@ impl Client {
         }
     }
 
+    /// The TCP socket, for a test that goes on with raw bytes (nothing is buffered on it
+    /// right after the upgrade).
+    pub fn into_tcp(self) -> TcpStream {
+        self.ws.into_inner().into_inner()
+    }
+
     /// Vanishes abruptly: `SO_LINGER` 0, so the kernel sends a TCP reset.
     pub fn reset(self) {
-        let stream = self.ws.into_inner().into_inner();
+        let stream = self.into_tcp();
         socket2::SockRef::from(&stream)
             .set_linger(Some(Duration::ZERO))
             .expect("linger");
@@ -353,7 +359,7 @@ impl Client {
 
     /// Closes the TCP socket without a close frame (FIN).
     pub fn drop_tcp(self) {
-        drop(self.ws.into_inner().into_inner());
+        drop(self.into_tcp());
     }
 
     /// Queues a message without flushing (so several go out in one write).

@@ -87,36 +87,9 @@ fn send_frame(tcp: &mut TcpStream, first: u8, payload: &[u8]) {
 
 /// A raw client that offered deflate: the socket past the 101, and the agreement.
 fn raw_upgrade(addr: SocketAddr) -> (TcpStream, Agreed) {
-    let mut tcp = TcpStream::connect(addr).expect("connect");
-    tcp.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    let request = format!(
-        "GET /graphql HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         {MODERN}\r\n{OFFER}\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).expect("upgrade");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            tcp.read(&mut byte).expect("read head"),
-            1,
-            "closed in the head"
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).expect("ascii");
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let agreed = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-extensions")
-                .then(|| Agreed::from_response(value.trim()))
-                .flatten()
-        })
-        .expect("an extension answer");
-    (tcp, agreed)
+    let c = offering(addr);
+    let agreed = c.deflate.expect("an extension answer");
+    (c.into_tcp(), agreed)
 }
 
 /// Reads raw frames until `count` text frames have arrived; returns the bytes read and

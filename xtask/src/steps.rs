@@ -76,36 +76,35 @@ pub(crate) fn lint_steps() -> Vec<Step> {
     steps
 }
 
-/// The socket suite per runtime, then again over compressed connections
-/// (`SUBSCOPE_TEST_DEFLATE=1`: every test client offers permessage-deflate and the demo
-/// servers accept it); the second run reuses the first one's binaries.
+/// `name` run as it is, then again over compressed connections (`SUBSCOPE_TEST_DEFLATE=1`:
+/// every test client offers permessage-deflate and the demo servers accept it); the second
+/// run reuses the first one's binaries.
+fn plain_and_compressed(name: &str, args: &[&str]) -> [Step; 2] {
+    let plain = step(name, args);
+    let mut compressed = step(format!("{name}, compressed (permessage-deflate)"), args);
+    compressed.env.push(("SUBSCOPE_TEST_DEFLATE", "1"));
+    [plain, compressed]
+}
+
+/// The socket suite per runtime, plain and compressed.
 pub(crate) fn suite_steps(runtimes: &[&str]) -> Vec<Step> {
-    let mut steps = Vec::new();
-    for rt in runtimes {
-        let features = format!("rt-{rt}");
-        let args: Vec<String> = [
-            "test",
-            "-p",
-            "subscope-tests",
-            "--no-default-features",
-            "--features",
-            &features,
-        ]
+    runtimes
         .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        steps.push(Step {
-            name: format!("socket suite on {rt}"),
-            args: args.clone(),
-            env: Vec::new(),
-        });
-        steps.push(Step {
-            name: format!("socket suite on {rt}, compressed (permessage-deflate)"),
-            args,
-            env: vec![("SUBSCOPE_TEST_DEFLATE", "1")],
-        });
-    }
-    steps
+        .flat_map(|rt| {
+            let features = format!("rt-{rt}");
+            plain_and_compressed(
+                &format!("socket suite on {rt}"),
+                &[
+                    "test",
+                    "-p",
+                    "subscope-tests",
+                    "--no-default-features",
+                    "--features",
+                    &features,
+                ],
+            )
+        })
+        .collect()
 }
 
 pub(crate) fn doc_step() -> Step {
@@ -214,7 +213,7 @@ pub(crate) fn ci_steps() -> Vec<Step> {
         ],
     ));
     steps.extend(suite_steps(RUNTIMES));
-    steps.push(step(
+    steps.extend(plain_and_compressed(
         "heap growth under churn (dhat, every runtime)",
         &[
             "test",
@@ -226,20 +225,6 @@ pub(crate) fn ci_steps() -> Vec<Step> {
             "heap",
         ],
     ));
-    let mut heap = step(
-        "heap growth under churn, compressed (dhat, every runtime)",
-        &[
-            "test",
-            "-p",
-            "subscope-tests",
-            "--features",
-            "dhat-heap",
-            "--test",
-            "heap",
-        ],
-    );
-    heap.env.push(("SUBSCOPE_TEST_DEFLATE", "1"));
-    steps.push(heap);
     steps.push(step("axum mount tests", &["test", "-p", "subscope-axum"]));
     steps.push(step(
         "install redis-server if missing",
