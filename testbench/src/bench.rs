@@ -196,7 +196,7 @@ impl BenchBuilder {
             Box::pin(async move { fut.await.ok() })
         } else {
             let ws =
-                subscope::transport::Tungstenite::from(from_raw_socket(pipe.clone(), &self.config));
+                subscope::websocket::Tungstenite::from(from_raw_socket(pipe.clone(), &self.config));
             let fut = server.serve_websocket(ws, Some(self.protocol), Default::default());
             Box::pin(async move { Some(fut.await) })
         };
@@ -228,7 +228,7 @@ fn from_raw_socket(pipe: Pipe, config: &Config) -> async_tungstenite::WebSocketS
     let fut = async_tungstenite::WebSocketStream::from_raw_socket(
         pipe,
         async_tungstenite::tungstenite::protocol::Role::Server,
-        Some(subscope::transport::websocket_config(config)),
+        Some(subscope::websocket::websocket_config(config)),
     );
     let mut fut = std::pin::pin!(fut);
     match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {

@@ -44,7 +44,7 @@ async fn init_timeout_fires_at_exactly_three_virtual_seconds() {
     let (ws, mut client) = pair().await;
     let started = Instant::now();
     let conn = tokio::spawn(server.serve_websocket(
-        subscope::transport::Tungstenite::from(ws),
+        subscope::websocket::Tungstenite::from(ws),
         Some(Subprotocol::GraphqlTransportWs),
         Default::default(),
     ));
@@ -77,7 +77,7 @@ async fn silent_peer_is_dropped_after_ping_interval_plus_timeout() {
         .expect("subscribe");
     let started = Instant::now();
     let conn = tokio::spawn(server.serve_websocket(
-        subscope::transport::Tungstenite::from(ws),
+        subscope::websocket::Tungstenite::from(ws),
         Some(Subprotocol::GraphqlTransportWs),
         Default::default(),
     ));
@@ -101,7 +101,7 @@ async fn legacy_ka_arrives_on_every_interval() {
     let (server, _state) = demo_server(TokioRuntime::new(), config);
     let (ws, mut client) = pair().await;
     let conn = tokio::spawn(server.serve_websocket(
-        subscope::transport::Tungstenite::from(ws),
+        subscope::websocket::Tungstenite::from(ws),
         Some(Subprotocol::GraphqlWs),
         Default::default(),
     ));

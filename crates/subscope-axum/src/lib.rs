@@ -39,7 +39,7 @@
 //!
 //! Any other HTTP server works the same way: check the Origin with
 //! [`Server::check_origin`], then hand [`Server::serve_websocket`] a
-//! [`subscope_core::Transport`] (see [`AxumSocket`] for a mapping) and the subprotocol
+//! [`subscope_core::WebSocket`] (see [`AxumSocket`] for a mapping) and the subprotocol
 //! [`subscope_core::negotiate`] picked.
 
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -60,10 +60,10 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use subscope_core::async_tungstenite::tungstenite::Error as WsError;
 use subscope_core::rt::Runtime;
-use subscope_core::transport::{CloseFrame, Message, TransportError};
+use subscope_core::websocket::{CloseFrame, Message, WebSocketError};
 use subscope_core::{Hooks, Server, UpgradeRequest, negotiate};
 
-/// axum's [`WebSocket`] as a subscope [`subscope_core::Transport`].
+/// axum's [`WebSocket`] as a subscope [`subscope_core::WebSocket`].
 #[derive(Debug)]
 pub struct AxumSocket(WebSocket);
 
@@ -82,15 +82,15 @@ impl AxumSocket {
 
 /// axum wraps tungstenite's error; unwrapped, it says "too big" or "invalid UTF-8" in the
 /// protocol's terms, so the peer gets 1009 or 4400 as on the standalone server.
-fn transport_error(err: axum::Error) -> TransportError {
+fn transport_error(err: axum::Error) -> WebSocketError {
     match err.into_inner().downcast::<WsError>() {
-        Ok(ws) => TransportError::from(*ws),
-        Err(other) => TransportError::Other(other),
+        Ok(ws) => WebSocketError::from(*ws),
+        Err(other) => WebSocketError::Other(other),
     }
 }
 
 impl Stream for AxumSocket {
-    type Item = Result<Message, TransportError>;
+    type Item = Result<Message, WebSocketError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Pin::new(&mut self.0).poll_next(cx).map(|item| {
@@ -110,7 +110,7 @@ impl Stream for AxumSocket {
 }
 
 impl Sink<Message> for AxumSocket {
-    type Error = TransportError;
+    type Error = WebSocketError;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Pin::new(&mut self.0)
@@ -130,7 +130,7 @@ impl Sink<Message> for AxumSocket {
             })),
             // A message kind added later that axum cannot carry: refuse it loudly.
             other => {
-                return Err(TransportError::Other(
+                return Err(WebSocketError::Other(
                     format!("axum cannot send {other:?}").into(),
                 ));
             }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::Subprotocol;
+use subscope_protocol::{Rate, Settings, Subprotocol};
 
 /// Per-server settings. Build with [`Config::default`] and the setters.
 ///
@@ -13,21 +13,14 @@ use crate::Subprotocol;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    pub(crate) init_timeout: Option<Duration>,
-    pub(crate) keepalive_interval: Option<Duration>,
-    pub(crate) keepalive_timeout: Option<Duration>,
-    pub(crate) write_timeout: Option<Duration>,
+    /// What the protocol layer enforces (timeouts and per-connection limits).
+    pub(crate) protocol: Settings,
     pub(crate) close_timeout: Duration,
     pub(crate) handshake_timeout: Option<Duration>,
-    pub(crate) max_subscriptions: usize,
     pub(crate) max_message_size: usize,
     pub(crate) max_connections: Option<usize>,
     pub(crate) subprotocols: Vec<Subprotocol>,
     pub(crate) detect_leaks: bool,
-    pub(crate) max_id_length: usize,
-    pub(crate) max_init_size: usize,
-    pub(crate) inbound_rate: Option<Rate>,
-    pub(crate) max_response_size: usize,
     /// `None`: every origin. `Some(list)`: only these (lowercase, no trailing slash).
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) share_identical: bool,
@@ -35,47 +28,19 @@ pub struct Config {
     pub(crate) http_heartbeat: Option<Duration>,
     pub(crate) max_http_streams: Option<usize>,
     pub(crate) max_pending_reservations: usize,
-    pub(crate) deflate: Option<crate::deflate::DeflateConfig>,
-}
-
-/// A token-bucket rate: `per_second` sustained, up to `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct Rate {
-    /// Messages per second, sustained.
-    pub per_second: f64,
-    /// Messages allowed at once after a quiet period.
-    pub burst: f64,
-}
-
-impl Rate {
-    /// `per_second` sustained, `burst` at once.
-    pub fn new(per_second: u32, burst: u32) -> Self {
-        Self {
-            per_second: f64::from(per_second),
-            burst: f64::from(burst.max(1)),
-        }
-    }
+    pub(crate) deflate: Option<subscope_deflate::DeflateConfig>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            init_timeout: Some(Duration::from_secs(3)),
-            keepalive_interval: Some(Duration::from_secs(12)),
-            keepalive_timeout: Some(Duration::from_secs(12)),
-            write_timeout: Some(Duration::from_secs(10)),
+            protocol: Settings::default(),
             close_timeout: Duration::from_secs(1),
             handshake_timeout: Some(Duration::from_secs(10)),
-            max_subscriptions: 100,
             max_message_size: 1024 * 1024,
             max_connections: None,
             subprotocols: Subprotocol::ALL.to_vec(),
             detect_leaks: false,
-            max_id_length: 128,
-            max_init_size: 64 * 1024,
-            inbound_rate: None,
-            max_response_size: 32 * 1024 * 1024,
             allowed_origins: None,
             share_identical: false,
             shared_delivery: crate::Delivery::default(),
@@ -92,7 +57,7 @@ impl Config {
     /// close 4408 `Connection initialisation timeout`. `None` disables. Default is 3 s.
     #[must_use]
     pub fn init_timeout(mut self, d: impl Into<Option<Duration>>) -> Self {
-        self.init_timeout = d.into();
+        self.protocol.init_timeout = d.into();
         self
     }
 
@@ -100,7 +65,7 @@ impl Config {
     /// `None` disables both (and with them the liveness check). Default is 12 s.
     #[must_use]
     pub fn keepalive_interval(mut self, d: impl Into<Option<Duration>>) -> Self {
-        self.keepalive_interval = d.into();
+        self.protocol.keepalive_interval = d.into();
         self
     }
 
@@ -109,7 +74,7 @@ impl Config {
     /// pings but never drops a silent peer for it. Default is 12 s.
     #[must_use]
     pub fn keepalive_timeout(mut self, d: impl Into<Option<Duration>>) -> Self {
-        self.keepalive_timeout = d.into();
+        self.protocol.keepalive_timeout = d.into();
         self
     }
 
@@ -119,7 +84,7 @@ impl Config {
     /// holds its connection until the liveness check ends it). Default is 10 s.
     #[must_use]
     pub fn write_timeout(mut self, d: impl Into<Option<Duration>>) -> Self {
-        self.write_timeout = d.into();
+        self.protocol.write_timeout = d.into();
         self
     }
 
@@ -144,7 +109,7 @@ impl Config {
     /// Default is 100.
     #[must_use]
     pub fn max_subscriptions(mut self, n: usize) -> Self {
-        self.max_subscriptions = n;
+        self.protocol.max_subscriptions = n;
         self
     }
 
@@ -163,9 +128,9 @@ impl Config {
     /// keeps its compression context costs a zlib stream from its first event on (about
     /// 10 times an idle connection at the default settings), and compressing costs CPU
     /// per event per connection. Turn it on where the network is what runs out; see
-    /// [`DeflateConfig`](crate::deflate::DeflateConfig) for the memory knobs.
+    /// [`DeflateConfig`](subscope_deflate::DeflateConfig) for the memory knobs.
     #[must_use]
-    pub fn deflate(mut self, deflate: Option<crate::deflate::DeflateConfig>) -> Self {
+    pub fn deflate(mut self, deflate: Option<subscope_deflate::DeflateConfig>) -> Self {
         self.deflate = deflate;
         self
     }
@@ -231,7 +196,7 @@ impl Config {
     /// Default is 128.
     #[must_use]
     pub fn max_id_length(mut self, bytes: usize) -> Self {
-        self.max_id_length = bytes;
+        self.protocol.max_id_length = bytes;
         self
     }
 
@@ -240,7 +205,7 @@ impl Config {
     /// `connection_error`). Default is 64 KiB.
     #[must_use]
     pub fn max_init_size(mut self, bytes: usize) -> Self {
-        self.max_init_size = bytes;
+        self.protocol.max_init_size = bytes;
         self
     }
 
@@ -255,7 +220,7 @@ impl Config {
     /// for browsers that subscribe and ping.
     #[must_use]
     pub fn inbound_rate(mut self, rate: Option<Rate>) -> Self {
-        self.inbound_rate = rate;
+        self.protocol.inbound_rate = rate;
         self
     }
 
@@ -266,7 +231,7 @@ impl Config {
     /// Default is 32 MiB.
     #[must_use]
     pub fn max_response_size(mut self, bytes: usize) -> Self {
-        self.max_response_size = bytes;
+        self.protocol.max_response_size = bytes;
         self
     }
 
@@ -357,32 +322,16 @@ impl Config {
     /// peer flooding 15 KiB pings without reading, with 16 KiB limits, holds about 480 KiB
     /// (bound 848 KiB), measured in `subscope-testbench`'s memory test.
     pub fn connection_buffer_bound(&self) -> usize {
-        use crate::driver::WRITE_BATCH_BYTES;
-        use crate::machine::{HOLD_BYTES, HOLD_LIMIT};
-        use crate::transport::{READ_BUFFER, WRITE_BUFFER};
-        let m = self.max_message_size;
-        let largest_frame = self.max_response_size.max(m.saturating_add(256));
-        let mut read = READ_BUFFER + 2 * m;
-        let held = HOLD_BYTES + m;
-        let queue = WRITE_BATCH_BYTES + HOLD_BYTES + HOLD_LIMIT * 256 + largest_frame;
-        let mut write = WRITE_BUFFER + largest_frame;
-        if let Some(deflate) = &self.deflate {
-            // A compressed message collected, inflated and queued for tungstenite; the
-            // compressed bytes of one write not yet sent, the frame being compressed;
-            // the zlib streams.
-            read += 3 * m + m / 64 + 1024;
-            write += crate::deflate::HIGH_WATER + WRITE_BUFFER + largest_frame;
-            write += deflate.state_bytes();
-        }
-        read.saturating_add(held)
-            .saturating_add(queue)
-            .saturating_add(write)
-            .saturating_mul(2)
+        crate::bounds::connection_buffer_bound(
+            self.max_message_size,
+            self.protocol.max_response_size,
+            self.deflate.as_ref(),
+        )
     }
 
     /// The largest outbound message in bytes (see [`Config::max_response_size`]).
     pub fn max_response_size_bytes(&self) -> usize {
-        self.max_response_size
+        self.protocol.max_response_size
     }
 
     /// The largest inbound message in bytes (see [`Config::max_message_size`]).
@@ -396,7 +345,7 @@ impl Config {
     }
 
     /// The permessage-deflate settings, when it is on (see [`Config::deflate`]).
-    pub fn deflate_settings(&self) -> Option<&crate::deflate::DeflateConfig> {
+    pub fn deflate_settings(&self) -> Option<&subscope_deflate::DeflateConfig> {
         self.deflate.as_ref()
     }
 }

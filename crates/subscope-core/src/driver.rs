@@ -15,24 +15,14 @@ use std::time::{Duration, Instant};
 
 use async_graphql::{Data, Executor};
 
+use crate::bounds::{READ_BUDGET, ROUNDS, WRITE_BATCH, WRITE_BATCH_BYTES};
 use crate::children::{ChildEvent, ChildSet};
 use crate::hooks::{Accept, Reject, run_guarded};
-use crate::machine::{ConnectOutcome, Machine, Output};
-use crate::operation::{OpItem, Operation, Sharing};
+use crate::operation::{Operation, Sharing};
 use crate::rt::{BoxSleep, Timer};
-use crate::transport::{CloseFrame, Message, Transport, TransportError};
+use crate::websocket::{CloseFrame, Message, WebSocket, WebSocketError};
 use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
-
-/// Inbound messages handled per loop round before other work gets a turn.
-const READ_BUDGET: usize = 16;
-/// Frames queued before the driver stops pulling operations (and reading) and writes
-/// them out.
-pub(crate) const WRITE_BATCH: usize = 32;
-/// Bytes queued before the driver stops pulling operations (and reading). One frame may
-/// overshoot it.
-pub(crate) const WRITE_BATCH_BYTES: usize = 64 * 1024;
-/// Loop rounds per wake-up before yielding to the runtime.
-const ROUNDS: usize = 32;
+use subscope_protocol::{ConnectOutcome, Machine, OperationEvent, Output};
 
 type ConnectFuture = Pin<Box<dyn Future<Output = Result<Accept, Reject>> + Send>>;
 type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -105,7 +95,7 @@ pub(crate) struct Driver<T, E, H: Hooks, R> {
 
 impl<T, E, H, R> Driver<T, E, H, R>
 where
-    T: Transport,
+    T: WebSocket,
     E: Executor,
     H: Hooks,
     R: Timer,
@@ -257,26 +247,15 @@ where
 
     fn handle_child(&mut self, event: ChildEvent<Operation<H>>) {
         match event {
-            ChildEvent::Item(id, OpItem::Response(response)) => {
-                self.machine.handle_response(&id, &response);
-            }
-            ChildEvent::Item(id, OpItem::Refused(errors)) => {
-                self.machine.handle_refused(&id, &errors);
-            }
-            ChildEvent::Item(id, OpItem::Shared(payload)) => {
-                self.machine.handle_shared(&id, &payload);
-            }
-            ChildEvent::Item(id, OpItem::RequestError(errors)) => {
-                self.machine.handle_request_error(&id, &errors);
-            }
+            ChildEvent::Item(id, item) => self.machine.handle_operation(&id, item.event()),
             ChildEvent::Ended(id, op) => {
                 op.finish(EndReason::Completed);
-                self.machine.handle_finished(&id);
+                self.machine.handle_operation(&id, OperationEvent::Finished);
             }
             ChildEvent::Panicked(id, op) => {
                 tracing::warn!(conn = self.end.conn.id, id = %id, "operation panicked");
                 op.finish(EndReason::Panicked);
-                self.machine.handle_panicked(&id);
+                self.machine.handle_operation(&id, OperationEvent::Panicked);
             }
         }
     }
@@ -341,8 +320,8 @@ where
                         .unwrap_or((1005, String::new()));
                     return Err(CloseReason::ClientClosed { code, reason });
                 }
-                Some(Err(TransportError::TooBig)) => self.machine.handle_too_big(),
-                Some(Err(TransportError::InvalidUtf8)) => self.machine.handle_invalid_utf8(now),
+                Some(Err(WebSocketError::TooBig)) => self.machine.handle_too_big(),
+                Some(Err(WebSocketError::InvalidUtf8)) => self.machine.handle_invalid_utf8(now),
                 Some(Err(err)) => {
                     tracing::debug!(conn = self.end.conn.id, error = %err, "read failed");
                     return Err(CloseReason::PeerGone);
@@ -353,7 +332,7 @@ where
     }
 
     /// Writes queued frames and flushes. Returns whether anything moved.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, TransportError> {
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, WebSocketError> {
         let mut progress = false;
         let mut blocked = false;
         while !self.outbound.is_empty() {
@@ -519,7 +498,7 @@ fn message_len(message: &Message) -> usize {
 
 /// Sends what is queued and our close frame (if any), then reads until the peer's close
 /// or EOF. The caller bounds it with the close timeout.
-pub(crate) async fn close_handshake<T: Transport>(
+pub(crate) async fn close_handshake<T: WebSocket>(
     ws: &mut T,
     outbound: VecDeque<Message>,
     frame: Option<CloseFrame>,

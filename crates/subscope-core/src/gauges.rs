@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::close::CloseKind;
+use crate::CloseKind;
 
 /// Shared counters of one server (or of several, if you hand the same `Arc` to each).
 ///
@@ -418,5 +418,24 @@ impl Gauges {
 
     pub(crate) fn close_subscription(&self) {
         self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Compressed sockets report into the server's gauges.
+impl subscope_deflate::Stats for Gauges {
+    fn connection(&self) {
+        self.count_deflate_connection();
+    }
+
+    fn stream_opened(&self) {
+        self.open_deflate_stream();
+    }
+
+    fn stream_closed(&self) {
+        self.close_deflate_stream();
+    }
+
+    fn compressed(&self, payload: usize, wire: usize) {
+        self.count_deflated(payload, wire);
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use async_graphql::{Data, Request, ServerError};
 use serde_json::Value;
 
-use crate::{CloseReason, Subprotocol};
+use crate::{CloseReason, EndReason, Transport};
 
 /// What a server knows of a WebSocket's HTTP upgrade request: the URI, the headers and
 /// the peer's address. The standalone server fills it in; pass one to
@@ -69,8 +69,9 @@ pub(crate) fn origin_of(headers: &http::HeaderMap) -> Option<&str> {
 pub struct ConnectionInfo {
     /// A process-unique number for this connection (stable in logs).
     pub id: u64,
-    /// The negotiated subprotocol.
-    pub subprotocol: Subprotocol,
+    /// How it is carried: a WebSocket with its negotiated subprotocol, or one of the HTTP
+    /// transports (a request, or a graphql-sse reservation and its stream).
+    pub transport: Transport,
     /// The peer's address, when the transport has one.
     pub peer: Option<SocketAddr>,
     /// The upgrade request's URI.
@@ -80,11 +81,12 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
-    /// Describes connection `id`, upgraded by `request`, speaking `subprotocol`.
-    pub fn new(id: u64, subprotocol: Subprotocol, request: UpgradeRequest) -> Self {
+    /// Describes connection `id`, opened by `request`, carried by `transport` (a
+    /// [`Subprotocol`] converts into [`Transport::WebSocket`]).
+    pub fn new(id: u64, transport: impl Into<Transport>, request: UpgradeRequest) -> Self {
         Self {
             id,
-            subprotocol,
+            transport: transport.into(),
             peer: request.peer,
             uri: request.uri,
             headers: request.headers,
@@ -168,31 +170,6 @@ impl Reject {
     pub fn is_internal(&self) -> bool {
         self.internal
     }
-}
-
-/// How one accepted operation ended; given to [`Hooks::on_complete`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EndReason {
-    /// The stream ended by itself (`complete` was sent).
-    Completed,
-    /// The client sent `complete` (modern) or `stop` (legacy).
-    ClientStopped,
-    /// The request failed before execution (syntax, validation, unknown operation).
-    RequestError,
-    /// `on_subscribe` refused it.
-    Refused,
-    /// The stream panicked; the connection and its other operations continue.
-    Panicked,
-    /// A response was larger than [`crate::Config::max_response_size`]: the operation
-    /// ended with `error` `[{"message":"Response too large"}]`; the connection goes on.
-    ResponseTooLarge,
-    /// Legacy only: a `start` reused its id, so it was stopped for the new one.
-    Replaced,
-    /// The connection ended while the operation was live.
-    ConnectionClosed(CloseReason),
-    /// The connection future was dropped from outside while the operation was live.
-    Dropped,
 }
 
 /// Lifecycle hooks. Every method has a default, so implement only what you need.

@@ -13,13 +13,13 @@
 //! - [`Server::serve_io`] serves one byte stream you accepted yourself (the HTTP upgrade
 //!   included), and resolves to why it ended.
 //! - [`Server::serve_websocket`] serves a socket another HTTP server upgraded, through
-//!   subscope's own [`Transport`] contract (`subscope-axum` does this for axum).
+//!   subscope's own [`WebSocket`] contract (`subscope-axum` does this for axum).
 //! - [`Hooks`] decide who gets in ([`Hooks::on_connect`] sees the upgrade request's headers
 //!   in [`ConnectionInfo`]) and observe every ending; [`Config`] holds the timeouts and
 //!   limits; [`Gauges`] count everything, Prometheus text included.
 //!
 //! # Serving over a custom transport
-//! Anything that moves [`transport::Message`]s is a transport. Here, an in-memory one
+//! Anything that moves [`websocket::Message`]s is a transport. Here, an in-memory one
 //! (a test double, or the seam for a QUIC or in-process bridge) serves a real schema:
 //!
 //! ```
@@ -29,7 +29,7 @@
 //! use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
 //! use futures_lite::Stream;
 //! use subscope_core::rt::{BoxSleep, BoxTask, Sleep, Spawn, Timer};
-//! use subscope_core::transport::{Message, TransportError};
+//! use subscope_core::websocket::{Message, WebSocketError};
 //! use subscope_core::{CloseReason, Server, Subprotocol, UpgradeRequest};
 //!
 //! struct Query;
@@ -44,18 +44,18 @@
 //!     outbound: async_channel::Sender<Message>,
 //! }
 //! impl Stream for Channels {
-//!     type Item = Result<Message, TransportError>;
+//!     type Item = Result<Message, WebSocketError>;
 //!     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
 //!         self.inbound.as_mut().poll_next(cx).map(|m| m.map(Ok))
 //!     }
 //! }
 //! impl futures_sink::Sink<Message> for Channels {
-//!     type Error = TransportError;
+//!     type Error = WebSocketError;
 //!     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
 //!         Poll::Ready(Ok(()))
 //!     }
 //!     fn start_send(self: Pin<&mut Self>, m: Message) -> Result<(), Self::Error> {
-//!         self.outbound.try_send(m).map_err(|_| TransportError::Closed)
+//!         self.outbound.try_send(m).map_err(|_| WebSocketError::Closed)
 //!     }
 //!     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
 //!         Poll::Ready(Ok(()))
@@ -151,46 +151,44 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
+mod bounds;
 mod children;
-pub mod close;
 mod config;
-pub mod deflate;
 mod driver;
 mod gauges;
 mod hooks;
-#[cfg(feature = "unstable-machine")]
-pub mod machine;
-#[cfg(not(feature = "unstable-machine"))]
-mod machine;
 mod operation;
 mod over_http;
-mod protocol;
 pub mod rt;
 mod server;
 mod share;
 mod sync;
 pub mod topics;
-pub mod transport;
 mod variables;
+pub mod websocket;
 
-pub use close::{CloseKind, CloseReason, truncate_reason};
-pub use config::{Config, Rate};
+pub use config::Config;
 pub use gauges::{GaugeSnapshot, Gauges};
-pub use hooks::{Accept, ConnectionInfo, EndReason, Hooks, NoHooks, Reject, UpgradeRequest};
-#[cfg(feature = "unstable-machine")]
-pub use machine::{ConnectOutcome, Machine, Output};
+pub use hooks::{Accept, ConnectionInfo, Hooks, NoHooks, Reject, UpgradeRequest};
 pub use operation::OperationToken;
 pub use over_http::{HttpBody, is_websocket_upgrade};
-pub use protocol::{InvalidMessage, Subprotocol, negotiate};
 pub use server::{HandshakeError, Server, ServerBuilder};
 pub use share::ShareKey;
 pub use topics::{Delivery, Fanout, MemoryTopics, Missed, Overflow, Subscription, Topics};
-pub use transport::Transport;
+pub use websocket::WebSocket;
+
+/// permessage-deflate (RFC 7692): the `subscope-deflate` crate.
+pub use subscope_deflate as deflate;
+pub use subscope_protocol::close;
+pub use subscope_protocol::{
+    CloseKind, CloseReason, EndReason, InvalidMessage, Rate, Subprotocol, Transport, negotiate,
+    truncate_reason,
+};
 
 /// The GraphQL engine subscope executes with, re-exported so users name the same version.
 #[doc(no_inline)]
 pub use async_graphql;
-/// The WebSocket implementation of the standalone server (see [`transport::Tungstenite`]).
+/// The WebSocket implementation of the standalone server (see [`websocket::Tungstenite`]).
 #[doc(no_inline)]
 pub use async_tungstenite;
 /// The HTTP types of [`UpgradeRequest`] and [`ConnectionInfo`].

@@ -60,6 +60,19 @@ pub(crate) enum OpItem {
     RequestError(Arc<[ServerError]>),
 }
 
+impl OpItem {
+    /// The item as the operation policy reads it.
+    pub(crate) fn event(&self) -> subscope_protocol::OperationEvent<'_> {
+        use subscope_protocol::OperationEvent;
+        match self {
+            Self::Response(response) => OperationEvent::Response(response),
+            Self::Refused(errors) => OperationEvent::Refused(errors),
+            Self::Shared(payload) => OperationEvent::Serialized(payload),
+            Self::RequestError(errors) => OperationEvent::RequestError(errors),
+        }
+    }
+}
+
 /// How an operation may join a shared execution.
 #[derive(Clone)]
 pub(crate) struct Sharing {
@@ -163,7 +176,7 @@ impl<H: Hooks> Operation<H> {
             conn = conn.id,
             id = %id,
             operation_name = request.operation_name.as_deref().unwrap_or(""),
-            subprotocol = %conn.subprotocol,
+            transport = %conn.transport,
             end_reason = tracing::field::Empty,
         );
         let hook: HookFuture = {

@@ -18,23 +18,24 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use tracing::Instrument;
 
-use crate::deflate::{Agreed, Deflated, Side};
+use crate::bounds::HTTP_BUFFER;
 use crate::over_http::{
     Ending, HyperIo, HyperTimer, Outcome, Prefixed, Reservations, UpgradedIo, accept_upgrade,
     is_websocket_upgrade,
 };
-use crate::transport::TransportError;
+use crate::websocket::WebSocketError;
+use subscope_deflate::{Agreed, Deflated, Side};
 
 use crate::driver::{ConnectionParts, Driver, close_frame, close_handshake};
-use crate::machine::Machine;
 use crate::operation::Sharing;
 use crate::rt::{Listener, Runtime};
 use crate::share::Shares;
 use crate::sync::{Signal, Tracked, Tracker};
-use crate::transport::{Transport, Tungstenite, websocket_config};
+use crate::websocket::{Tungstenite, WebSocket, websocket_config};
 use crate::{
     CloseReason, Config, ConnectionInfo, Gauges, Hooks, NoHooks, Subprotocol, UpgradeRequest,
 };
+use subscope_protocol::Machine;
 
 /// A GraphQL-over-WebSocket server for one executor, on runtime `R`.
 ///
@@ -256,7 +257,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     deflate,
                 }) => {
                     let upgraded = on_upgrade.await.map_err(|e| {
-                        HandshakeError::WebSocket(TransportError::Other(Box::new(e)))
+                        HandshakeError::WebSocket(WebSocketError::Other(Box::new(e)))
                     })?;
                     let Ok(parts) = upgraded.downcast::<HyperIo<S, R>>() else {
                         unreachable!("the upgraded socket is the one we served")
@@ -314,7 +315,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let io = HyperIo::new(
             io,
             inner.runtime.clone(),
-            inner.config.write_timeout,
+            inner.config.protocol.write_timeout,
             Arc::clone(&ending),
         );
         let service = {
@@ -373,7 +374,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     ///
     /// # Cancel safety
     /// Dropping the future drops every operation before `drop` returns.
-    pub fn serve_websocket<T: Transport>(
+    pub fn serve_websocket<T: WebSocket>(
         &self,
         ws: T,
         protocol: Option<Subprotocol>,
@@ -444,7 +445,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 settings,
                 inner.config.max_message_size,
             )
-            .counting(Arc::clone(&inner.gauges)),
+            .counting(Arc::clone(&inner.gauges) as Arc<dyn subscope_deflate::Stats>),
             _ => Deflated::plain(socket),
         };
         let config = websocket_config(&inner.config);
@@ -497,7 +498,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     }
 
     /// Runs one WebSocket connection; returns why it ended and the socket.
-    fn connection<T: Transport>(
+    fn connection<T: WebSocket>(
         &self,
         mut ws: T,
         protocol: Option<Subprotocol>,
@@ -539,7 +540,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 close_code = tracing::field::Empty,
                 close_reason = tracing::field::Empty,
             );
-            let machine = Machine::new(protocol, &inner.config, inner.runtime.now());
+            let machine = Machine::new(protocol, &inner.config.protocol, inner.runtime.now());
             let parts = ConnectionParts {
                 executor: inner.executor.clone(),
                 hooks: Arc::clone(&inner.hooks),
@@ -592,9 +593,6 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     }
 }
 
-/// hyper's read and write buffer bound per HTTP connection.
-const HTTP_BUFFER: usize = 64 * 1024;
-
 /// Half-closes our side, then reads and discards until the peer closes too.
 async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -621,7 +619,7 @@ pub enum HandshakeError {
     },
     /// The upgrade request was invalid or the socket failed.
     #[error("websocket handshake failed: {0}")]
-    WebSocket(#[source] TransportError),
+    WebSocket(#[source] WebSocketError),
     /// The connection carried HTTP requests (GraphQL over HTTP, SSE, multipart, or a
     /// refused upgrade) and ended without becoming a WebSocket.
     #[error("the connection ended without a WebSocket upgrade")]

@@ -408,7 +408,7 @@ impl Stream for SharedSubscription {
 
 /// The one serialization of an event.
 fn serialize(first: bool, response: Response) -> SharedItem {
-    if first && crate::protocol::is_request_error(&response) {
+    if first && subscope_protocol::policy::is_request_error(&response) {
         return SharedItem::RequestError(response.errors.into());
     }
     // Serialising plain data into a String cannot fail.

@@ -47,10 +47,10 @@ pub use subscope_core::{
     Accept, CloseKind, CloseReason, Config, ConnectionInfo, Delivery, EndReason, Fanout,
     GaugeSnapshot, Gauges, HandshakeError, Hooks, HttpBody, InvalidMessage, MemoryTopics, Missed,
     NoHooks, OperationToken, Overflow, Rate, Reject, Server, ServerBuilder, ShareKey, Subprotocol,
-    Subscription, Topics, Transport, UpgradeRequest, is_websocket_upgrade, negotiate,
+    Subscription, Topics, Transport, UpgradeRequest, WebSocket, is_websocket_upgrade, negotiate,
     truncate_reason,
 };
-pub use subscope_core::{close, deflate, rt, topics, transport};
+pub use subscope_core::{close, deflate, rt, topics, websocket};
 
 /// The GraphQL engine subscope executes with (the version subscope uses).
 #[doc(no_inline)]

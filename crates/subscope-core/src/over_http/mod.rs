@@ -8,7 +8,6 @@
 //! closes, a write stalls past `write_timeout`, the stream ends, a `DELETE`, shutdown, the
 //! connection future dropped) they are dropped and `on_complete` runs exactly once.
 
-mod frame;
 mod io;
 mod request;
 mod single;
@@ -35,15 +34,15 @@ pub(crate) use io::{Ending, HyperIo, HyperTimer, Prefixed, UpgradedIo};
 pub(crate) use single::Reservations;
 pub(crate) use upgrade::{Outcome, accept_upgrade};
 
-use self::frame::Format;
 use self::request::{Params, Refusal, Wants};
 use self::single::{AddError, Phase};
 use self::stream::{EventStream, StreamEnd};
-use crate::operation::{OpItem, Operation, Sharing};
-use crate::protocol::{is_request_error, too_large_error};
+use crate::operation::{Operation, Sharing};
 use crate::rt::Runtime;
 use crate::variables::operation_type;
-use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Server, Subprotocol};
+use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Server, Transport};
+use subscope_protocol::http_frame::{self, Format};
+use subscope_protocol::policy::{self, OperationState, Verdict};
 
 pub use request::is_websocket_upgrade;
 
@@ -298,13 +297,13 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
 
     fn connection_info(
         &self,
-        protocol: Subprotocol,
+        transport: Transport,
         parts: &Parts,
         peer: Option<SocketAddr>,
     ) -> Arc<ConnectionInfo> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let request = request::detached_request(&parts.uri, &parts.headers).with_peer(peer);
-        Arc::new(ConnectionInfo::new(id, protocol, request))
+        Arc::new(ConnectionInfo::new(id, transport, request))
     }
 
     fn end_guard(&self, conn: &Arc<ConnectionInfo>, stream: bool) -> StreamEnd<H> {
@@ -422,7 +421,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static(frame::content_type(format)),
+            HeaderValue::from_static(http_frame::content_type(format)),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         // nginx buffers responses unless told not to.
@@ -439,12 +438,12 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         peer: Option<SocketAddr>,
         ending: Option<Arc<Ending>>,
     ) -> Result<Response<HttpBody>, Refusal> {
-        let protocol = match format {
-            Format::Multipart => Subprotocol::Multipart,
-            _ => Subprotocol::GraphqlSse,
+        let transport = match format {
+            Format::Multipart => Transport::Multipart,
+            _ => Transport::SseDistinct,
         };
         self.stream_slot()?;
-        let conn = self.connection_info(protocol, parts, peer);
+        let conn = self.connection_info(transport, parts, peer);
         let mut end = self.end_guard(&conn, true);
         let session = self.connect(&conn, &mut end).await?;
         let id = params.operation_id().unwrap_or_else(|| "1".to_owned());
@@ -487,7 +486,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         parts: &Parts,
         peer: Option<SocketAddr>,
     ) -> Result<Response<HttpBody>, Refusal> {
-        let conn = self.connection_info(Subprotocol::GraphqlHttp, parts, peer);
+        let conn = self.connection_info(Transport::GraphqlHttp, parts, peer);
         let mut end = self.end_guard(&conn, false);
         let session = self.connect(&conn, &mut end).await?;
         end.reason = Some(CloseReason::Finished);
@@ -510,62 +509,22 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             _ => (JSON, false),
         };
         let mut op = self.operation("1", request, &session, &conn);
-        let (status, body, reason) = match op.next().await {
-            Some(OpItem::Response(response)) => {
-                let request_error = is_request_error(&response);
-                let json = frame::result_json(&response);
-                if json.len() > self.inner.config.max_response_size_bytes() {
-                    let status = if strict {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    } else {
-                        StatusCode::OK
-                    };
-                    (
-                        status,
-                        frame::errors_json(&too_large_error()),
-                        EndReason::ResponseTooLarge,
-                    )
-                } else if request_error {
-                    let status = if strict {
-                        StatusCode::BAD_REQUEST
-                    } else {
-                        StatusCode::OK
-                    };
-                    // A request error has no `data` entry.
-                    let json = frame::errors_json(&response.errors);
-                    (status, json, EndReason::RequestError)
-                } else {
-                    (StatusCode::OK, json, EndReason::Completed)
-                }
-            }
-            Some(OpItem::Refused(errors)) => {
-                let status = if strict {
-                    StatusCode::FORBIDDEN
-                } else {
-                    StatusCode::OK
-                };
-                (status, frame::errors_json(&errors), EndReason::Refused)
-            }
-            Some(OpItem::RequestError(errors)) => {
-                let status = if strict {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::OK
-                };
-                (status, frame::errors_json(&errors), EndReason::RequestError)
-            }
-            Some(OpItem::Shared(payload)) => {
-                (StatusCode::OK, payload.to_string(), EndReason::Completed)
-            }
-            None => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                frame::errors_json(&crate::protocol::internal_error()),
-                EndReason::Completed,
-            ),
+        let max = self.inner.config.max_response_size_bytes();
+        let item = op.next().await;
+        // One result decides: the same policy as every other transport.
+        let verdict = item
+            .as_ref()
+            .map(|item| policy::decide(&mut OperationState::new(), item.event(), max));
+        let reason = match &verdict {
+            Some(Verdict::Fail { reason, .. }) => reason.clone(),
+            _ => EndReason::Completed,
         };
+        let plain = http_frame::plain(verdict.as_ref(), strict);
         op.finish(reason);
         drop(end);
-        Ok(response(status, content_type, body))
+        let status =
+            StatusCode::from_u16(plain.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Ok(response(status, content_type, plain.body))
     }
 
     /// Single-connection mode: `PUT` reserves a stream and answers its token.
@@ -575,7 +534,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         peer: Option<SocketAddr>,
     ) -> Result<Response<HttpBody>, Refusal> {
         self.stream_slot()?;
-        let conn = self.connection_info(Subprotocol::GraphqlSse, parts, peer);
+        let conn = self.connection_info(Transport::SseSingle, parts, peer);
         let mut end = self.end_guard(&conn, true);
         let session = self.connect(&conn, &mut end).await?;
         let inner = &self.inner;
@@ -663,7 +622,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let id = params
             .operation_id()
             .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "Operation ID is missing"))?;
-        if id.len() > self.inner.config.max_id_length {
+        if id.len() > self.inner.config.protocol.max_id_length {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "Operation ID is too long",
@@ -674,7 +633,11 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             return Err(mutation_over_get());
         }
         let start = || self.operation(&id, request, &reservation.session, &reservation.conn);
-        match reservation.add(id.clone(), self.inner.config.max_subscriptions, start) {
+        match reservation.add(
+            id.clone(),
+            self.inner.config.protocol.max_subscriptions,
+            start,
+        ) {
             Ok(()) => {
                 let mut response = Response::new(HttpBody::empty());
                 *response.status_mut() = StatusCode::ACCEPTED;

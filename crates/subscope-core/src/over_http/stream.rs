@@ -5,25 +5,24 @@
 //! `on_complete` has run, before the body's `drop` returns. The body also reads the
 //! connection's verdict ([`Ending`]) to report why.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_graphql::ServerError;
 use bytes::Bytes;
 use http_body::Frame;
+use subscope_protocol::http_frame::{self as frame, Format};
+use subscope_protocol::policy::{self, OperationEvent, OperationState, Verdict};
 
-use super::frame::{self, Format};
 use super::io::Ending;
 use super::single::{Phase, Reservation};
+use crate::bounds::{WRITE_BATCH, WRITE_BATCH_BYTES};
 use crate::children::ChildEvent;
-use crate::driver::{WRITE_BATCH, WRITE_BATCH_BYTES};
 use crate::hooks::run_guarded;
-use crate::operation::{OpItem, Operation};
-use crate::protocol::{internal_error, is_request_error, too_large_error};
+use crate::operation::Operation;
 use crate::rt::{BoxSleep, Timer};
 use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
 
@@ -48,7 +47,7 @@ impl<H: Hooks> Drop for StreamEnd<H> {
             self.gauges.close_http_stream();
         }
         let reason = self.reason.take().unwrap_or(CloseReason::Dropped);
-        tracing::debug!(conn = self.conn.id, protocol = %self.conn.subprotocol, reason = %reason, "http stream ended");
+        tracing::debug!(conn = self.conn.id, transport = %self.conn.transport, reason = %reason, "http stream ended");
         let (hooks, conn, reason) = (&self.hooks, &self.conn, &reason);
         if self.accepted {
             run_guarded(&self.gauges, "on_disconnect", conn.id, || {
@@ -65,9 +64,8 @@ impl<H: Hooks> Drop for StreamEnd<H> {
 pub(crate) struct EventStream<H: Hooks, R> {
     ops: Arc<Reservation<H>>,
     format: Format,
-    /// Operations that yielded a result (a later error-only result is an event, not a
-    /// request error).
-    streaming: HashSet<String>,
+    /// What the operation policy remembers of each live operation.
+    states: HashMap<String, OperationState>,
     started: bool,
     finished: bool,
     timer: R,
@@ -101,7 +99,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         Self {
             ops,
             format,
-            streaming: HashSet::new(),
+            states: HashMap::new(),
             started: false,
             finished: false,
             timer,
@@ -129,11 +127,6 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         self.ops.poll_ops(cx)
     }
 
-    fn remove(&mut self, id: &str) -> Option<Operation<H>> {
-        self.streaming.remove(id);
-        self.ops.remove(id)
-    }
-
     /// A distinct stream ends with its one operation; a single-connection stream goes on.
     fn after_op(&self, frame: String) -> Step {
         match self.format {
@@ -142,66 +135,37 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         }
     }
 
-    /// Ends operation `id` early with `reason` and tells the client: `errors` as a
-    /// transport error (`fatal`: multipart's `{"payload": null, ...}`, the end of the
-    /// response), or as the operation's last result, then its end.
-    fn end_op(&mut self, id: &str, reason: EndReason, errors: &[ServerError], fatal: bool) -> Step {
-        if let Some(op) = self.remove(id) {
-            op.finish(reason);
-        }
-        let text = if fatal {
-            frame::fatal(self.format, id, errors)
-        } else {
-            frame::next(self.format, id, &frame::errors_json(errors))
-                + &frame::complete(self.format, id)
-        };
-        self.after_op(text)
-    }
-
-    fn payload(&mut self, id: String, json: &str) -> Step {
-        if json.len() > self.max_response {
-            return self.end_op(&id, EndReason::ResponseTooLarge, &too_large_error(), true);
-        }
-        let text = frame::next(self.format, &id, json);
-        self.streaming.insert(id);
-        Step::Frame(text)
-    }
-
-    fn step(&mut self, event: ChildEvent<Operation<H>>) -> Step {
-        match event {
-            ChildEvent::Item(id, OpItem::Response(response)) => {
-                if !self.streaming.contains(&id) && is_request_error(&response) {
-                    // Failed before execution: only `errors` (a request error has no
-                    // `data` entry), then the end.
-                    return self.end_op(&id, EndReason::RequestError, &response.errors, false);
+    /// Frames what the operation policy decided for `event` of operation `id`. `op` is
+    /// the operation when its stream already ended by itself (finished or panicked).
+    fn step(&mut self, id: &str, event: OperationEvent<'_>, op: Option<Operation<H>>) -> Step {
+        let state = self.states.entry(id.to_owned()).or_default();
+        let verdict = policy::decide(state, event, self.max_response);
+        match verdict {
+            Verdict::Next(json) => Step::Frame(frame::next(self.format, id, &json)),
+            Verdict::Fail { reason, errors } => {
+                self.states.remove(id);
+                if let Some(op) = op.or_else(|| self.ops.remove(id)) {
+                    op.finish(reason.clone());
                 }
-                let json = frame::result_json(&response);
-                self.payload(id, &json)
+                self.after_op(frame::failed(self.format, id, &reason, &errors))
             }
-            ChildEvent::Item(id, OpItem::Shared(payload)) => self.payload(id, &payload),
-            ChildEvent::Item(id, OpItem::Refused(errors)) => {
-                let errors = if errors.is_empty() {
-                    internal_error()
-                } else {
-                    errors
-                };
-                self.end_op(&id, EndReason::Refused, &errors, false)
+            Verdict::Complete => {
+                self.states.remove(id);
+                if let Some(op) = op {
+                    op.finish(EndReason::Completed);
+                }
+                self.after_op(frame::complete(self.format, id))
             }
-            ChildEvent::Item(id, OpItem::RequestError(errors)) => {
-                self.end_op(&id, EndReason::RequestError, &errors, false)
-            }
-            ChildEvent::Ended(id, op) => {
-                self.streaming.remove(&id);
-                op.finish(EndReason::Completed);
-                let text = frame::complete(self.format, &id);
-                self.after_op(text)
-            }
+        }
+    }
+
+    fn on_event(&mut self, event: ChildEvent<Operation<H>>) -> Step {
+        match event {
+            ChildEvent::Item(id, item) => self.step(&id, item.event(), None),
+            ChildEvent::Ended(id, op) => self.step(&id, OperationEvent::Finished, Some(op)),
             ChildEvent::Panicked(id, op) => {
                 tracing::warn!(id = %id, "operation panicked");
-                op.finish(EndReason::Panicked);
-                // Already out of the set, so `end_op` finds nothing to finish: it only
-                // tells the client.
-                self.end_op(&id, EndReason::Panicked, &internal_error(), true)
+                self.step(&id, OperationEvent::Panicked, Some(op))
             }
         }
     }
@@ -226,18 +190,24 @@ impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
             // Closed from outside (shutdown's forced phase): its operations are gone.
             this.finished = true;
             this.reason = Some(CloseReason::ServerShutdown);
-            return Poll::Ready(frame::shutdown(this.format).map(|b| Ok(Frame::data(b))));
+            return Poll::Ready(
+                frame::shutdown(this.format).map(|b| Ok(Frame::data(Bytes::from(b)))),
+            );
         }
         if !this.started {
             this.started = true;
             this.rearm();
-            return Poll::Ready(Some(Ok(Frame::data(frame::preamble(this.format)))));
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                frame::preamble(this.format).as_bytes(),
+            )))));
         }
         if this.stop.as_mut().poll(cx).is_ready() {
             this.finished = true;
             this.reason = Some(CloseReason::ServerShutdown);
             this.ops.close(CloseReason::ServerShutdown);
-            return Poll::Ready(frame::shutdown(this.format).map(|b| Ok(Frame::data(b))));
+            return Poll::Ready(
+                frame::shutdown(this.format).map(|b| Ok(Frame::data(Bytes::from(b)))),
+            );
         }
         // Every event that is ready goes into one frame, up to the driver's write batch:
         // one chunk and one write for many events, as on WebSocket.
@@ -245,7 +215,7 @@ impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
         let mut events = 0;
         while events < WRITE_BATCH && batch.len() < WRITE_BATCH_BYTES {
             let step = match this.poll_ops(cx) {
-                Poll::Ready(event) => this.step(event),
+                Poll::Ready(event) => this.on_event(event),
                 Poll::Pending => Step::Pending,
             };
             match step {
@@ -274,7 +244,9 @@ impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
             .is_some_and(|s| s.as_mut().poll(cx).is_ready());
         if beat {
             this.rearm();
-            return Poll::Ready(Some(Ok(Frame::data(frame::heartbeat(this.format)))));
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                frame::heartbeat(this.format).as_bytes(),
+            )))));
         }
         Poll::Pending
     }

@@ -6,8 +6,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 
 use super::HttpBody;
-use crate::deflate::{self, Agreed};
 use crate::{Config, Subprotocol, UpgradeRequest, negotiate};
+use subscope_deflate::{self as deflate, Agreed};
 
 /// What an upgrade request left for the connection task, after hyper has answered it.
 pub(crate) enum Outcome {

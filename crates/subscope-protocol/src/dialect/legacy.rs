@@ -2,14 +2,15 @@
 //! reporting problems in-band (`connection_error`, `complete`) and keeping the socket open
 //! where the protocol allows it.
 
-use async_graphql::{Response, ServerError};
+use async_graphql::ServerError;
 use serde_json::{Value, json};
 
-use super::{
-    Dialect, Duplicate, Inbound, InvalidMessage, Reply, encode, parse_object, take_id,
-    take_object_payload, take_request,
-};
+use super::{Dialect, Duplicate, Reply};
 use crate::CloseReason;
+use crate::message::{
+    Inbound, InvalidMessage, encode, encode_raw, parse_object, take_id, take_object_payload,
+    take_request,
+};
 
 /// The legacy `graphql-ws` dialect.
 #[derive(Debug)]
@@ -74,12 +75,8 @@ impl Dialect for Legacy {
         None
     }
 
-    fn next(&self, id: &str, response: &Response) -> String {
-        encode(Some(id), "data", Some(response))
-    }
-
-    fn next_raw(&self, id: &str, payload: &str) -> String {
-        super::encode_raw(id, "data", payload)
+    fn next(&self, id: &str, payload: &str) -> String {
+        encode_raw(id, "data", payload)
     }
 
     fn error(&self, id: &str, errors: &[ServerError]) -> String {

@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
-use crate::Gauges;
+use crate::Stats;
 use std::sync::Arc;
 
 use super::codec::{Inbound, Outbound};
@@ -15,7 +15,7 @@ use super::{Agreed, DeflateConfig, DeflateError};
 
 /// Bytes compressed and not yet written past which a write waits for the socket: with
 /// the WebSocket's own write buffer above, what one connection may hold stays bounded.
-pub(crate) const HIGH_WATER: usize = 64 * 1024;
+pub const HIGH_WATER: usize = 64 * 1024;
 
 /// Buffers at most this large are kept between uses; larger ones are freed, so a
 /// connection that once moved a burst does not keep its memory.
@@ -109,13 +109,13 @@ impl<S> Deflated<S> {
         }
     }
 
-    /// Counts this connection, the zlib streams it holds and the bytes it compresses in
-    /// `gauges` (`deflate_connections_total`, `deflate_streams`,
-    /// `deflate_payload_bytes_total`, `deflate_wire_bytes_total`). No effect on a plain
-    /// socket.
-    pub fn counting(mut self, gauges: Arc<Gauges>) -> Self {
+    /// Reports this connection, the zlib streams it holds and the bytes it compresses to
+    /// `stats` (subscope's gauges count them as `deflate_connections_total`,
+    /// `deflate_streams`, `deflate_payload_bytes_total`, `deflate_wire_bytes_total`). No
+    /// effect on a plain socket.
+    pub fn counting(mut self, gauges: Arc<dyn Stats>) -> Self {
         if let Some(codec) = &mut self.codec {
-            gauges.count_deflate_connection();
+            gauges.connection();
             codec.inbound.count_in(Arc::clone(&gauges));
             codec.outbound.count_in(gauges);
         }

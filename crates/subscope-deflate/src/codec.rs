@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::DeflateError;
 use super::frame::{self, Header, MAX_HEADER};
 use super::zlib::{Compressor, Decompressor};
-use crate::Gauges;
+use crate::Stats;
 
 /// The largest frame [`Inbound`] hands up: an inflated message is split into frames of at
 /// most this size, so a message under the limit never trips a frame-size limit.
@@ -130,8 +130,8 @@ impl Inbound {
         self.decompressor.holds_state()
     }
 
-    /// Counts the stream held in `gauges`.
-    pub(crate) fn count_in(&mut self, gauges: Arc<Gauges>) {
+    /// Counts the stream held in `stats`.
+    pub(crate) fn count_in(&mut self, gauges: Arc<dyn Stats>) {
         self.decompressor.count_in(gauges);
     }
 
@@ -285,7 +285,7 @@ pub(crate) struct Outbound {
     in_message: bool,
     compressor: Compressor,
     scratch: Vec<u8>,
-    gauges: Option<Arc<Gauges>>,
+    gauges: Option<Arc<dyn Stats>>,
 }
 
 impl Outbound {
@@ -301,8 +301,8 @@ impl Outbound {
         }
     }
 
-    /// Counts what is compressed, and the stream held, in `gauges`.
-    pub(crate) fn count_in(&mut self, gauges: Arc<Gauges>) {
+    /// Counts what is compressed, and the stream held, in `stats`.
+    pub(crate) fn count_in(&mut self, gauges: Arc<dyn Stats>) {
         self.compressor.count_in(Arc::clone(&gauges));
         self.gauges = Some(gauges);
     }
@@ -397,7 +397,7 @@ impl Outbound {
         let compressed = self.compressor.compress(payload, fin, &mut self.scratch)?;
         let body: &[u8] = if compressed { &self.scratch } else { payload };
         if let Some(gauges) = &self.gauges {
-            gauges.count_deflated(payload.len(), body.len());
+            gauges.compressed(payload.len(), body.len());
         }
         let first = !self.in_message && opcode != 0;
         self.in_message = !fin;
@@ -416,8 +416,8 @@ impl Outbound {
 
 #[cfg(test)]
 mod tests {
-    use super::super::zlib::tests::PARAMS;
     use super::*;
+    use crate::zlib::tests::PARAMS;
 
     /// A server's outbound and a client's inbound: what the server's WebSocket writes
     /// arrives at the client's WebSocket unchanged, however the bytes are cut.

@@ -1,4 +1,3 @@
-#![cfg_attr(not(feature = "unstable-machine"), allow(unreachable_pub, dead_code))]
 //! The connection state machine: protocol rules with no IO, no clock and no futures.
 //!
 //! [`Machine`] is deterministic: inputs carry `now`, outputs are pulled.
@@ -14,17 +13,20 @@
 //! After every input, drain `poll_output` completely, then re-read `poll_timeout`.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_graphql::{Request, Response, ServerError};
 use serde_json::Value;
 
-use crate::protocol::{self, Dialect, Duplicate, Inbound, InvalidMessage, Reply};
-use crate::{CloseReason, Config, EndReason, Subprotocol};
+use crate::bounds::{HOLD_BYTES, HOLD_LIMIT};
+use crate::dialect::{self, Dialect, Duplicate, Reply};
+use crate::message::{Inbound, InvalidMessage};
+use crate::policy::{self, OperationEvent, OperationState, Verdict};
+use crate::{CloseReason, EndReason, Settings, Subprotocol};
 
 /// An action the driver must take.
 #[derive(Debug)]
-#[non_exhaustive]
+#[allow(clippy::exhaustive_enums)] // every consumer must handle each one: adding one is breaking
 pub enum Output {
     /// Send a text frame.
     Text(String),
@@ -91,28 +93,6 @@ enum Phase {
     Closed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OpPhase {
-    /// No response yet (hook running or first result pending).
-    Preparing,
-    /// At least one response delivered.
-    Streaming,
-}
-
-/// The settings the machine uses (a subset of [`Config`]).
-#[derive(Debug, Clone, Copy)]
-struct Settings {
-    init_timeout: Option<Duration>,
-    keepalive_interval: Option<Duration>,
-    keepalive_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-    max_subscriptions: usize,
-    max_id_length: usize,
-    max_init_size: usize,
-    rate: Option<crate::config::Rate>,
-    max_response_size: usize,
-}
-
 /// The per-connection protocol state machine. See the module docs for the call order.
 pub struct Machine {
     protocol: Subprotocol,
@@ -122,7 +102,7 @@ pub struct Machine {
     phase: Phase,
     /// Set at the ack and never cleared (the phase moves on to `Closed`).
     acknowledged: bool,
-    ops: HashMap<String, OpPhase>,
+    ops: HashMap<String, OperationState>,
     out: VecDeque<Output>,
     deadlines: [Option<Instant>; TIMERS.len()],
     /// Token bucket of the inbound rate limit, and when it was last refilled.
@@ -135,12 +115,6 @@ pub struct Machine {
     /// Bytes of text in `held`.
     held_bytes: usize,
 }
-
-/// Messages held while `on_connect` runs before the driver stops reading.
-pub(crate) const HOLD_LIMIT: usize = 64;
-/// Bytes held while `on_connect` runs before the driver stops reading. One message may
-/// overshoot it, so `held` never exceeds `HOLD_BYTES + max_message_size`.
-pub(crate) const HOLD_BYTES: usize = 64 * 1024;
 
 impl std::fmt::Debug for Machine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,28 +129,18 @@ impl std::fmt::Debug for Machine {
 
 impl Machine {
     /// A machine for a freshly upgraded socket that negotiated `protocol`.
-    pub fn new(protocol: Subprotocol, config: &Config, now: Instant) -> Self {
-        let settings = Settings {
-            init_timeout: config.init_timeout,
-            keepalive_interval: config.keepalive_interval,
-            keepalive_timeout: config.keepalive_timeout,
-            write_timeout: config.write_timeout,
-            max_subscriptions: config.max_subscriptions,
-            max_id_length: config.max_id_length,
-            max_init_size: config.max_init_size,
-            rate: config.inbound_rate,
-            max_response_size: config.max_response_size,
-        };
+    pub fn new(protocol: Subprotocol, settings: &Settings, now: Instant) -> Self {
+        let settings = *settings;
         let mut machine = Self {
             protocol,
-            dialect: protocol.dialect(),
+            dialect: dialect::of(protocol),
             settings,
             phase: Phase::AwaitingInit,
             acknowledged: false,
             ops: HashMap::new(),
             out: VecDeque::new(),
             deadlines: [None; TIMERS.len()],
-            tokens: settings.rate.map_or(0.0, |r| r.burst),
+            tokens: settings.inbound_rate.map_or(0.0, |r| r.burst),
             refilled: now,
             held: VecDeque::new(),
             held_bytes: 0,
@@ -280,7 +244,7 @@ impl Machine {
     /// notes the sign of life. Returns whether the message may be processed.
     fn admit(&mut self, now: Instant) -> bool {
         self.handle_sign_of_life(now);
-        let Some(rate) = self.settings.rate else {
+        let Some(rate) = self.settings.inbound_rate else {
             return true;
         };
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
@@ -454,12 +418,12 @@ impl Machine {
             }
         }
         if self.ops.len() >= self.settings.max_subscriptions {
-            let errors = protocol::limit_error();
+            let errors = policy::limit_error();
             let frame = self.error_frame(&id, &errors);
             self.text(frame);
             return;
         }
-        self.ops.insert(id.clone(), OpPhase::Preparing);
+        self.ops.insert(id.clone(), OperationState::new());
         self.out.push_back(Output::Start { id, request });
     }
 
@@ -481,101 +445,70 @@ impl Machine {
         self.dialect.error(id, errors)
     }
 
-    /// Releases the operation's id, stops it with `reason` and sends its `error` frame
-    /// (no `complete` follows).
-    fn end_with_error(&mut self, id: &str, reason: EndReason, errors: &[ServerError]) {
-        self.ops.remove(id);
-        self.out.push_back(Output::Stop {
-            id: id.to_owned(),
-            reason,
-        });
-        let frame = self.error_frame(id, errors);
-        self.text(frame);
-    }
-
-    /// Sends a `next`/`data` frame of a streaming operation, or, if it is larger than
-    /// `max_response_size`, ends only that operation with an error the client can see.
-    fn send_next(&mut self, id: &str, frame: String) {
-        if frame.len() > self.settings.max_response_size {
-            tracing::warn!(
-                id,
-                bytes = frame.len(),
-                limit = self.settings.max_response_size,
-                "response larger than max_response_size: operation ended"
-            );
-            self.end_with_error(
-                id,
-                EndReason::ResponseTooLarge,
-                &protocol::too_large_error(),
-            );
+    /// What a running operation yielded, decided by the one operation policy
+    /// ([`policy::decide`]) and framed in this connection's subprotocol. Events of an
+    /// operation that is no longer live are ignored.
+    pub fn handle_operation(&mut self, id: &str, event: OperationEvent<'_>) {
+        let Some(state) = self.ops.get_mut(id) else {
             return;
+        };
+        match policy::decide(state, event, self.settings.max_response_size) {
+            Verdict::Next(payload) => {
+                let frame = self.dialect.next(id, &payload);
+                self.text(frame);
+            }
+            Verdict::Fail { reason, errors } => {
+                // A stream that ended by itself (panicked) is already gone: no Stop.
+                let stop = !matches!(event, OperationEvent::Panicked);
+                self.ops.remove(id);
+                if stop {
+                    self.out.push_back(Output::Stop {
+                        id: id.to_owned(),
+                        reason,
+                    });
+                }
+                // The `error` frame; no `complete` follows.
+                let frame = self.error_frame(id, &errors);
+                self.text(frame);
+            }
+            Verdict::Complete => {
+                // Released before the final message, so the client may reuse the id at once.
+                self.ops.remove(id);
+                let frame = self.dialect.complete(id);
+                self.text(frame);
+            }
         }
-        self.text(frame);
     }
 
     /// One response of a running operation.
     pub fn handle_response(&mut self, id: &str, response: &Response) {
-        let Some(phase) = self.ops.get_mut(id) else {
-            return;
-        };
-        if *phase == OpPhase::Preparing && protocol::is_request_error(response) {
-            // Failed before execution: one `error`, no `complete`, id released.
-            self.end_with_error(id, EndReason::RequestError, &response.errors);
-            return;
-        }
-        *phase = OpPhase::Streaming;
-        let frame = self.dialect.next(id, response);
-        self.send_next(id, frame);
+        self.handle_operation(id, OperationEvent::Response(response));
     }
 
     /// One event of a shared execution, serialized once (`payload` is the JSON of the
     /// execution result).
     pub fn handle_shared(&mut self, id: &str, payload: &str) {
-        let Some(phase) = self.ops.get_mut(id) else {
-            return;
-        };
-        *phase = OpPhase::Streaming;
-        let frame = self.dialect.next_raw(id, payload);
-        self.send_next(id, frame);
+        self.handle_operation(id, OperationEvent::Serialized(payload));
     }
 
     /// A shared execution failed before executing (its first result was a request error).
     pub fn handle_request_error(&mut self, id: &str, errors: &[ServerError]) {
-        if self.ops.get(id) == Some(&OpPhase::Preparing) {
-            self.end_with_error(id, EndReason::RequestError, errors);
-        }
+        self.handle_operation(id, OperationEvent::RequestError(errors));
     }
 
     /// `on_subscribe` refused the operation with these errors.
     pub fn handle_refused(&mut self, id: &str, errors: &[ServerError]) {
-        if !self.ops.contains_key(id) {
-            return;
-        }
-        let errors = if errors.is_empty() {
-            protocol::internal_error()
-        } else {
-            errors.to_vec()
-        };
-        self.end_with_error(id, EndReason::Refused, &errors);
+        self.handle_operation(id, OperationEvent::Refused(errors));
     }
 
     /// The operation's stream ended by itself (the driver already dropped it).
     pub fn handle_finished(&mut self, id: &str) {
-        if self.ops.remove(id).is_none() {
-            return;
-        }
-        // Released before the final message, so the client may reuse the id at once.
-        let frame = self.dialect.complete(id);
-        self.text(frame);
+        self.handle_operation(id, OperationEvent::Finished);
     }
 
     /// The operation's stream panicked (the driver already dropped it).
     pub fn handle_panicked(&mut self, id: &str) {
-        if self.ops.remove(id).is_none() {
-            return;
-        }
-        let frame = self.error_frame(id, &protocol::internal_error());
-        self.text(frame);
+        self.handle_operation(id, OperationEvent::Panicked);
     }
 
     /// The write side could not take more (a write or flush is pending).

@@ -1,7 +1,7 @@
 //! The transport contract: what a WebSocket must offer subscope, in subscope's own types.
 //!
-//! A [`Transport`] is a stream of [`Message`]s in and a sink of [`Message`]s out, with a
-//! [`TransportError`] that says what went wrong in terms the protocol answers differently:
+//! A [`WebSocket`] is a stream of [`Message`]s in and a sink of [`Message`]s out, with a
+//! [`WebSocketError`] that says what went wrong in terms the protocol answers differently:
 //! a message above the size limit closes 1009, invalid UTF-8 closes 4400, anything else
 //! ends the connection as lost. [`Tungstenite`] adapts an async-tungstenite socket (what
 //! the standalone server uses); `subscope-axum` adapts axum's.
@@ -19,6 +19,8 @@ use async_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use futures_core::Stream;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
+
+use crate::bounds::{READ_BUFFER, WRITE_BUFFER};
 
 /// One WebSocket message, in either direction.
 ///
@@ -63,7 +65,7 @@ impl CloseFrame {
 /// Why a transport could not read or write, in the terms the protocol answers.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum TransportError {
+pub enum WebSocketError {
     /// An inbound message or frame was larger than the configured limit (close 1009).
     #[error("message larger than the size limit")]
     TooBig,
@@ -85,30 +87,30 @@ pub enum TransportError {
 ///
 /// Implemented for every type with the right `Stream` and `Sink` impls; see the module
 /// docs for what a transport must do on its own.
-pub trait Transport:
-    Stream<Item = Result<Message, TransportError>>
-    + Sink<Message, Error = TransportError>
+pub trait WebSocket:
+    Stream<Item = Result<Message, WebSocketError>>
+    + Sink<Message, Error = WebSocketError>
     + Unpin
     + Send
 {
 }
 
-impl<T> Transport for T where
-    T: Stream<Item = Result<Message, TransportError>>
-        + Sink<Message, Error = TransportError>
+impl<T> WebSocket for T where
+    T: Stream<Item = Result<Message, WebSocketError>>
+        + Sink<Message, Error = WebSocketError>
         + Unpin
         + Send
 {
 }
 
-/// An async-tungstenite WebSocket as a [`Transport`].
+/// An async-tungstenite WebSocket as a [`WebSocket`].
 ///
 /// ```
 /// use futures_io::{AsyncRead, AsyncWrite};
 /// use subscope_core::async_tungstenite::WebSocketStream;
-/// use subscope_core::transport::{Transport, Tungstenite};
+/// use subscope_core::websocket::{WebSocket, Tungstenite};
 ///
-/// fn transport<S>(ws: WebSocketStream<S>) -> impl Transport
+/// fn transport<S>(ws: WebSocketStream<S>) -> impl WebSocket
 /// where
 ///     S: AsyncRead + AsyncWrite + Unpin + Send,
 /// {
@@ -137,15 +139,15 @@ impl<S> From<WebSocketStream<S>> for Tungstenite<S> {
 }
 
 /// tungstenite's error in the protocol's terms.
-impl From<WsError> for TransportError {
+impl From<WsError> for WebSocketError {
     fn from(err: WsError) -> Self {
         match err {
             WsError::Capacity(_) => Self::TooBig,
             WsError::Utf8(_) => Self::InvalidUtf8,
             WsError::ConnectionClosed | WsError::AlreadyClosed => Self::Closed,
-            WsError::Io(err) => match crate::deflate::DeflateError::from_io(&err) {
+            WsError::Io(err) => match subscope_deflate::DeflateError::from_io(&err) {
                 // An inbound compressed message over the limit, found while inflating it.
-                Some(crate::deflate::DeflateError::TooBig) => Self::TooBig,
+                Some(subscope_deflate::DeflateError::TooBig) => Self::TooBig,
                 Some(other) => Self::Other(Box::new(other)),
                 None => Self::Io(err),
             },
@@ -185,17 +187,17 @@ impl From<Message> for WsMessage {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for Tungstenite<S> {
-    type Item = Result<Message, TransportError>;
+    type Item = Result<Message, WebSocketError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Pin::new(&mut self.0)
             .poll_next(cx)
-            .map(|item| item.map(|r| r.map(Message::from).map_err(TransportError::from)))
+            .map(|item| item.map(|r| r.map(Message::from).map_err(WebSocketError::from)))
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Tungstenite<S> {
-    type Error = TransportError;
+    type Error = WebSocketError;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Pin::new(&mut self.0).poll_ready(cx).map_err(Into::into)
@@ -216,13 +218,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Tungstenite<S> {
     }
 }
 
-/// tungstenite's initial read buffer (it grows to hold the largest frame read).
-pub(crate) const READ_BUFFER: usize = 8 * 1024;
-
-/// Bytes tungstenite buffers before it writes to the socket (and the most it holds beyond
-/// one frame once a write blocks).
-pub(crate) const WRITE_BUFFER: usize = 128 * 1024;
-
 /// The tungstenite settings the standalone server uses for `config`: its message size
 /// limit, a small initial read buffer, and a write buffer bounded by
 /// [`Config::max_response_size`](crate::Config::max_response_size). Use them when you
@@ -232,7 +227,7 @@ pub fn websocket_config(config: &crate::Config) -> WebSocketConfig {
     let max = config.max_message_size;
     // The driver refuses any response above `max_response_size` (the operation ends with
     // an error), so one frame of that size always fits behind a full write batch.
-    let largest_frame = config.max_response_size.saturating_add(1024);
+    let largest_frame = config.protocol.max_response_size.saturating_add(1024);
     WebSocketConfig::default()
         // tungstenite allocates its read buffer eagerly (128 KiB by default) for every
         // socket; subscription clients send small messages, and a larger one still fits
@@ -257,20 +252,20 @@ mod tests {
             max_size: 1,
         });
         assert!(matches!(
-            TransportError::from(too_big),
-            TransportError::TooBig
+            WebSocketError::from(too_big),
+            WebSocketError::TooBig
         ));
         assert!(matches!(
-            TransportError::from(WsError::Utf8("bad".into())),
-            TransportError::InvalidUtf8
+            WebSocketError::from(WsError::Utf8("bad".into())),
+            WebSocketError::InvalidUtf8
         ));
         assert!(matches!(
-            TransportError::from(WsError::ConnectionClosed),
-            TransportError::Closed
+            WebSocketError::from(WsError::ConnectionClosed),
+            WebSocketError::Closed
         ));
         assert!(matches!(
-            TransportError::from(WsError::Io(io::ErrorKind::BrokenPipe.into())),
-            TransportError::Io(_)
+            WebSocketError::from(WsError::Io(io::ErrorKind::BrokenPipe.into())),
+            WebSocketError::Io(_)
         ));
     }
 

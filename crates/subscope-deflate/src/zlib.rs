@@ -14,18 +14,18 @@ use zlib_rs::{
 use std::sync::Arc;
 
 use super::DeflateError;
-use crate::Gauges;
+use crate::Stats;
 
-/// A connection's own zlib stream, counted in the gauges while it lives.
+/// A connection's own zlib stream, counted in the stats while it lives.
 struct Held<T> {
     stream: Box<T>,
-    gauges: Option<Arc<Gauges>>,
+    gauges: Option<Arc<dyn Stats>>,
 }
 
 impl<T> Held<T> {
-    fn new(stream: Box<T>, gauges: Option<&Arc<Gauges>>) -> Self {
+    fn new(stream: Box<T>, gauges: Option<&Arc<dyn Stats>>) -> Self {
         if let Some(g) = gauges {
-            g.open_deflate_stream();
+            g.stream_opened();
         }
         Self {
             stream,
@@ -37,7 +37,7 @@ impl<T> Held<T> {
 impl<T> Drop for Held<T> {
     fn drop(&mut self) {
         if let Some(g) = &self.gauges {
-            g.close_deflate_stream();
+            g.stream_closed();
         }
     }
 }
@@ -93,7 +93,7 @@ pub(crate) struct Compressor {
     /// Our own stream: with context takeover once active, or while a fragmented message
     /// is open.
     own: Option<Held<Deflate>>,
-    gauges: Option<Arc<Gauges>>,
+    gauges: Option<Arc<dyn Stats>>,
     /// `own` compressed a message since the last tick.
     used: bool,
     /// Inside a fragmented message: `own` must carry on.
@@ -122,8 +122,8 @@ impl Compressor {
         }
     }
 
-    /// Counts the streams it holds in `gauges`.
-    pub(crate) fn count_in(&mut self, gauges: Arc<Gauges>) {
+    /// Counts the streams it holds in `stats`.
+    pub(crate) fn count_in(&mut self, gauges: Arc<dyn Stats>) {
         self.gauges = Some(gauges);
     }
 
@@ -235,7 +235,7 @@ pub(crate) struct Decompressor {
     window_bits: u8,
     takeover: bool,
     own: Option<Held<Inflate>>,
-    gauges: Option<Arc<Gauges>>,
+    gauges: Option<Arc<dyn Stats>>,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -260,8 +260,8 @@ impl Decompressor {
         }
     }
 
-    /// Counts the stream it holds in `gauges`.
-    pub(crate) fn count_in(&mut self, gauges: Arc<Gauges>) {
+    /// Counts the stream it holds in `stats`.
+    pub(crate) fn count_in(&mut self, gauges: Arc<dyn Stats>) {
         self.gauges = Some(gauges);
     }
 

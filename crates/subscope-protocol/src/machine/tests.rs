@@ -8,7 +8,7 @@ use super::*;
 
 const MS: Duration = Duration::from_millis(1);
 
-fn machine(protocol: Subprotocol, config: Config) -> (Machine, Instant) {
+fn machine(protocol: Subprotocol, config: Settings) -> (Machine, Instant) {
     let t0 = Instant::now();
     (Machine::new(protocol, &config, t0), t0)
 }
@@ -26,7 +26,7 @@ fn drain(m: &mut Machine) -> Vec<String> {
         .collect()
 }
 
-fn acked(protocol: Subprotocol, config: Config) -> (Machine, Instant) {
+fn acked(protocol: Subprotocol, config: Settings) -> (Machine, Instant) {
     let (mut m, t0) = machine(protocol, config);
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
     m.handle_connect(t0, ConnectOutcome::Accepted(None));
@@ -36,7 +36,7 @@ fn acked(protocol: Subprotocol, config: Config) -> (Machine, Instant) {
 
 #[test]
 fn init_timeout_fires_exactly_at_its_deadline() {
-    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Settings::default());
     assert_eq!(m.poll_timeout(), Some(t0 + 3000 * MS));
     m.handle_timeout(t0 + 2999 * MS);
     assert!(drain(&mut m).is_empty());
@@ -47,7 +47,7 @@ fn init_timeout_fires_exactly_at_its_deadline() {
 
 #[test]
 fn init_timer_only_times_the_arrival_of_init() {
-    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Settings::default());
     m.handle_text(t0 + MS, r#"{"type":"connection_init","payload":{"a":1}}"#);
     assert_eq!(drain(&mut m), [r#"CONNECT Some(Object {"a": Number(1)})"#]);
     // The hook is slow; the init deadline passes without a close.
@@ -65,7 +65,7 @@ fn messages_behind_init_wait_for_the_hook_and_follow_its_decision() {
             _ => r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
         };
         // Accepted: the operation runs after the ack, never before it.
-        let config = Config::default().keepalive_interval(None);
+        let config = Settings::default().keepalive_interval(None);
         let (mut m, t0) = machine(protocol, config);
         m.handle_text(t0, r#"{"type":"connection_init"}"#);
         m.handle_text(t0, sub);
@@ -73,7 +73,7 @@ fn messages_behind_init_wait_for_the_hook_and_follow_its_decision() {
         m.handle_connect(t0, ConnectOutcome::Accepted(None));
         assert_eq!(drain(&mut m), [r#"{"type":"connection_ack"}"#, "START 1"]);
         // Rejected: the held operation is never heard.
-        let (mut m, t0) = machine(protocol, Config::default());
+        let (mut m, t0) = machine(protocol, Settings::default());
         m.handle_text(t0, r#"{"type":"connection_init"}"#);
         m.handle_text(t0, sub);
         drain(&mut m);
@@ -89,7 +89,7 @@ fn messages_behind_init_wait_for_the_hook_and_follow_its_decision() {
 
 #[test]
 fn subscribe_before_init_is_4401_and_second_init_is_4429() {
-    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Settings::default());
     m.handle_text(
         t0,
         r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
@@ -100,7 +100,7 @@ fn subscribe_before_init_is_4401_and_second_init_is_4429() {
     assert!(drain(&mut m).is_empty());
 
     // A second init, whether sent while the hook runs or after the ack.
-    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Settings::default());
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
     m.handle_connect(t0, ConnectOutcome::Accepted(None));
@@ -110,7 +110,7 @@ fn subscribe_before_init_is_4401_and_second_init_is_4429() {
         Some("CLOSE 4429 TooManyInitRequests"),
         "{out:?}"
     );
-    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Settings::default());
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
     assert_eq!(drain(&mut m), ["CLOSE 4429 TooManyInitRequests"]);
 }
@@ -118,14 +118,14 @@ fn subscribe_before_init_is_4401_and_second_init_is_4429() {
 #[test]
 fn duplicate_id_is_4409_on_modern_and_a_replacement_on_legacy() {
     let sub = r#"{"type":"subscribe","id":"x","payload":{"query":"{a}"}}"#;
-    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Settings::default());
     m.handle_text(t0, sub);
     assert_eq!(drain(&mut m), ["START x"]);
     m.handle_text(t0, sub);
     assert_eq!(drain(&mut m), [r#"CLOSE 4409 DuplicateOperationId("x")"#]);
 
     let start = r#"{"type":"start","id":"x","payload":{"query":"{a}"}}"#;
-    let (mut m, t0) = acked(Subprotocol::GraphqlWs, Config::default());
+    let (mut m, t0) = acked(Subprotocol::GraphqlWs, Settings::default());
     m.handle_text(t0, start);
     drain(&mut m);
     m.handle_text(t0, start);
@@ -141,7 +141,7 @@ fn duplicate_id_is_4409_on_modern_and_a_replacement_on_legacy() {
 
 #[test]
 fn request_error_is_detected_only_on_the_first_response() {
-    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Settings::default());
     m.handle_text(
         t0,
         r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
@@ -174,7 +174,7 @@ fn request_error_is_detected_only_on_the_first_response() {
 
 #[test]
 fn limit_counts_preparing_operations_and_frees_slots() {
-    let config = Config::default().max_subscriptions(1);
+    let config = Settings::default().max_subscriptions(1);
     let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, config);
     m.handle_text(
         t0,
@@ -204,7 +204,7 @@ fn limit_counts_preparing_operations_and_frees_slots() {
 
 #[test]
 fn keepalive_pings_then_times_out_without_a_sign_of_life() {
-    let config = Config::default()
+    let config = Settings::default()
         .init_timeout(None)
         .keepalive_interval(100 * MS)
         .keepalive_timeout(50 * MS);
@@ -223,7 +223,7 @@ fn keepalive_pings_then_times_out_without_a_sign_of_life() {
 
 #[test]
 fn write_timeout_runs_while_blocked_and_resets_when_drained() {
-    let config = Config::default()
+    let config = Settings::default()
         .init_timeout(None)
         .keepalive_interval(None)
         .write_timeout(100 * MS);
@@ -240,7 +240,7 @@ fn write_timeout_runs_while_blocked_and_resets_when_drained() {
 
 #[test]
 fn legacy_sends_ka_after_ack_and_on_every_interval() {
-    let config = Config::default().keepalive_interval(100 * MS);
+    let config = Settings::default().keepalive_interval(100 * MS);
     let (mut m, t0) = machine(Subprotocol::GraphqlWs, config);
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
     drain(&mut m);
@@ -256,7 +256,7 @@ fn legacy_sends_ka_after_ack_and_on_every_interval() {
 
 #[test]
 fn legacy_rejection_and_invalid_input() {
-    let (mut m, t0) = machine(Subprotocol::GraphqlWs, Config::default());
+    let (mut m, t0) = machine(Subprotocol::GraphqlWs, Settings::default());
     m.handle_text(t0, "nope");
     let out = drain(&mut m);
     assert_eq!(out.len(), 1);
@@ -276,7 +276,7 @@ fn legacy_rejection_and_invalid_input() {
 
 #[test]
 fn client_complete_stops_silently_on_modern_and_with_complete_on_legacy() {
-    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, Settings::default());
     m.handle_text(
         t0,
         r#"{"type":"subscribe","id":"1","payload":{"query":"{a}"}}"#,
@@ -287,7 +287,7 @@ fn client_complete_stops_silently_on_modern_and_with_complete_on_legacy() {
     m.handle_text(t0, r#"{"type":"complete","id":"1"}"#);
     assert!(drain(&mut m).is_empty());
 
-    let (mut m, t0) = acked(Subprotocol::GraphqlWs, Config::default());
+    let (mut m, t0) = acked(Subprotocol::GraphqlWs, Settings::default());
     m.handle_text(t0, r#"{"type":"start","id":"1","payload":{"query":"{a}"}}"#);
     drain(&mut m);
     m.handle_text(t0, r#"{"type":"stop","id":"1"}"#);
@@ -299,7 +299,7 @@ fn client_complete_stops_silently_on_modern_and_with_complete_on_legacy() {
 
 #[test]
 fn inbound_rate_is_a_token_bucket() {
-    let config = Config::default().inbound_rate(Some(crate::Rate::new(10, 3)));
+    let config = Settings::default().inbound_rate(Some(crate::Rate::new(10, 3)));
     let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config);
     for _ in 0..3 {
         m.handle_text(t0, r#"{"type":"ping"}"#);
@@ -314,7 +314,7 @@ fn inbound_rate_is_a_token_bucket() {
 
 #[test]
 fn long_ids_and_large_inits_are_invalid_messages() {
-    let config = Config::default().max_id_length(4).max_init_size(64);
+    let config = Settings::default().max_id_length(4).max_init_size(64);
     let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config.clone());
     let big = format!(
         r#"{{"type":"connection_init","payload":{{"k":"{}"}}}}"#,
@@ -354,7 +354,7 @@ fn long_ids_and_large_inits_are_invalid_messages() {
 #[test]
 fn none_disables_a_timeout_and_zero_means_zero() {
     // keepalive_timeout(None): pings go on, a silent peer is never dropped for it.
-    let config = Config::default()
+    let config = Settings::default()
         .init_timeout(None)
         .keepalive_interval(100 * MS)
         .keepalive_timeout(None);
@@ -367,7 +367,7 @@ fn none_disables_a_timeout_and_zero_means_zero() {
     // init_timeout(ZERO) is a deadline of zero, not "off".
     let (mut m, t0) = machine(
         Subprotocol::GraphqlTransportWs,
-        Config::default().init_timeout(Duration::ZERO),
+        Settings::default().init_timeout(Duration::ZERO),
     );
     assert_eq!(m.poll_timeout(), Some(t0));
     m.handle_timeout(t0);
@@ -376,7 +376,7 @@ fn none_disables_a_timeout_and_zero_means_zero() {
 
 #[test]
 fn input_pauses_behind_on_connect_by_count_and_by_bytes() {
-    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Settings::default());
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
     drain(&mut m);
     // Small messages: paused at the count bound.
@@ -391,7 +391,7 @@ fn input_pauses_behind_on_connect_by_count_and_by_bytes() {
     assert!(!m.is_input_paused());
 
     // Large messages: paused at the byte bound long before the count bound.
-    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Config::default());
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, Settings::default());
     m.handle_text(t0, r#"{"type":"connection_init"}"#);
     drain(&mut m);
     let big = format!(
@@ -415,7 +415,7 @@ fn a_response_above_max_response_size_ends_only_its_operation() {
         };
         let (mut m, t0) = acked(
             protocol,
-            Config::default()
+            Settings::default()
                 .keepalive_interval(None)
                 .max_response_size(200),
         );

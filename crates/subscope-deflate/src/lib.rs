@@ -1,8 +1,9 @@
-//! permessage-deflate (RFC 7692): compressed WebSocket messages.
+//! permessage-deflate (RFC 7692): compressed WebSocket messages, for any WebSocket
+//! implementation that reads and writes through `futures-io` (tungstenite and its async
+//! wrappers included), on either side.
 //!
-//! Negotiated at the upgrade when [`Config::deflate`](crate::Config::deflate) is set and
-//! the client offers it (every browser does); a connection that does not offer it runs
-//! exactly as without. The compression is a rewriting of frames under the WebSocket
+//! [`negotiate`] answers a client's offer at the upgrade (and [`client_offer`] makes one);
+//! a connection that does not offer it runs exactly as without. The compression is a rewriting of frames under the WebSocket
 //! implementation ([`Deflated`]), so every limit, close code and timeout of an
 //! uncompressed connection holds unchanged, and the message size limit applies to the
 //! inflated message.
@@ -20,9 +21,24 @@ mod io;
 mod negotiate;
 mod zlib;
 
-pub(crate) use io::HIGH_WATER;
+pub use io::HIGH_WATER;
 pub use io::{Deflated, Side};
 pub use negotiate::{Agreed, client_offer, negotiate};
+
+/// Where a compressed socket reports what it holds and does: subscope's server gauges
+/// implement it; every method defaults to doing nothing.
+pub trait Stats: Send + Sync + std::fmt::Debug + 'static {
+    /// A connection negotiated permessage-deflate.
+    fn connection(&self) {}
+    /// A zlib stream is now held by a connection.
+    fn stream_opened(&self) {}
+    /// A zlib stream held by a connection was freed.
+    fn stream_closed(&self) {}
+    /// One outbound message (or fragment) of `payload` bytes took `wire` bytes compressed.
+    fn compressed(&self, payload: usize, wire: usize) {
+        let _ = (payload, wire);
+    }
+}
 
 /// Why a compressed message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -55,7 +71,7 @@ impl DeflateError {
     }
 }
 
-/// The server's permessage-deflate settings ([`Config::deflate`](crate::Config::deflate)).
+/// permessage-deflate settings (subscope's server takes them in `Config::deflate`).
 ///
 /// The defaults suit a fan-out of JSON events: the server keeps its compression context
 /// between messages (what makes repeated keys cost almost nothing: 5.8 times fewer bytes
@@ -75,13 +91,11 @@ impl DeflateError {
 /// [`server_no_context_takeover`]: Self::server_no_context_takeover
 ///
 /// ```
-/// use subscope_core::Config;
-/// use subscope_core::deflate::DeflateConfig;
+/// use subscope_deflate::DeflateConfig;
 ///
-/// let config = Config::default().deflate(Some(
-///     DeflateConfig::new().server_max_window_bits(12).mem_level(5),
-/// ));
-/// # let _ = config;
+/// // subscope's server takes it as `Config::default().deflate(Some(config))`.
+/// let config = DeflateConfig::new().server_max_window_bits(12).mem_level(5);
+/// assert!(config.state_bytes() < DeflateConfig::new().server_max_window_bits(15).state_bytes());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeflateConfig {
@@ -160,7 +174,7 @@ impl DeflateConfig {
     /// (zlib-rs: a 2^bits window and its chains at 4 bytes per position, a fixed 128 KiB
     /// hash table, 4 bytes per symbol of the memory level's buffer, the state itself; and
     /// an inflate window when clients keep their context).
-    pub(crate) fn state_bytes(&self) -> usize {
+    pub fn state_bytes(&self) -> usize {
         let mut bytes = 0;
         if !self.server_no_context_takeover {
             bytes += (4 << self.server_max_window_bits)

@@ -1,11 +1,14 @@
-//! The bytes of each event on the wire: SSE events and Apollo multipart parts.
+//! The bytes of each HTTP transport on the wire: SSE events, Apollo multipart parts and
+//! plain JSON responses, framing what [`crate::policy`] decided.
 
-use async_graphql::{Response, ServerError};
-use bytes::Bytes;
+use async_graphql::ServerError;
+
+use crate::EndReason;
 
 /// How a stream's events are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+#[allow(clippy::exhaustive_enums)] // every consumer must handle each one: adding one is breaking
+pub enum Format {
     /// graphql-sse, distinct connections: one operation, `next` with the result.
     Sse,
     /// graphql-sse, single connection: `next` with `{id, payload}`.
@@ -15,7 +18,7 @@ pub(crate) enum Format {
 }
 
 /// The response `Content-Type` of each format.
-pub(crate) fn content_type(format: Format) -> &'static str {
+pub fn content_type(format: Format) -> &'static str {
     match format {
         Format::Sse | Format::SseSingle => "text/event-stream; charset=utf-8",
         Format::Multipart => "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"",
@@ -30,14 +33,8 @@ const DELIMITER: &str = "\r\n--graphql";
 const PART: &str = "\r\ncontent-type: application/json\r\n\r\n";
 const END: &str = "--\r\n";
 
-/// The JSON of an execution result.
-pub(crate) fn result_json(response: &Response) -> String {
-    serde_json::to_string(response)
-        .unwrap_or_else(|_| r#"{"errors":[{"message":"Internal server error"}]}"#.to_owned())
-}
-
 /// The JSON of a result that only has errors.
-pub(crate) fn errors_json(errors: &[ServerError]) -> String {
+pub fn errors_json(errors: &[ServerError]) -> String {
     serde_json::json!({ "errors": errors }).to_string()
 }
 
@@ -46,7 +43,7 @@ fn id_json(id: &str) -> String {
 }
 
 /// One result (`payload` is an execution result's JSON).
-pub(crate) fn next(format: Format, id: &str, payload: &str) -> String {
+pub fn next(format: Format, id: &str, payload: &str) -> String {
     match format {
         Format::Sse => format!("event: next\ndata: {payload}\n\n"),
         Format::SseSingle => format!(
@@ -58,7 +55,7 @@ pub(crate) fn next(format: Format, id: &str, payload: &str) -> String {
 }
 
 /// The end of one operation. Distinct SSE streams and multipart responses end with it.
-pub(crate) fn complete(format: Format, id: &str) -> String {
+pub fn complete(format: Format, id: &str) -> String {
     match format {
         Format::Sse => "event: complete\ndata: \n\n".to_owned(),
         Format::SseSingle => format!("event: complete\ndata: {{\"id\":{}}}\n\n", id_json(id)),
@@ -68,7 +65,7 @@ pub(crate) fn complete(format: Format, id: &str) -> String {
 
 /// A transport-level error (multipart only: `{"payload": null, "errors": [...]}`, then
 /// the end); SSE streams carry such errors as a result.
-pub(crate) fn fatal(format: Format, id: &str, errors: &[ServerError]) -> String {
+pub fn fatal(format: Format, id: &str, errors: &[ServerError]) -> String {
     match format {
         Format::Multipart => format!(
             "{PART}{}{DELIMITER}{END}",
@@ -78,34 +75,80 @@ pub(crate) fn fatal(format: Format, id: &str, errors: &[ServerError]) -> String 
     }
 }
 
+/// An operation that ended early with `errors` (a [`crate::Verdict::Fail`]): a request
+/// error or a refusal is the operation's last result, then its end; an oversized response
+/// or a panic is a transport error on multipart (`{"payload": null, ...}`, the end of the
+/// response) and the same result-then-end on SSE.
+pub fn failed(format: Format, id: &str, reason: &EndReason, errors: &[ServerError]) -> String {
+    match reason {
+        EndReason::ResponseTooLarge | EndReason::Panicked => fatal(format, id, errors),
+        _ => next(format, id, &errors_json(errors)) + &complete(format, id),
+    }
+}
+
 /// What opens a stream, so proxies and browsers see the headers at once.
-pub(crate) fn preamble(format: Format) -> Bytes {
+pub fn preamble(format: Format) -> &'static str {
     match format {
         Format::Sse | Format::SseSingle => heartbeat(format),
-        Format::Multipart => Bytes::from(format!("{DELIMITER}{PART}{{}}{DELIMITER}")),
+        Format::Multipart => {
+            "\r\n--graphql\r\ncontent-type: application/json\r\n\r\n{}\r\n--graphql"
+        }
     }
 }
 
 /// A keep-alive that no client mistakes for data.
-pub(crate) fn heartbeat(format: Format) -> Bytes {
+pub fn heartbeat(format: Format) -> &'static str {
     match format {
-        Format::Sse | Format::SseSingle => Bytes::from_static(b":\n\n"),
-        Format::Multipart => Bytes::from(format!("{PART}{{}}{DELIMITER}")),
+        Format::Sse | Format::SseSingle => ":\n\n",
+        Format::Multipart => "\r\ncontent-type: application/json\r\n\r\n{}\r\n--graphql",
     }
 }
 
 /// The clean end of a stream on server shutdown: multipart closes with a transport error
 /// and its closing boundary; SSE streams just end (no `complete`: the operations did not
 /// finish, and graphql-sse clients reconnect).
-pub(crate) fn shutdown(format: Format) -> Option<Bytes> {
+pub fn shutdown(format: Format) -> Option<String> {
     match format {
-        Format::Multipart => Some(Bytes::from(fatal(
+        Format::Multipart => Some(fatal(
             format,
             "",
             &[ServerError::new("Server is shutting down", None)],
-        ))),
+        )),
         Format::Sse | Format::SseSingle => None,
     }
+}
+
+/// A plain GraphQL-over-HTTP response: its status code and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Plain {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// Frames the one verdict of a plain GraphQL-over-HTTP request. `strict` is the
+/// `application/graphql-response+json` media type, whose status codes say what failed
+/// (400 for a request error, 403 for a refusal, 500 otherwise); `application/json`
+/// answers 200 with the errors in the body. `None`: the operation ended without a result.
+pub fn plain(verdict: Option<&crate::Verdict<'_>>, strict: bool) -> Plain {
+    let (status, body) = match verdict {
+        Some(crate::Verdict::Next(json)) => (200, json.to_string()),
+        Some(crate::Verdict::Fail { reason, errors }) => {
+            let status = match reason {
+                EndReason::RequestError => 400,
+                EndReason::Refused => 403,
+                _ => 500,
+            };
+            // A request error has no `data` entry.
+            (if strict { status } else { 200 }, errors_json(errors))
+        }
+        Some(crate::Verdict::Complete) | None => {
+            (500, errors_json(&crate::policy::internal_error()))
+        }
+    };
+    Plain { status, body }
 }
 
 #[cfg(test)]
@@ -126,5 +169,13 @@ mod tests {
         );
         assert!(fatal(Format::Multipart, "", &[]).ends_with("\r\n--graphql--\r\n"));
         assert_eq!(complete(Format::Multipart, ""), "--\r\n");
+        assert_eq!(
+            preamble(Format::Multipart),
+            format!("{DELIMITER}{PART}{{}}{DELIMITER}")
+        );
+        assert_eq!(
+            heartbeat(Format::Multipart),
+            format!("{PART}{{}}{DELIMITER}")
+        );
     }
 }

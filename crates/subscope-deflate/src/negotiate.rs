@@ -22,7 +22,7 @@ impl Agreed {
     /// The `Sec-WebSocket-Extensions` value answering the accepted offer.
     ///
     /// ```
-    /// use subscope_core::deflate::{DeflateConfig, negotiate};
+    /// use subscope_deflate::{DeflateConfig, negotiate};
     ///
     /// let offer = "permessage-deflate; client_max_window_bits";
     /// let agreed = negotiate([offer], &DeflateConfig::new()).unwrap();

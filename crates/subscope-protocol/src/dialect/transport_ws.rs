@@ -1,14 +1,15 @@
 //! `graphql-transport-ws`, the current protocol: its message names, and its policy of
 //! closing the socket with a specific code for every protocol violation.
 
-use async_graphql::{Response, ServerError};
+use async_graphql::ServerError;
 use serde_json::Value;
 
-use super::{
-    Dialect, Duplicate, Inbound, InvalidMessage, Reply, encode, parse_object, take_id,
-    take_object_payload, take_request,
-};
+use super::{Dialect, Duplicate, Reply};
 use crate::CloseReason;
+use crate::message::{
+    Inbound, InvalidMessage, encode, encode_raw, parse_object, take_id, take_object_payload,
+    take_request,
+};
 
 /// The `graphql-transport-ws` dialect.
 #[derive(Debug)]
@@ -63,12 +64,8 @@ impl Dialect for TransportWs {
         Some(pong(payload))
     }
 
-    fn next(&self, id: &str, response: &Response) -> String {
-        encode(Some(id), "next", Some(response))
-    }
-
-    fn next_raw(&self, id: &str, payload: &str) -> String {
-        super::encode_raw(id, "next", payload)
+    fn next(&self, id: &str, payload: &str) -> String {
+        encode_raw(id, "next", payload)
     }
 
     fn error(&self, id: &str, errors: &[ServerError]) -> String {

@@ -1,4 +1,5 @@
-//! Why a connection ended: typed close reasons and the close frame each maps to.
+//! Why a connection or an operation ended: typed close reasons and the close frame each
+//! maps to, and the end reasons of operations.
 //!
 //! Every code and reason text of `docs/PROTOCOL.md` section 4 lives here and only here,
 //! so the wire answer is a pure function of the reason.
@@ -49,7 +50,7 @@ pub const MAX_REASON_BYTES: usize = 123;
 ///
 /// ```
 /// let long = "é".repeat(100); // 200 bytes
-/// let cut = subscope_core::truncate_reason(&long);
+/// let cut = subscope_protocol::truncate_reason(&long);
 /// assert_eq!(cut.len(), 122);
 /// assert!(long.starts_with(cut));
 /// ```
@@ -108,7 +109,7 @@ pub enum CloseReason {
     DuplicateOperationId(String),
     /// An invalid message (on `graphql-transport-ws`; on either subprotocol for invalid
     /// UTF-8): close 4400 `Invalid message received`. The kind says what was wrong.
-    InvalidMessage(crate::protocol::InvalidMessage),
+    InvalidMessage(crate::InvalidMessage),
     /// A binary frame on the legacy subprotocol: close 1002.
     BinaryFrame,
     /// An inbound message above `max_message_size`: close 1009 `Message too big`.
@@ -124,7 +125,7 @@ pub enum CloseReason {
     Dropped,
     /// HTTP transports: the response ended because its operations finished (a distinct
     /// SSE stream or a multipart response after its last result, a plain request after its
-    /// result). Code 1000; no WebSocket ever ends this way.
+    /// result). Code 1000; only HTTP streams end this way (see [`crate::Transport`]).
     Finished,
 }
 
@@ -187,8 +188,9 @@ impl CloseReason {
         }
     }
 
-    /// Whether subscope sends a close frame for this ending (false when the socket is
-    /// dropped without one, or when the peer's own close frame is being answered).
+    /// Whether a close frame goes out for this ending: false when the socket is dropped
+    /// without one; true for [`CloseReason::ClientClosed`], whose close frame is echoed
+    /// (RFC 6455 5.5.1), and for every ending the server decides.
     pub fn sends_close_frame(&self) -> bool {
         !matches!(
             self,
@@ -277,9 +279,35 @@ impl CloseKind {
         }
     }
 
-    pub(crate) fn index(self) -> usize {
+    /// This kind's position in [`CloseKind::ALL`].
+    pub fn index(self) -> usize {
         Self::ALL.iter().position(|k| *k == self).unwrap_or(0)
     }
+}
+
+/// Why an operation ended, as the server's `on_complete` hook sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The stream ended by itself (`complete` was sent).
+    Completed,
+    /// The client sent `complete` (modern) or `stop` (legacy), or DELETEd it (graphql-sse).
+    ClientStopped,
+    /// The request failed before execution (syntax, validation, unknown operation).
+    RequestError,
+    /// `on_subscribe` refused it.
+    Refused,
+    /// The stream panicked; the connection and its other operations continue.
+    Panicked,
+    /// A result was larger than [`crate::Settings::max_response_size`]: the operation
+    /// ended with `error` `[{"message":"Response too large"}]`; the connection goes on.
+    ResponseTooLarge,
+    /// Legacy only: a `start` reused its id, so it was stopped for the new one.
+    Replaced,
+    /// The connection (or HTTP stream) ended while the operation was live.
+    ConnectionClosed(CloseReason),
+    /// The connection future was dropped from outside while the operation was live.
+    Dropped,
 }
 
 #[cfg(test)]
