@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use async_graphql::{Response, ServerError, Value};
-use subscope_core::{Config, ConnectOutcome, Machine, Output, Subprotocol};
+use subscope_protocol::{ConnectOutcome, Machine, Output, Settings, Subprotocol};
 
 /// Every close code PROTOCOL.md section 4 allows subscope to use (or report).
 const ALLOWED_CODES: &[u16] = &[
@@ -86,7 +86,7 @@ pub fn run(data: &[u8], raw_text: bool) {
     } else {
         Subprotocol::GraphqlWs
     };
-    let config = Config::default()
+    let config = Settings::default()
         .max_subscriptions(LIMIT)
         .max_id_length(8)
         .max_init_size(256);

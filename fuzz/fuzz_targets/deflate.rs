@@ -5,7 +5,7 @@
 
 use std::io::{Cursor, Read, Write};
 
-use subscope_core::deflate::{DeflateConfig, Deflated, Side, negotiate};
+use subscope_deflate::{DeflateConfig, Deflated, Side, negotiate};
 
 const LIMIT: usize = 4096;
 

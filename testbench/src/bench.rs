@@ -193,7 +193,7 @@ impl BenchBuilder {
         pipe.set_outbound_capacity(DEFAULT_WINDOW);
         let conn: Task<Option<CloseReason>> = if self.upgrade {
             let fut = server.serve_io(pipe.clone(), None);
-            Box::pin(async move { fut.await.ok() })
+            Box::pin(async move { fut.await.ok().and_then(|s| s.close_reason().cloned()) })
         } else {
             let ws =
                 subscope::websocket::Tungstenite::from(from_raw_socket(pipe.clone(), &self.config));

@@ -10,6 +10,8 @@ pub(crate) const RUNTIMES: &[&str] = &["tokio", "smol", "async-std"];
 
 /// Library crates, each linted alone so a missing feature or dependency shows up.
 pub(crate) const CRATES: &[&str] = &[
+    "subscope-protocol",
+    "subscope-deflate",
     "subscope-core",
     "subscope-tokio",
     "subscope-smol",
@@ -118,6 +120,8 @@ pub(crate) fn doc_step() -> Step {
 
 /// The crates published to crates.io.
 pub(crate) const PUBLISHED: &[&str] = &[
+    "subscope-protocol",
+    "subscope-deflate",
     "subscope-core",
     "subscope-tokio",
     "subscope-smol",
@@ -193,8 +197,18 @@ pub(crate) fn package_step() -> Step {
 pub(crate) fn ci_steps() -> Vec<Step> {
     let mut steps = lint_steps();
     steps.push(step(
-        "core unit tests (no runtime)",
-        &["test", "-p", "subscope-core", "-p", "subscope"],
+        "protocol, deflate and core unit tests (no runtime)",
+        &[
+            "test",
+            "-p",
+            "subscope-protocol",
+            "-p",
+            "subscope-deflate",
+            "-p",
+            "subscope-core",
+            "-p",
+            "subscope",
+        ],
     ));
     steps.push(step(
         "test bench: the driver hand-polled in virtual time",

@@ -17,7 +17,8 @@ use async_graphql::{Data, Executor};
 
 use crate::bounds::{READ_BUDGET, ROUNDS, WRITE_BATCH, WRITE_BATCH_BYTES};
 use crate::children::{ChildEvent, ChildSet};
-use crate::hooks::{Accept, Reject, run_guarded};
+use crate::hooks::{Accept, Reject};
+use crate::lifecycle::{Admission, EndHooks, Slot};
 use crate::operation::{Operation, Sharing};
 use crate::rt::{BoxSleep, Timer};
 use crate::websocket::{CloseFrame, Message, WebSocket, WebSocketError};
@@ -41,37 +42,6 @@ pub(crate) struct ConnectionParts<E, H, R> {
     pub(crate) span: tracing::Span,
 }
 
-/// Runs the end hooks when the connection is gone, on every path (also when the driver
-/// is dropped from outside, which reports [`CloseReason::Dropped`]).
-struct EndGuard<H: Hooks> {
-    span: tracing::Span,
-    conn: Arc<ConnectionInfo>,
-    hooks: Arc<H>,
-    gauges: Arc<Gauges>,
-    acknowledged: bool,
-    reason: Option<CloseReason>,
-}
-
-impl<H: Hooks> Drop for EndGuard<H> {
-    fn drop(&mut self) {
-        let reason = self.reason.take().unwrap_or(CloseReason::Dropped);
-        self.gauges.close_connection(reason.kind());
-        self.span.record("close_code", reason.code());
-        self.span
-            .record("close_reason", tracing::field::display(reason.reason()));
-        tracing::debug!(parent: &self.span, code = reason.code(), reason = %reason.reason(), "connection closed");
-        let (hooks, conn, reason) = (&self.hooks, &self.conn, &reason);
-        if self.acknowledged {
-            run_guarded(&self.gauges, "on_disconnect", conn.id, || {
-                hooks.on_disconnect(conn, reason);
-            });
-        }
-        run_guarded(&self.gauges, "on_close", conn.id, || {
-            hooks.on_close(conn, reason);
-        });
-    }
-}
-
 /// Field order is the drop order, and the guarantee: operations first, then the pending
 /// hook, then the socket, and the end hooks last.
 pub(crate) struct Driver<T, E, H: Hooks, R> {
@@ -90,7 +60,7 @@ pub(crate) struct Driver<T, E, H: Hooks, R> {
     stopping: bool,
     session: Option<Arc<Data>>,
     parts: ConnectionParts<E, H, R>,
-    end: EndGuard<H>,
+    end: EndHooks<H>,
 }
 
 impl<T, E, H, R> Driver<T, E, H, R>
@@ -106,14 +76,12 @@ where
         conn: Arc<ConnectionInfo>,
         parts: ConnectionParts<E, H, R>,
     ) -> Self {
-        let end = EndGuard {
-            span: parts.span.clone(),
+        let end = EndHooks::new(
             conn,
-            hooks: Arc::clone(&parts.hooks),
-            gauges: Arc::clone(&parts.gauges),
-            acknowledged: false,
-            reason: None,
-        };
+            &parts.hooks,
+            &parts.gauges,
+            Slot::Connection(parts.span.clone()),
+        );
         Self {
             children: ChildSet::new(),
             connect: None,
@@ -264,27 +232,24 @@ where
         let Some(fut) = self.connect.as_mut() else {
             return false;
         };
-        let outcome = match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        let result = match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
             Ok(Poll::Pending) => return false,
-            Ok(Poll::Ready(Ok(accept))) => {
+            Ok(Poll::Ready(result)) => Ok(result),
+            Err(panic) => Err(panic),
+        };
+        let outcome = match Admission::of(result, self.end.conn.id) {
+            Admission::Accepted(accept) => {
                 self.session = Some(Arc::new(accept.data));
                 ConnectOutcome::Accepted(accept.payload)
             }
-            Ok(Poll::Ready(Err(reject))) if reject.is_internal() => {
-                tracing::warn!(conn = self.end.conn.id, error = %reject, "on_connect failed");
-                ConnectOutcome::Failed
-            }
-            Ok(Poll::Ready(Err(reject))) => ConnectOutcome::Rejected(reject.message().to_owned()),
-            Err(_panic) => {
-                tracing::error!(conn = self.end.conn.id, "on_connect panicked");
-                ConnectOutcome::Failed
-            }
+            Admission::Refused(message) => ConnectOutcome::Rejected(message),
+            Admission::Failed => ConnectOutcome::Failed,
         };
         self.connect = None;
         let now = self.now();
         self.machine.handle_connect(now, outcome);
         // Known now, so a driver dropped from outside still runs on_disconnect.
-        self.end.acknowledged = self.machine.was_acknowledged();
+        self.end.accepted = self.machine.was_acknowledged();
         true
     }
 

@@ -264,16 +264,3 @@ pub trait Hooks: Send + Sync + 'static {
 pub struct NoHooks;
 
 impl Hooks for NoHooks {}
-
-/// Runs a drop-time hook, catching a panic: one that escaped a `Drop` during unwinding
-/// would abort the process.
-pub(crate) fn run_guarded(gauges: &crate::Gauges, hook: &'static str, conn: u64, f: impl FnOnce()) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-        gauges.count_hook_panic();
-        tracing::error!(
-            conn,
-            hook,
-            "hook panicked (caught; the connection's cleanup went on)"
-        );
-    }
-}

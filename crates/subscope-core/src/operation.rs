@@ -10,7 +10,7 @@ use async_graphql::{Data, Executor, Request, Response, ServerError};
 use futures_core::Stream;
 use futures_core::stream::BoxStream;
 
-use crate::hooks::run_guarded;
+use crate::lifecycle::run_guarded;
 use crate::share::{SharedItem, SharedSubscription, Shares};
 use crate::{ConnectionInfo, EndReason, Gauges, Hooks, ShareKey};
 

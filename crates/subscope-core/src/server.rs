@@ -60,8 +60,9 @@ pub(crate) struct Inner<E, H: Hooks, R> {
     pub(crate) force: Arc<Signal>,
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) next_id: AtomicU64,
-    /// Shared executions of this server's operations.
-    pub(crate) shares: Arc<Shares>,
+    /// How this server's operations share executions: built once, used by every
+    /// transport.
+    pub(crate) sharing: Sharing,
     /// The operations of every HTTP event stream (and single-connection reservation).
     pub(crate) reservations: Arc<Reservations<H>>,
 }
@@ -139,7 +140,10 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
                 executor: self.executor,
                 hooks: Arc::new(self.hooks),
                 runtime: self.runtime,
-                shares: Shares::new(self.config.shared_delivery, Arc::clone(&gauges)),
+                sharing: Sharing {
+                    shares: Shares::new(self.config.shared_delivery, Arc::clone(&gauges)),
+                    identical: self.config.share_identical,
+                },
                 config: self.config,
                 gauges,
                 stop: Arc::default(),
@@ -229,9 +233,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         }));
     }
 
-    /// Serves one already-accepted stream: HTTP upgrade (bounded by the handshake
-    /// timeout), Origin check, subprotocol negotiation, then the connection. Counted by
-    /// shutdown. Resolves to why the connection ended, or to why there never was one.
+    /// Serves one already-accepted stream: HTTP requests (GraphQL over HTTP, SSE,
+    /// multipart), or the WebSocket upgrade (bounded by the handshake timeout), Origin
+    /// check, subprotocol negotiation, then the connection. Counted by shutdown. Resolves
+    /// to what it served ([`Served`]), or to why it could serve nothing.
     ///
     /// # Cancel safety
     /// Dropping the future drops every operation of the connection before `drop` returns.
@@ -239,7 +244,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         &self,
         io: S,
         peer: Option<SocketAddr>,
-    ) -> impl Future<Output = Result<CloseReason, HandshakeError>> + Send + 'static
+    ) -> impl Future<Output = Result<Served, HandshakeError>> + Send + 'static
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -276,7 +281,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                         let bound = inner.runtime.sleep(inner.config.close_timeout);
                         future::or(linger, bound).await;
                     }
-                    Ok(reason)
+                    Ok(Served::WebSocket(reason))
                 }
                 Some(Outcome::OriginRefused(origin)) => {
                     server.refused_origin(&origin, peer);
@@ -289,13 +294,13 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     }
                     Err(e) => {
                         tracing::debug!(?peer, error = %e, "http connection failed");
-                        Err(HandshakeError::NoUpgrade)
+                        Err(HandshakeError::Http(e.to_string()))
                     }
-                    Ok(()) => Err(HandshakeError::NoUpgrade),
+                    Ok(()) => Ok(Served::Http),
                 },
             }
         };
-        self.track(task, Ok(CloseReason::Dropped))
+        self.track(task, Ok(Served::WebSocket(CloseReason::Dropped)))
     }
 
     /// Serves HTTP on `io` until the connection ends or is upgraded; returns hyper's
@@ -548,10 +553,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 timer: inner.runtime.clone(),
                 close_timeout: inner.config.close_timeout,
                 detect_leaks: inner.config.detect_leaks,
-                sharing: Sharing {
-                    shares: Arc::clone(&inner.shares),
-                    identical: inner.config.share_identical,
-                },
+                sharing: inner.sharing.clone(),
                 stop: Box::pin(Arc::clone(&inner.stop).wait()),
                 span: span.clone(),
             };
@@ -620,8 +622,30 @@ pub enum HandshakeError {
     /// The upgrade request was invalid or the socket failed.
     #[error("websocket handshake failed: {0}")]
     WebSocket(#[source] WebSocketError),
-    /// The connection carried HTTP requests (GraphQL over HTTP, SSE, multipart, or a
-    /// refused upgrade) and ended without becoming a WebSocket.
-    #[error("the connection ended without a WebSocket upgrade")]
-    NoUpgrade,
+    /// The HTTP connection failed before it ended cleanly (a malformed request, a reset,
+    /// an I/O error); the message is hyper's.
+    #[error("http connection failed: {0}")]
+    Http(String),
+}
+
+/// What [`Server::serve_io`] served on one accepted stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Served {
+    /// A WebSocket, which ended for this reason ([`CloseReason::Dropped`] when the future
+    /// was dropped before it finished).
+    WebSocket(CloseReason),
+    /// HTTP requests and responses (GraphQL over HTTP, SSE, multipart, or a refused
+    /// upgrade), until the client closed the connection.
+    Http,
+}
+
+impl Served {
+    /// The WebSocket's close reason, if a WebSocket was served.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        match self {
+            Self::WebSocket(reason) => Some(reason),
+            Self::Http => None,
+        }
+    }
 }

@@ -46,9 +46,9 @@
 pub use subscope_core::{
     Accept, CloseKind, CloseReason, Config, ConnectionInfo, Delivery, EndReason, Fanout,
     GaugeSnapshot, Gauges, HandshakeError, Hooks, HttpBody, InvalidMessage, MemoryTopics, Missed,
-    NoHooks, OperationToken, Overflow, Rate, Reject, Server, ServerBuilder, ShareKey, Subprotocol,
-    Subscription, Topics, Transport, UpgradeRequest, WebSocket, is_websocket_upgrade, negotiate,
-    truncate_reason,
+    NoHooks, OperationToken, Overflow, Rate, Reject, Served, Server, ServerBuilder, ShareKey,
+    Subprotocol, Subscription, Topics, Transport, UpgradeRequest, WebSocket, is_websocket_upgrade,
+    negotiate, truncate_reason,
 };
 pub use subscope_core::{close, deflate, rt, topics, websocket};
 

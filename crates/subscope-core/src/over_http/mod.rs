@@ -36,8 +36,9 @@ pub(crate) use upgrade::{Outcome, accept_upgrade};
 
 use self::request::{Params, Refusal, Wants};
 use self::single::{AddError, Phase};
-use self::stream::{EventStream, StreamEnd};
-use crate::operation::{Operation, Sharing};
+use self::stream::EventStream;
+use crate::lifecycle::{Admission, EndHooks, Slot};
+use crate::operation::Operation;
 use crate::rt::Runtime;
 use crate::variables::operation_type;
 use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Server, Transport};
@@ -306,15 +307,18 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         Arc::new(ConnectionInfo::new(id, transport, request))
     }
 
-    fn end_guard(&self, conn: &Arc<ConnectionInfo>, stream: bool) -> StreamEnd<H> {
-        StreamEnd {
-            conn: Arc::clone(conn),
-            hooks: Arc::clone(&self.inner.hooks),
-            gauges: Arc::clone(&self.inner.gauges),
-            stream,
-            accepted: false,
-            reason: None,
-        }
+    fn end_guard(&self, conn: &Arc<ConnectionInfo>, stream: bool) -> EndHooks<H> {
+        let slot = if stream {
+            Slot::HttpStream
+        } else {
+            Slot::Request
+        };
+        EndHooks::new(
+            Arc::clone(conn),
+            &self.inner.hooks,
+            &self.inner.gauges,
+            slot,
+        )
     }
 
     /// A stream slot, or 503.
@@ -343,37 +347,24 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     async fn connect(
         &self,
         conn: &Arc<ConnectionInfo>,
-        end: &mut StreamEnd<H>,
+        end: &mut EndHooks<H>,
     ) -> Result<Arc<Data>, Refusal> {
         let hooks = Arc::clone(&self.inner.hooks);
         let outcome = std::panic::AssertUnwindSafe(hooks.on_connect(conn, None))
             .catch_unwind()
             .await;
-        match outcome {
-            Ok(Ok(accept)) => {
+        let admission = Admission::of(outcome, conn.id);
+        end.reason = admission.close_reason();
+        match admission {
+            Admission::Accepted(accept) => {
                 end.accepted = true;
                 Ok(Arc::new(accept.data))
             }
-            Ok(Err(reject)) if reject.is_internal() => {
-                tracing::warn!(conn = conn.id, error = %reject, "on_connect failed");
-                end.reason = Some(CloseReason::InternalError);
-                Err(Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal server error",
-                ))
-            }
-            Ok(Err(reject)) => {
-                end.reason = Some(CloseReason::Forbidden);
-                Err(Refusal::new(StatusCode::FORBIDDEN, reject.message()))
-            }
-            Err(_panic) => {
-                tracing::error!(conn = conn.id, "on_connect panicked");
-                end.reason = Some(CloseReason::InternalError);
-                Err(Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal server error",
-                ))
-            }
+            Admission::Refused(message) => Err(Refusal::new(StatusCode::FORBIDDEN, &message)),
+            Admission::Failed => Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            )),
         }
     }
 
@@ -394,10 +385,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             conn,
             &inner.hooks,
             &inner.gauges,
-            &Sharing {
-                shares: Arc::clone(&inner.shares),
-                identical: inner.config.share_identical,
-            },
+            &inner.sharing,
         )
     }
 

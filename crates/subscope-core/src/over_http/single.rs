@@ -18,8 +18,8 @@ use std::task::{Context, Poll};
 
 use async_graphql::Data;
 
-use super::stream::StreamEnd;
 use crate::children::{ChildEvent, ChildSet};
+use crate::lifecycle::EndHooks;
 use crate::operation::Operation;
 use crate::sync::TrackerToken;
 use crate::{CloseReason, ConnectionInfo, EndReason, Hooks};
@@ -53,11 +53,11 @@ impl<H: Hooks> Reservations<H> {
         self: &Arc<Self>,
         conn: Arc<ConnectionInfo>,
         session: Arc<Data>,
-        end: StreamEnd<H>,
+        end: EndHooks<H>,
         tokened: bool,
         live: TrackerToken,
         max_pending: usize,
-    ) -> Result<Arc<Reservation<H>>, StreamEnd<H>> {
+    ) -> Result<Arc<Reservation<H>>, EndHooks<H>> {
         if tokened {
             let before = self.pending.fetch_add(1, Ordering::Relaxed);
             if before >= max_pending {
@@ -142,7 +142,7 @@ struct State<H: Hooks> {
     ops: ChildSet<Operation<H>>,
     phase: Phase,
     /// The end hooks, run when the reservation closes.
-    end: Option<StreamEnd<H>>,
+    end: Option<EndHooks<H>>,
     /// Counts for shutdown until closed.
     live: Option<TrackerToken>,
 }

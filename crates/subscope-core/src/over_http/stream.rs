@@ -21,44 +21,11 @@ use super::io::Ending;
 use super::single::{Phase, Reservation};
 use crate::bounds::{WRITE_BATCH, WRITE_BATCH_BYTES};
 use crate::children::ChildEvent;
-use crate::hooks::run_guarded;
 use crate::operation::Operation;
 use crate::rt::{BoxSleep, Timer};
-use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
+use crate::{CloseReason, EndReason, Hooks};
 
 type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Runs the end hooks of one HTTP "connection" (a request, or a single-connection
-/// reservation) when it is dropped, and releases its stream slot.
-pub(crate) struct StreamEnd<H: Hooks> {
-    pub(crate) conn: Arc<ConnectionInfo>,
-    pub(crate) hooks: Arc<H>,
-    pub(crate) gauges: Arc<Gauges>,
-    /// Whether it holds a slot of `max_http_streams`.
-    pub(crate) stream: bool,
-    /// Whether `on_connect` accepted it (then `on_disconnect` runs too).
-    pub(crate) accepted: bool,
-    pub(crate) reason: Option<CloseReason>,
-}
-
-impl<H: Hooks> Drop for StreamEnd<H> {
-    fn drop(&mut self) {
-        if self.stream {
-            self.gauges.close_http_stream();
-        }
-        let reason = self.reason.take().unwrap_or(CloseReason::Dropped);
-        tracing::debug!(conn = self.conn.id, transport = %self.conn.transport, reason = %reason, "http stream ended");
-        let (hooks, conn, reason) = (&self.hooks, &self.conn, &reason);
-        if self.accepted {
-            run_guarded(&self.gauges, "on_disconnect", conn.id, || {
-                hooks.on_disconnect(conn, reason);
-            });
-        }
-        run_guarded(&self.gauges, "on_close", conn.id, || {
-            hooks.on_close(conn, reason);
-        });
-    }
-}
 
 /// The response body of an event stream.
 pub(crate) struct EventStream<H: Hooks, R> {
