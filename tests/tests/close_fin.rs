@@ -103,7 +103,10 @@ fn client_close_gets_the_echo_then_fin<R: TestRuntime>() {
     assert_eq!(read_close(&mut tcp), 4000, "the close echo");
     let echoed = sent.elapsed();
     let fin = wait_for_fin(&mut tcp).duration_since(sent);
-    eprintln!("{}: close echo after {echoed:?}, server FIN after {fin:?}", R::NAME);
+    eprintln!(
+        "{}: close echo after {echoed:?}, server FIN after {fin:?}",
+        R::NAME
+    );
     assert!(
         fin < PROMPT,
         "the server's FIN came {fin:?} after the client's close frame (linger {LINGER:?})"
@@ -148,7 +151,10 @@ fn sse_client_fin_ends_the_stream_at_once<R: TestRuntime>() {
     tcp.shutdown(Shutdown::Write).expect("fin");
     let fin = wait_for_fin(&mut tcp).duration_since(sent);
     eprintln!("{}: SSE: server FIN {fin:?} after the client's", R::NAME);
-    assert!(fin < PROMPT, "the server's FIN came {fin:?} after the client's");
+    assert!(
+        fin < PROMPT,
+        "the server's FIN came {fin:?} after the client's"
+    );
     http_idle_within(&s, PROMPT.saturating_sub(sent.elapsed()));
     drop(r);
 }
@@ -161,7 +167,11 @@ fn sse_client_drop_ends_the_stream_at_once<R: TestRuntime>() {
     let sent = Instant::now();
     drop(r);
     http_idle_within(&s, PROMPT);
-    eprintln!("{}: SSE: stream gone {:?} after the drop", R::NAME, sent.elapsed());
+    eprintln!(
+        "{}: SSE: stream gone {:?} after the drop",
+        R::NAME,
+        sent.elapsed()
+    );
 }
 
 per_runtime!(

@@ -231,6 +231,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     /// Serves one already-accepted stream: HTTP upgrade (bounded by the handshake
     /// timeout), Origin check, subprotocol negotiation, then the connection. Counted by
     /// shutdown. Resolves to why the connection ended, or to why there never was one.
+    /// `io`'s `poll_close` must half-close (see [`Listener::Io`]).
     ///
     /// # Cancel safety
     /// Dropping the future drops every operation of the connection before `drop` returns.
