@@ -327,7 +327,7 @@ impl TestRuntime for AsyncStd {
     const NAME: &'static str = "async-std";
     type Rt = subscope::async_std::AsyncStdRuntime;
     type Listener = subscope::async_std::TcpListener;
-    type Io = async_std::net::TcpStream;
+    type Io = subscope::async_std::TcpStream;
     type Guard = ();
 
     fn runtime() -> (Self::Rt, Self::Guard) {
@@ -349,7 +349,7 @@ impl TestRuntime for AsyncStd {
     }
 
     fn adopt(stream: std::net::TcpStream) -> Self::Io {
-        async_std::net::TcpStream::from(stream)
+        subscope::async_std::io(async_std::net::TcpStream::from(stream))
     }
 }
 

@@ -1,6 +1,6 @@
 //! async-std adapter for subscope: [`AsyncStdRuntime`] supplies the timer (`async-io`, the
 //! reactor async-std itself runs on) and the spawner (`async_std::task`); [`TcpListener`]
-//! accepts.
+//! accepts, as [`TcpStream`]s that half-close like tokio's and smol's.
 //!
 //! **async-std is discontinued upstream** (since 1.13.1; RUSTSEC-2025-0052): its authors
 //! recommend [smol](https://crates.io/crates/smol), for which `subscope-smol` is the
@@ -28,12 +28,13 @@
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use async_graphql::Executor;
+use async_std::io::{Read, Write};
 use subscope_core::rt::{BoxSleep, BoxTask, Listener, Sleep, Spawn, Timer};
 use subscope_core::{NoHooks, ServerBuilder};
 
@@ -113,12 +114,83 @@ impl From<async_std::net::TcpListener> for TcpListener {
 }
 
 impl Listener for TcpListener {
-    type Io = async_std::net::TcpStream;
+    type Io = TcpStream;
 
     async fn accept(&mut self) -> io::Result<(Self::Io, Option<SocketAddr>)> {
         let (stream, peer) = self.0.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((stream, Some(peer)))
+        Ok((TcpStream(stream), Some(peer)))
+    }
+}
+
+/// An async-std TCP stream whose `poll_close` shuts down the write half (sends FIN), as
+/// tokio's and smol's streams do. async-std's own `poll_close` only flushes, so the
+/// server's FIN after a close handshake would wait for the close timeout. Wrap a stream
+/// you accepted yourself with [`io()`] before [`subscope_core::Server::serve_io`].
+#[derive(Debug)]
+pub struct TcpStream(async_std::net::TcpStream);
+
+impl TcpStream {
+    /// The async-std stream back.
+    pub fn into_inner(self) -> async_std::net::TcpStream {
+        self.0
+    }
+}
+
+impl From<async_std::net::TcpStream> for TcpStream {
+    fn from(stream: async_std::net::TcpStream) -> Self {
+        Self(stream)
+    }
+}
+
+/// Wraps an async-std stream you accepted yourself, for
+/// [`subscope_core::Server::serve_io`].
+pub fn io(stream: async_std::net::TcpStream) -> TcpStream {
+    TcpStream(stream)
+}
+
+impl Read for TcpStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+
+    fn poll_read_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [io::IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read_vectored(cx, bufs)
+    }
+}
+
+impl Write for TcpStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut self.0).poll_flush(cx))?;
+        Poll::Ready(self.0.shutdown(Shutdown::Write))
     }
 }
 

@@ -93,7 +93,10 @@ impl<T: Timer + Spawn + Clone> Runtime for T {}
 /// The adapters implement it for their runtime's TCP listener; implement it yourself for a
 /// Unix socket, a TLS acceptor or an in-memory test listener.
 pub trait Listener: Send + 'static {
-    /// The accepted stream, as a futures-io stream.
+    /// The accepted stream, as a futures-io stream. Its `poll_close` must shut down the
+    /// write half (send FIN): after a close handshake the server closes, then drains until
+    /// the peer's FIN, and a peer that waits for the server's FIN first (as RFC 6455 asks)
+    /// would otherwise be held until the close timeout.
     type Io: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static;
 
     /// Accepts one connection, with the peer's address when it has one.

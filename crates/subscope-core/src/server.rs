@@ -237,6 +237,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     /// multipart), or the WebSocket upgrade (bounded by the handshake timeout), Origin
     /// check, subprotocol negotiation, then the connection. Counted by shutdown. Resolves
     /// to what it served ([`Served`]), or to why it could serve nothing.
+    /// `io`'s `poll_close` must half-close (see [`Listener::Io`]).
     ///
     /// # Cancel safety
     /// Dropping the future drops every operation of the connection before `drop` returns.
