@@ -12,42 +12,8 @@ use futures_core::stream::BoxStream;
 
 use crate::lifecycle::run_guarded;
 use crate::share::{SharedItem, SharedSubscription, Shares};
+use crate::token::{OperationToken, TokenInner, check_leak};
 use crate::{ConnectionInfo, EndReason, Gauges, Hooks, ShareKey};
-
-/// A marker of one operation's execution state, present in its request data when leak
-/// detection is on ([`crate::Config::detect_leaks`]); resolvers reach it with
-/// `ctx.data::<OperationToken>()`.
-///
-/// subscope drops the operation's stream, and with it every clone it owns, when the
-/// operation ends. A clone still alive then was kept by user code (a spawned task, a
-/// global), and is reported through `tracing` (target `subscope::leak`) and counted in
-/// [`crate::GaugeSnapshot::leaked_operations`].
-#[derive(Debug, Clone)]
-pub struct OperationToken(Arc<TokenInner>);
-
-#[derive(Debug)]
-pub(crate) struct TokenInner {
-    conn: u64,
-    id: String,
-    operation_name: Option<String>,
-}
-
-impl OperationToken {
-    /// The operation id.
-    pub fn id(&self) -> &str {
-        &self.0.id
-    }
-
-    /// The connection number ([`ConnectionInfo::id`]).
-    pub fn connection(&self) -> u64 {
-        self.0.conn
-    }
-
-    /// The `operationName` of the request, if any.
-    pub fn operation_name(&self) -> Option<&str> {
-        self.0.operation_name.as_deref()
-    }
-}
 
 /// What an operation stream yields to the connection.
 #[derive(Debug)]
@@ -110,23 +76,6 @@ pub(crate) struct CompletionGuard<H: Hooks> {
     gauges: Arc<Gauges>,
     /// With leak detection on: the operation's token, also held by its execution state.
     token: Option<Weak<TokenInner>>,
-}
-
-/// Reports a leak if `token` is still alive: called once the stream that owned the
-/// operation's execution state was dropped, so only a clone kept by user code can hold it.
-pub(crate) fn check_leak(token: Option<&Weak<TokenInner>>, gauges: &Gauges) {
-    let Some(inner) = token.and_then(Weak::upgrade) else {
-        return;
-    };
-    gauges.count_leak();
-    tracing::warn!(
-        target: "subscope::leak",
-        conn = inner.conn,
-        id = %inner.id,
-        operation = inner.operation_name.as_deref().unwrap_or("<anonymous>"),
-        holders = Arc::strong_count(&inner) - 1,
-        "operation state still alive after its stream was dropped (a clone kept by user code?)"
-    );
 }
 
 impl<H: Hooks> Drop for CompletionGuard<H> {

@@ -277,8 +277,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     if reason.sends_close_frame() {
                         // Our close frame is out; let the peer's unread bytes drain so the
                         // kernel does not answer them with a reset that would eat it.
-                        let linger =
-                            lingering_close(ws.into_inner().into_inner().into_inner().into_inner());
+                        let linger = lingering_close(into_socket(ws));
                         let bound = inner.runtime.sleep(inner.config.close_timeout);
                         future::or(linger, bound).await;
                     }
@@ -594,6 +593,19 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             }
         }
     }
+}
+
+/// The WebSocket stack of an accepted socket, top to bottom: subscope's contract over
+/// async-tungstenite, over permessage-deflate's frame rewriter (a pass-through when not
+/// negotiated), over hyper's read-ahead bytes, over the socket.
+type Stack<S> = Tungstenite<Deflated<Prefixed<S>>>;
+
+/// The one way down from the WebSocket stack to the accepted socket (to linger on it).
+fn into_socket<S>(ws: Stack<S>) -> S {
+    ws.into_inner() // async-tungstenite's stream
+        .into_inner() // the deflate rewriter
+        .into_inner() // hyper's read-ahead bytes in front
+        .into_inner()
 }
 
 /// Half-closes our side, then reads and discards until the peer closes too.

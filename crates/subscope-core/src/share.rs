@@ -16,61 +16,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use async_graphql::{ErrorExtensions, Request, Response, ServerError};
+use async_graphql::{ErrorExtensions, Response, ServerError};
 use futures_core::Stream;
 use futures_core::stream::BoxStream;
 use slab::Slab;
 
 use crate::Gauges;
-use crate::operation::{TokenInner, check_leak};
+use crate::share_key::ShareKey;
+use crate::token::{TokenInner, check_leak};
 use crate::topics::{Delivery, Missed, Overflow};
-
-/// What makes two operations identical enough to share one execution.
-///
-/// Built from the request ([`ShareKey::of`]: document, operation name, variables) plus
-/// whatever of the connection's context the resolvers read ([`ShareKey::with`]: a tenant, a
-/// role). Two operations share only when their keys are equal, so the key must contain
-/// everything that could make their results differ: the shared execution runs with the
-/// session data of the operation that started it.
-///
-/// ```
-/// use async_graphql::Request;
-/// use subscope_core::ShareKey;
-/// let a = ShareKey::of(&Request::new("subscription { ticks }")).with("tenant-a");
-/// let b = ShareKey::of(&Request::new("subscription { ticks }")).with("tenant-b");
-/// assert_ne!(a, b);
-/// assert_eq!(a, ShareKey::of(&Request::new("subscription { ticks }")).with("tenant-a"));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ShareKey(String);
-
-impl ShareKey {
-    /// The request's document, operation name and variables (extensions are not part of
-    /// it). Variables are compared as sent, so `{a,b}` and `{b,a}` do not share.
-    pub fn of(request: &Request) -> Self {
-        let variables = serde_json::to_string(&request.variables).unwrap_or_default();
-        let name = request.operation_name.as_deref().unwrap_or("");
-        let mut key = String::with_capacity(request.query.len() + variables.len() + 32);
-        for part in [request.query.as_str(), name, variables.as_str()] {
-            push_part(&mut key, part);
-        }
-        Self(key)
-    }
-
-    /// The key with one more part of context (a tenant, a role, a user id).
-    #[must_use]
-    pub fn with(mut self, part: impl AsRef<str>) -> Self {
-        push_part(&mut self.0, part.as_ref());
-        self
-    }
-}
-
-/// Length-prefixed, so no two different part lists make the same key.
-fn push_part(key: &mut String, part: &str) {
-    key.push_str(&part.len().to_string());
-    key.push(':');
-    key.push_str(part);
-}
 
 /// One shared event, as every subscriber receives it.
 #[derive(Debug, Clone)]
