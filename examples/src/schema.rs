@@ -46,12 +46,19 @@ pub struct Query;
 pub struct ServerStats {
     /// WebSocket connections alive now.
     connections: u64,
-    /// Operations alive now.
+    /// Operations alive now, every kind (the name predates the gauges' vocabulary: the
+    /// same number as `operations`).
     subscriptions: u64,
     /// Connections ever accepted.
     connections_total: u64,
-    /// Operations ever accepted.
+    /// Operations ever accepted, every kind (the same number as `operationsTotal`).
     subscriptions_total: u64,
+    /// Operations alive now, every kind and transport.
+    operations: u64,
+    /// Operations ever accepted, every kind and transport.
+    operations_total: u64,
+    /// Subscription operations alive now.
+    live_subscriptions: u64,
     /// Topic events a slow subscriber did not receive (its buffer was full).
     events_dropped: u64,
     /// Subscriptions ended because their buffer overflowed (`--overflow end`).
@@ -89,9 +96,12 @@ impl Query {
         let s = ctx.data::<Arc<Gauges>>()?.snapshot();
         Ok(ServerStats {
             connections: s.connections,
-            subscriptions: s.subscriptions,
+            subscriptions: s.operations,
             connections_total: s.connections_total,
-            subscriptions_total: s.subscriptions_total,
+            subscriptions_total: s.operations_total,
+            operations: s.operations,
+            operations_total: s.operations_total,
+            live_subscriptions: s.subscriptions,
             events_dropped: s.events_dropped,
             subscriptions_lagged: s.subscriptions_lagged,
             broker_gaps: s.broker_gaps,

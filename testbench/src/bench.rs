@@ -554,6 +554,6 @@ impl Bench {
 
     /// Live operations by the gauges, and live demo streams by the probe: both must agree.
     pub fn live_children(&self) -> (u64, usize) {
-        (self.gauges.subscriptions(), self.live.get())
+        (self.gauges.operations(), self.live.get())
     }
 }

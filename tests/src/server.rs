@@ -207,7 +207,7 @@ impl TestServer {
     pub fn wait_idle(&self) {
         wait_until("liveStreams and gauges back to zero", DEADLINE, || {
             let g = self.gauges.snapshot();
-            self.live.get() == 0 && g.subscriptions == 0 && g.connections == 0
+            self.live.get() == 0 && g.operations == 0 && g.connections == 0
         });
     }
 

@@ -22,7 +22,7 @@ fn churn_leaves_nothing_behind<R: TestRuntime>() {
     assert_eq!(e.closes.len(), ran, "one on_close per connection");
     // Every accepted operation completed exactly once.
     let e = s.recorder.events();
-    assert_eq!(e.completes.len() as u64, g.subscriptions_total);
+    assert_eq!(e.completes.len() as u64, g.operations_total);
     let mut keys: Vec<_> = e
         .completes
         .iter()
@@ -38,7 +38,7 @@ fn churn_leaves_nothing_behind<R: TestRuntime>() {
     eprintln!(
         "{}: {ran} cycles, {} operations",
         R::NAME,
-        g.subscriptions_total
+        g.operations_total
     );
 }
 

@@ -137,7 +137,7 @@ fn server_close_answered_then_fin<R: TestRuntime>() {
 fn http_idle_within(s: &TestServer, within: Duration) {
     wait_until("the SSE stream to end", within, || {
         let g = s.gauges.snapshot();
-        s.live.get() == 0 && g.subscriptions == 0 && g.http_streams == 0
+        s.live.get() == 0 && g.operations == 0 && g.http_streams == 0
     });
 }
 

@@ -25,7 +25,7 @@ fn dropping_the_connection_future_drops_every_stream_on_the_next_line<R: TestRun
     assert_eq!(e.closes[0].1, CloseReason::Dropped);
     assert_eq!(e.disconnects.len(), 1, "it had been acknowledged");
     let g = demo.gauges.snapshot();
-    assert_eq!((g.connections, g.subscriptions), (0, 0));
+    assert_eq!((g.connections, g.operations), (0, 0));
     assert_eq!(server.live_tasks(), 0);
 }
 

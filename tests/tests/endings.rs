@@ -70,7 +70,7 @@ fn assert_cleaned_up_as(
         "a demo stream is still alive after on_close"
     );
     let g = s.gauges.snapshot();
-    assert_eq!((g.subscriptions, g.connections), (0, 0), "{g:?}");
+    assert_eq!((g.operations, g.connections), (0, 0), "{g:?}");
     assert_eq!(e.completes.len(), k, "{:?}", e.completes);
     let mut ids: Vec<_> = e.completes.iter().map(|(_, id, _)| id.clone()).collect();
     ids.sort();
@@ -266,7 +266,7 @@ fn shutdown_with_many_connections<R: TestRuntime>() {
     // Returned only after every connection future is gone.
     assert_eq!(s.live.get(), 0);
     let g = s.gauges.snapshot();
-    assert_eq!((g.subscriptions, g.connections), (0, 0));
+    assert_eq!((g.operations, g.connections), (0, 0));
     let e = s.recorder.events();
     assert_eq!(e.closes.len(), 6);
     assert_eq!(e.completes.len(), 18);
@@ -319,7 +319,7 @@ fn client_stops_each(proto: Proto, s: &TestServer) {
             .iter()
             .all(|(_, _, r)| *r == EndReason::ClientStopped)
     );
-    assert_eq!(s.gauges.snapshot().subscriptions, 0);
+    assert_eq!(s.gauges.snapshot().operations, 0);
     assert!(e.closes.is_empty(), "the connection stays open");
 }
 
@@ -357,7 +357,7 @@ fn streams_end_by_themselves(proto: Proto, s: &TestServer) {
             .iter()
             .all(|(_, _, r)| *r == EndReason::Completed)
     );
-    assert_eq!(s.gauges.snapshot().subscriptions, 0);
+    assert_eq!(s.gauges.snapshot().operations, 0);
 }
 
 fn streams_end_modern<R: TestRuntime>() {

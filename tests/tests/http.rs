@@ -19,7 +19,7 @@ use subscope_tests::{Client, DEADLINE, TestRuntime, TestServer, per_runtime, wai
 fn wait_idle(s: &TestServer) {
     wait_until("liveStreams and gauges back to zero", DEADLINE, || {
         let g = s.gauges.snapshot();
-        s.live.get() == 0 && g.subscriptions == 0 && g.http_streams == 0 && g.connections == 0
+        s.live.get() == 0 && g.operations == 0 && g.http_streams == 0 && g.connections == 0
     });
 }
 
@@ -516,7 +516,7 @@ fn dropping_the_connection_future_drops_the_stream<R: TestRuntime>() {
     assert_eq!(e.closes.len(), 1);
     assert_eq!(e.closes[0].1, CloseReason::Dropped);
     let g = demo.gauges.snapshot();
-    assert_eq!((g.http_streams, g.subscriptions), (0, 0));
+    assert_eq!((g.http_streams, g.operations), (0, 0));
     assert_eq!(server.live_tasks(), 0);
 }
 

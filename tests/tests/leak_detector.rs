@@ -66,7 +66,7 @@ fn reports_only_operations_kept_alive_by_user_code<R: TestRuntime>() {
     c.send(json!({"id": "leaky", "type": "complete"}));
     let gauges = Arc::clone(server.gauges());
     wait_until("both operations ended", DEADLINE, || {
-        gauges.subscriptions() == 0
+        gauges.operations() == 0
     });
     assert_eq!(gauges.snapshot().leaked_operations, 1);
     let kept = kept.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,7 +112,7 @@ fn covers_shared_executions<R: TestRuntime>() {
     second.send(json!({"id": "b", "type": "complete"}));
     wait_until("the upstream dropped", DEADLINE, || {
         let g = gauges.snapshot();
-        g.shared_upstreams == 0 && g.subscriptions == 0
+        g.shared_upstreams == 0 && g.operations == 0
     });
     assert_eq!(
         gauges.snapshot().leaked_operations,

@@ -69,7 +69,7 @@ fn start_before_ack_closes_4401<R: TestRuntime>() {
         s.recorder.events().subscribes.is_empty(),
         "no resolver before on_connect"
     );
-    assert_eq!(s.gauges.snapshot().subscriptions_total, 0);
+    assert_eq!(s.gauges.snapshot().operations_total, 0);
 }
 
 fn start_with_a_live_id_replaces_it_after_its_complete<R: TestRuntime>() {

@@ -134,7 +134,7 @@ fn same_everywhere<R: TestRuntime>(
         };
         assert_eq!(&outcome, expected, "over {via:?}");
         wait_until("no live operation", DEADLINE, || {
-            s.gauges.snapshot().subscriptions == 0
+            s.gauges.snapshot().operations == 0
         });
         assert_eq!(s.recorder.events().completes.len(), 1, "once, over {via:?}");
     }

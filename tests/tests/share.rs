@@ -49,7 +49,7 @@ fn identical_subscriptions_share_one_execution<R: TestRuntime>() {
     legacy.init(None);
     legacy.start("l", TICKS);
     wait_until("three subscribers, one upstream", DEADLINE, || {
-        shared(&s) == (1, 3) && s.gauges.subscriptions() == 3
+        shared(&s) == (1, 3) && s.gauges.operations() == 3
     });
     assert_eq!(
         s.live.get(),
@@ -71,7 +71,7 @@ fn identical_subscriptions_share_one_execution<R: TestRuntime>() {
     consecutive_ticks(&mut b, 2);
     b.close(1000);
     wait_until("the last subscriber gone", DEADLINE, || {
-        shared(&s) == (0, 0) && s.live.get() == 0 && s.gauges.subscriptions() == 0
+        shared(&s) == (0, 0) && s.live.get() == 0 && s.gauges.operations() == 0
     });
     drop(a);
     s.wait_idle();
@@ -309,7 +309,7 @@ fn the_upstream_ends_with_its_last_subscriber_on_every_path<R: TestRuntime>() {
         assert_eq!(s.live.get(), 1, "{how:?}: the upstream died with the first");
         end(&mut clients[1], how);
         wait_until(&format!("{how:?}: upstream dropped"), DEADLINE, || {
-            shared(&s) == (0, 0) && s.live.get() == 0 && s.gauges.subscriptions() == 0
+            shared(&s) == (0, 0) && s.live.get() == 0 && s.gauges.operations() == 0
         });
         drop(clients);
         s.wait_idle();

@@ -91,7 +91,7 @@ async fn silent_peer_is_dropped_after_ping_interval_plus_timeout() {
         "{elapsed:?}"
     );
     assert_eq!(state.live.get(), 0);
-    assert_eq!(state.gauges.snapshot().subscriptions, 0);
+    assert_eq!(state.gauges.snapshot().operations, 0);
     drop(client);
 }
 

@@ -135,7 +135,7 @@ fn both_subprotocols_serve_the_demo_schema() {
     wait_until("one live stream", DEADLINE, || app.live.get() == 1);
     legacy.reset();
     wait_until("the reset connection's stream dropped", DEADLINE, || {
-        app.live.get() == 0 && app.gauges.subscriptions() == 0
+        app.live.get() == 0 && app.gauges.operations() == 0
     });
 }
 

@@ -1,8 +1,17 @@
-//! Live and total counts of connections and subscriptions, readable at any time.
+//! Live and total counts of connections, HTTP streams and operations (by kind), readable
+//! at any time. The vocabulary is the README's "Gauges" table.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::CloseKind;
+
+/// The kind of an operation, once its document was parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OperationKind {
+    Query,
+    Mutation,
+    Subscription,
+}
 
 /// Shared counters of one server (or of several, if you hand the same `Arc` to each).
 ///
@@ -11,9 +20,13 @@ use crate::CloseKind;
 #[derive(Debug, Default)]
 pub struct Gauges {
     connections: AtomicU64,
+    operations: AtomicU64,
     subscriptions: AtomicU64,
     connections_total: AtomicU64,
+    operations_total: AtomicU64,
     subscriptions_total: AtomicU64,
+    queries_total: AtomicU64,
+    mutations_total: AtomicU64,
     leaked_operations: AtomicU64,
     hook_panics: AtomicU64,
     responses_too_large: AtomicU64,
@@ -38,14 +51,25 @@ pub struct Gauges {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct GaugeSnapshot {
-    /// WebSocket connections alive now (upgraded and not yet finished).
+    /// WebSocket connections alive now (upgraded and not yet finished). HTTP requests and
+    /// streams are `http_requests_total` and `http_streams`.
     pub connections: u64,
-    /// Operations alive now (preparing or streaming, not yet dropped).
+    /// Operations alive now, of every kind and transport (preparing or streaming, not yet
+    /// dropped).
+    pub operations: u64,
+    /// Subscription operations alive now (counted once `on_subscribe` let them through
+    /// and their document named a subscription).
     pub subscriptions: u64,
-    /// Connections ever upgraded.
+    /// WebSocket connections ever upgraded.
     pub connections_total: u64,
-    /// Operations ever accepted.
+    /// Operations ever accepted (id reserved), of every kind and transport.
+    pub operations_total: u64,
+    /// Subscription operations ever executed.
     pub subscriptions_total: u64,
+    /// Query operations ever executed.
+    pub queries_total: u64,
+    /// Mutation operations ever executed.
+    pub mutations_total: u64,
     /// Operations whose state outlived their stream (leak detection on; see
     /// [`crate::Config::detect_leaks`]).
     pub leaked_operations: u64,
@@ -118,9 +142,15 @@ impl GaugeSnapshot {
             self.connections,
         );
         metric(
+            "operations",
+            "gauge",
+            "Operations alive now, every kind and transport.",
+            self.operations,
+        );
+        metric(
             "subscriptions",
             "gauge",
-            "Operations alive now.",
+            "Subscription operations alive now.",
             self.subscriptions,
         );
         metric(
@@ -130,10 +160,28 @@ impl GaugeSnapshot {
             self.connections_total,
         );
         metric(
+            "operations_total",
+            "counter",
+            "Operations ever accepted, every kind and transport.",
+            self.operations_total,
+        );
+        metric(
             "subscriptions_total",
             "counter",
-            "Operations ever accepted.",
+            "Subscription operations ever executed.",
             self.subscriptions_total,
+        );
+        metric(
+            "queries_total",
+            "counter",
+            "Query operations ever executed.",
+            self.queries_total,
+        );
+        metric(
+            "mutations_total",
+            "counter",
+            "Mutation operations ever executed.",
+            self.mutations_total,
         );
         metric(
             "leaked_operations_total",
@@ -270,9 +318,13 @@ impl Gauges {
         }
         GaugeSnapshot {
             connections: self.connections.load(Ordering::Relaxed),
+            operations: self.operations.load(Ordering::Relaxed),
             subscriptions: self.subscriptions.load(Ordering::Relaxed),
             connections_total: self.connections_total.load(Ordering::Relaxed),
+            operations_total: self.operations_total.load(Ordering::Relaxed),
             subscriptions_total: self.subscriptions_total.load(Ordering::Relaxed),
+            queries_total: self.queries_total.load(Ordering::Relaxed),
+            mutations_total: self.mutations_total.load(Ordering::Relaxed),
             leaked_operations: self.leaked_operations.load(Ordering::Relaxed),
             hook_panics: self.hook_panics.load(Ordering::Relaxed),
             responses_too_large: self.responses_too_large.load(Ordering::Relaxed),
@@ -299,7 +351,12 @@ impl Gauges {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// Live operations now.
+    /// Live operations now, every kind.
+    pub fn operations(&self) -> u64 {
+        self.operations.load(Ordering::Relaxed)
+    }
+
+    /// Live subscription operations now.
     pub fn subscriptions(&self) -> u64 {
         self.subscriptions.load(Ordering::Relaxed)
     }
@@ -367,9 +424,22 @@ impl Gauges {
         self.closes[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn open_subscription(&self) {
-        self.subscriptions.fetch_add(1, Ordering::Relaxed);
-        self.subscriptions_total.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn open_operation(&self) {
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        self.operations_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An operation's kind became known (it is about to execute); a subscription stays
+    /// counted live until [`Gauges::close_subscription`].
+    pub(crate) fn count_kind(&self, kind: OperationKind) {
+        match kind {
+            OperationKind::Query => self.queries_total.fetch_add(1, Ordering::Relaxed),
+            OperationKind::Mutation => self.mutations_total.fetch_add(1, Ordering::Relaxed),
+            OperationKind::Subscription => {
+                self.subscriptions.fetch_add(1, Ordering::Relaxed);
+                self.subscriptions_total.fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
 
     pub(crate) fn count_leak(&self) {
@@ -414,6 +484,10 @@ impl Gauges {
 
     pub(crate) fn close_shared_subscriber(&self) {
         self.shared_subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn close_operation(&self) {
+        self.operations.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub(crate) fn close_subscription(&self) {

@@ -10,6 +10,7 @@ use async_graphql::{Data, Executor, Request, Response, ServerError};
 use futures_core::Stream;
 use futures_core::stream::BoxStream;
 
+use crate::gauges::OperationKind;
 use crate::lifecycle::run_guarded;
 use crate::share::{SharedItem, SharedSubscription, Shares};
 use crate::token::{OperationToken, TokenInner, check_leak};
@@ -76,11 +77,16 @@ pub(crate) struct CompletionGuard<H: Hooks> {
     gauges: Arc<Gauges>,
     /// With leak detection on: the operation's token, also held by its execution state.
     token: Option<Weak<TokenInner>>,
+    /// Counted in the live `subscriptions` gauge.
+    subscription: bool,
 }
 
 impl<H: Hooks> Drop for CompletionGuard<H> {
     fn drop(&mut self) {
-        self.gauges.close_subscription();
+        self.gauges.close_operation();
+        if self.subscription {
+            self.gauges.close_subscription();
+        }
         // The stream (and with it the execution state) was dropped before this guard.
         check_leak(self.token.as_ref(), &self.gauges);
         self.span
@@ -109,7 +115,7 @@ impl<H: Hooks> Operation<H> {
         gauges: &Arc<Gauges>,
         sharing: &Sharing,
     ) -> Self {
-        gauges.open_subscription();
+        gauges.open_operation();
         let token = detect_leaks.then(|| {
             let token = OperationToken(Arc::new(TokenInner {
                 conn: conn.id,
@@ -149,6 +155,7 @@ impl<H: Hooks> Operation<H> {
                 hooks: Arc::clone(hooks),
                 gauges: Arc::clone(gauges),
                 token,
+                subscription: false,
             },
         }
     }
@@ -183,13 +190,18 @@ impl<H: Hooks> Stream for Operation<H> {
                                 missing,
                             ))));
                         }
+                        if let Some(kind) = checked.kind {
+                            this.guard.gauges.count_kind(kind);
+                            this.guard.subscription = kind == OperationKind::Subscription;
+                        }
                         let execute = std::mem::replace(
                             &mut this.execute,
                             Box::new(|_| Box::pin(futures_lite::stream::empty())),
                         );
                         // Only subscriptions share: a query or mutation (side effects!)
                         // always executes by itself.
-                        let key = checked
+                        let key = this
+                            .guard
                             .subscription
                             .then(|| {
                                 this.guard

@@ -11,14 +11,16 @@ use async_graphql::parser::types::{DocumentOperations, OperationDefinition, Oper
 use async_graphql::parser::{Positioned, parse_query};
 use async_graphql::{Name, Request, ServerError, Value};
 
+use crate::gauges::OperationKind;
+
 /// What the one parse of a request found.
 #[derive(Debug, Default)]
 pub(crate) struct Checked {
     /// The coercion errors of the request's required variables, or none.
     pub(crate) missing: Vec<ServerError>,
-    /// Whether the selected operation is a subscription (the only kind that may share an
-    /// execution: a query or mutation always runs by itself).
-    pub(crate) subscription: bool,
+    /// The selected operation's kind, when the document parses and selects one. Only a
+    /// subscription may share an execution: a query or mutation always runs by itself.
+    pub(crate) kind: Option<OperationKind>,
 }
 
 /// Checks `request`'s required variables and finds its operation type. A document that
@@ -32,7 +34,11 @@ pub(crate) fn check(request: &mut Request) -> Checked {
     let checked = match select(&document.operations, request.operation_name.as_deref()) {
         Some(operation) => Checked {
             missing: missing_in(operation, request),
-            subscription: operation.node.ty == OperationType::Subscription,
+            kind: Some(match operation.node.ty {
+                OperationType::Query => OperationKind::Query,
+                OperationType::Mutation => OperationKind::Mutation,
+                OperationType::Subscription => OperationKind::Subscription,
+            }),
         },
         None => Checked::default(),
     };
@@ -124,7 +130,7 @@ mod tests {
             if let Some(n) = name {
                 request = request.operation_name(n);
             }
-            check(&mut request).subscription
+            check(&mut request).kind == Some(OperationKind::Subscription)
         };
         assert!(kind("subscription { ticks }", None));
         assert!(!kind("{ hello }", None));
