@@ -17,8 +17,8 @@
 //! lock, and checks it back in. While it is out, the state still answers for it: `ids`
 //! holds every live id (so the duplicate and `max_subscriptions` checks of `add` stay
 //! exact), an added operation waits in `added`, a removed one is recorded in `removed`,
-//! and a close marks the state closed; the check-in applies all of it, in that order of
-//! cause (removals, then closing, then additions), before the body sees the event. So the
+//! and a close marks the state closed; the check-in applies them (removals first, then
+//! the close, else the additions) before the body sees the poll's event. So the
 //! guarantee has one documented exception: the operations checked out at the moment of a
 //! `close` (a poll of them is running) are dropped and finished by the poller as soon as
 //! that poll returns, and only then does the reservation run its end hooks and stop
