@@ -1,10 +1,9 @@
 //! The demo schema served in-process on a real 127.0.0.1 listener, per runtime.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-
-use std::future::Future;
+use std::time::{Duration, Instant};
 
 use subscope::rt::{Listener, Runtime, Spawn};
 use subscope::{Config, Delivery, Gauges, Server};
@@ -65,7 +64,30 @@ pub trait TestRuntime: Sized + 'static {
             gauges: demo.gauges,
             recorder: demo.recorder,
             broker: demo.broker,
-            control: Box::new(Controlled::<Self> { guard, server }),
+            control: Box::new(Controlled::<Self, _> { guard, server }),
+        }
+    }
+
+    /// Serves `schema` (a test's own) with recording hooks on 127.0.0.1:0; `live` and
+    /// `broker` of the result are fresh and unused by that schema unless it reads them.
+    fn start_schema<E: async_graphql::Executor>(config: Config, schema: E) -> TestServer {
+        let (rt, guard) = Self::runtime();
+        let hooks = RecordingHooks::default();
+        let gauges = Arc::new(Gauges::new());
+        let recorder = hooks.recorder.clone();
+        let server = Server::builder(rt, schema)
+            .hooks(hooks)
+            .config(suite_config(config))
+            .gauges(Arc::clone(&gauges))
+            .build();
+        let addr = Self::listen(&guard, &server);
+        TestServer {
+            addr,
+            live: LiveCounter::default(),
+            broker: Broker::memory(Delivery::default(), Arc::clone(&gauges)),
+            gauges,
+            recorder,
+            control: Box::new(Controlled::<Self, _> { guard, server }),
         }
     }
 }
@@ -150,14 +172,32 @@ pub fn volume_config(config: Config) -> Config {
 /// The demo server type with recording hooks.
 pub type DemoServer<Rt> = Server<DemoSchema, RecordingHooks, Rt>;
 
-struct Controlled<R: TestRuntime> {
+struct Controlled<R: TestRuntime, E> {
     guard: R::Guard,
-    server: DemoServer<R::Rt>,
+    server: Server<E, RecordingHooks, R::Rt>,
 }
 
-impl<R: TestRuntime> Control for Controlled<R> {
+impl<R: TestRuntime, E: async_graphql::Executor> Control for Controlled<R, E> {
     fn shutdown(&self, grace: Duration) {
         R::block_on(&self.guard, self.server.shutdown(grace));
+    }
+
+    fn shutdown_beside_a_timer(&self, grace: Duration, timer: Duration) -> (Duration, Duration) {
+        use subscope::rt::Timer;
+        let rt = self.server.runtime().clone();
+        R::block_on(&self.guard, async {
+            let started = Instant::now();
+            let shutdown = async {
+                self.server.shutdown(grace).await;
+                started.elapsed()
+            };
+            let fired = async {
+                rt.sleep(timer).await;
+                started.elapsed()
+            };
+            let (shutdown, fired) = futures_lite::future::zip(shutdown, fired).await;
+            (fired, shutdown)
+        })
     }
 }
 
@@ -165,6 +205,8 @@ impl<R: TestRuntime> Control for Controlled<R> {
 trait Control: Send + Sync {
     /// Runs the server's graceful shutdown to its end.
     fn shutdown(&self, grace: Duration);
+    /// See [`TestServer::shutdown_beside_a_timer`].
+    fn shutdown_beside_a_timer(&self, grace: Duration, timer: Duration) -> (Duration, Duration);
 }
 
 /// A running demo server.
@@ -201,6 +243,17 @@ impl TestServer {
     /// Runs graceful shutdown; returns when the server says every connection is gone.
     pub fn shutdown(&self, grace: Duration) {
         self.control.shutdown(grace);
+    }
+
+    /// Runs shutdown on the test thread in one future with a `timer` sleep beside it, and
+    /// returns when the timer fired and when shutdown returned, both from the start. A
+    /// shutdown that blocks its thread (instead of awaiting) delays the timer with it.
+    pub fn shutdown_beside_a_timer(
+        &self,
+        grace: Duration,
+        timer: Duration,
+    ) -> (Duration, Duration) {
+        self.control.shutdown_beside_a_timer(grace, timer)
     }
 
     /// Waits until no demo stream and no operation is alive, and no connection.

@@ -4,8 +4,14 @@
 //! reason), and every refusal with its status.
 
 use std::net::Shutdown;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
+use async_graphql::{Context, EmptyMutation, Schema};
+use futures_core::Stream;
+use futures_lite::stream;
 use serde_json::json;
 use subscope::{CloseReason, Config, EndReason};
 use subscope_tests::http::{
@@ -520,6 +526,135 @@ fn dropping_the_connection_future_drops_the_stream<R: TestRuntime>() {
     assert_eq!(server.live_tasks(), 0);
 }
 
+/// How far the `slow` operations of [`slow_schema`] got: polls begun, polls returned.
+#[derive(Debug, Clone, Default)]
+struct SlowProbe {
+    started: Arc<AtomicUsize>,
+    returned: Arc<AtomicUsize>,
+}
+
+struct SlowQuery;
+
+#[async_graphql::Object]
+impl SlowQuery {
+    async fn hello(&self) -> &'static str {
+        "world"
+    }
+}
+
+struct SlowSubscription;
+
+#[async_graphql::Subscription]
+impl SlowSubscription {
+    /// Blocks its thread `ms` inside its first poll (CPU-heavy user code), yields `ms`,
+    /// then never yields again.
+    async fn slow(&self, ctx: &Context<'_>, ms: u64) -> impl Stream<Item = u64> + use<> {
+        let probe = ctx.data_unchecked::<SlowProbe>().clone();
+        let mut polled = false;
+        stream::poll_fn(move |_| {
+            if polled {
+                return Poll::Pending;
+            }
+            polled = true;
+            probe.started.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(ms));
+            probe.returned.fetch_add(1, Ordering::SeqCst);
+            Poll::Ready(Some(ms))
+        })
+    }
+
+    /// Never yields.
+    async fn idle(&self) -> impl Stream<Item = u64> + use<> {
+        stream::pending()
+    }
+}
+
+/// A schema of its own for the slow-poll test: `slow(ms)` and `idle`.
+fn slow_schema(probe: SlowProbe) -> Schema<SlowQuery, EmptyMutation, SlowSubscription> {
+    Schema::build(SlowQuery, EmptyMutation, SlowSubscription)
+        .data(probe)
+        .finish()
+}
+
+/// No user code is polled under a lock: while an operation of a single-connection stream
+/// blocks its thread for a second inside `poll_next`, a `POST` of another operation and a
+/// `DELETE` of a third are answered at once, and shutdown's forced phase does not block
+/// the thread it runs on (it returns once the slow poll ends, every `on_complete` run
+/// exactly once). The runtimes of the suite run two worker threads, so one is free.
+fn a_slow_poll_blocks_no_post_delete_or_shutdown<R: TestRuntime>() {
+    const SLOW_MS: u64 = 1500;
+    const AT_ONCE: Duration = Duration::from_millis(500);
+    let probe = SlowProbe::default();
+    let s = R::start_schema(Config::default(), slow_schema(probe.clone()));
+    let token = reserve(s.addr);
+    let mut stream = open_stream(s.addr, &token);
+    assert_eq!(stream.status, 200);
+    let op = |id: &str, q: &str| post_operation(s.addr, &token, id, q).status;
+    assert_eq!(op("idle", "subscription { idle }"), 202);
+    let slow = format!("subscription {{ slow(ms: {SLOW_MS}) }}");
+    assert_eq!(op("slow", &slow), 202);
+    wait_until("the slow poll began", DEADLINE, || {
+        probe.started.load(Ordering::SeqCst) == 1
+    });
+    let began = Instant::now();
+    assert_eq!(op("second", "subscription { idle }"), 202);
+    let posted = began.elapsed();
+    let target = format!("/graphql?operationId=idle&token={token}");
+    assert_eq!(request(s.addr, "DELETE", &target, &[], b"").status, 200);
+    let deleted = began.elapsed();
+    assert_eq!(
+        probe.returned.load(Ordering::SeqCst),
+        0,
+        "answered while the slow poll ran"
+    );
+    assert!(posted < AT_ONCE, "POST waited {posted:?} for the slow poll");
+    assert!(
+        deleted < AT_ONCE,
+        "DELETE waited {deleted:?} for the slow poll"
+    );
+    // The slow poll ends: its item arrives, the deleted operation is completed.
+    let e = stream.next_event().expect("the slow item");
+    assert_eq!(
+        e.json(),
+        json!({ "id": "slow", "payload": { "data": { "slow": SLOW_MS } } })
+    );
+    s.recorder.wait("idle stopped", DEADLINE, |e| {
+        e.completes.len() == 1 && e.completes[0].1 == "idle"
+    });
+    // Shutdown's forced phase while another slow poll runs.
+    assert_eq!(op("slow2", &slow), 202);
+    wait_until("the second slow poll began", DEADLINE, || {
+        probe.started.load(Ordering::SeqCst) == 2
+    });
+    let (fired, returned) = s.shutdown_beside_a_timer(Duration::ZERO, Duration::from_millis(50));
+    assert!(fired < AT_ONCE, "shutdown blocked its thread for {fired:?}");
+    assert_eq!(
+        probe.returned.load(Ordering::SeqCst),
+        2,
+        "shutdown returned after {returned:?}, before the slow poll ended"
+    );
+    let e = s.recorder.events();
+    let mut completed: Vec<_> = e
+        .completes
+        .iter()
+        .map(|c| (c.1.as_str(), c.2.clone()))
+        .collect();
+    completed.sort_by_key(|c| c.0);
+    let shut = EndReason::ConnectionClosed(CloseReason::ServerShutdown);
+    assert_eq!(
+        completed,
+        [
+            ("idle", EndReason::ClientStopped),
+            ("second", shut.clone()),
+            ("slow", shut.clone()),
+            ("slow2", shut),
+        ],
+        "every operation completed once before shutdown returned"
+    );
+    assert_eq!(e.closes.len(), 1, "the stream's end hooks ran: {e:?}");
+    drop(stream);
+}
+
 #[derive(Clone, Copy)]
 enum Format {
     Sse,
@@ -550,4 +685,5 @@ per_runtime!(
     slow_reader_is_cut_at_the_write_timeout,
     stream_end_and_graceful_shutdown,
     dropping_the_connection_future_drops_the_stream,
+    a_slow_poll_blocks_no_post_delete_or_shutdown,
 );

@@ -174,14 +174,6 @@ impl<C: Stream + Unpin + Send> ChildSet<C> {
         }
     }
 
-    pub(crate) fn contains(&self, key: &str) -> bool {
-        self.index.contains_key(key)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.slots.len()
-    }
-
     pub(crate) fn remove(&mut self, key: &str) -> Option<C> {
         let slot = self.index.remove(key)?;
         Some(self.slots.remove(slot).child)

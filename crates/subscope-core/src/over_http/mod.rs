@@ -652,9 +652,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let reservation = self.reservation(token)?;
         let id = request::query_param(query, "operationId")
             .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "Operation ID is missing"))?;
-        if let Some(op) = reservation.remove(&id) {
-            op.finish(EndReason::ClientStopped);
-        }
+        reservation.remove(&id, EndReason::ClientStopped);
         Ok(Response::new(HttpBody::empty()))
     }
 }

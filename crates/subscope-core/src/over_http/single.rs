@@ -10,8 +10,21 @@
 //! (and runs `on_connect` with its headers; the reservation is the connection in the
 //! hooks' sense), one event stream opens it, operations are `POST`ed to it. A reservation
 //! never opened expires after the handshake timeout.
+//!
+//! No user code is polled under the lock: a user stream can block its thread for as long
+//! as it likes, and a `POST`, `DELETE` or shutdown must not wait for it on another thread.
+//! So the body checks the operations' [`ChildSet`] out of the state, polls it without the
+//! lock, and checks it back in. While it is out, the state still answers for it: `ids`
+//! holds every live id (so the duplicate and `max_subscriptions` checks of `add` stay
+//! exact), an added operation waits in `added`, a removed one is recorded in `removed`,
+//! and a close marks the state closed; the check-in applies them (removals first, then
+//! the close, else the additions) before the body sees the poll's event. So the
+//! guarantee has one documented exception: the operations checked out at the moment of a
+//! `close` (a poll of them is running) are dropped and finished by the poller as soon as
+//! that poll returns, and only then does the reservation run its end hooks and stop
+//! counting for shutdown, which therefore still waits for them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
@@ -77,7 +90,11 @@ impl<H: Hooks> Reservations<H> {
             conn,
             session,
             state: Mutex::new(State {
-                ops: ChildSet::new(),
+                ops: Some(ChildSet::new()),
+                ids: HashSet::new(),
+                added: Vec::new(),
+                removed: Vec::new(),
+                reason: None,
                 phase: Phase::Reserved,
                 end: Some(end),
                 live: Some(live),
@@ -139,7 +156,16 @@ pub(crate) enum Phase {
 }
 
 struct State<H: Hooks> {
-    ops: ChildSet<Operation<H>>,
+    /// The operations; `None` while the body polls them (checked out, without the lock).
+    ops: Option<ChildSet<Operation<H>>>,
+    /// The id of every live operation, in `ops` (checked out or not) or in `added`.
+    ids: HashSet<String>,
+    /// Added while `ops` was out: inserted at check-in.
+    added: Vec<(String, Operation<H>)>,
+    /// Removed while `ops` was out: finished at check-in, with their reason.
+    removed: Vec<(String, EndReason)>,
+    /// Why it closed (the first reason wins).
+    reason: Option<CloseReason>,
     phase: Phase,
     /// The end hooks, run when the reservation closes.
     end: Option<EndHooks<H>>,
@@ -212,55 +238,226 @@ impl<H: Hooks> Reservation<H> {
         if state.phase == Phase::Closed {
             return Err(AddError::Gone);
         }
-        if state.ops.contains(&id) {
+        if state.ids.contains(&id) {
             return Err(AddError::Duplicate);
         }
-        if state.ops.len() >= max {
+        if state.ids.len() >= max {
             return Err(AddError::Full);
         }
         let op = start();
-        if let Err(op) = state.ops.insert(id, op) {
-            drop(state);
-            op.finish(EndReason::Refused);
+        state.ids.insert(id.clone());
+        match &mut state.ops {
+            // `insert` wakes the body (it schedules the operation's first poll); `ids`
+            // ruled out a duplicate.
+            Some(ops) => {
+                if let Err(op) = ops.insert(id.clone(), op) {
+                    state.ids.remove(&id);
+                    drop(state);
+                    op.finish(EndReason::Refused);
+                }
+            }
+            // The body is polling: it inserts it at check-in, and wakes itself then.
+            None => state.added.push((id, op)),
         }
         Ok(())
     }
 
-    /// Takes operation `id` out (the caller drops it, outside the lock).
-    pub(crate) fn remove(&self, id: &str) -> Option<Operation<H>> {
-        self.lock().ops.remove(id)
-    }
-
-    pub(crate) fn poll_ops(&self, cx: &mut Context<'_>) -> Poll<ChildEvent<Operation<H>>> {
-        self.lock().ops.poll_next(cx)
-    }
-
-    /// Ends the reservation: forgets the token, drops every operation (completed with
-    /// `ConnectionClosed(reason)`, or `Dropped`), runs the end hooks, and only then stops
-    /// counting for shutdown. Idempotent: the first reason wins.
-    pub(crate) fn close(&self, reason: CloseReason) {
-        if let Some(registry) = self.registry.upgrade() {
-            registry.forget(&self.token);
+    /// Stops operation `id`, finished with `reason`: at once (outside the lock), or, if
+    /// the body is polling it right now, by the body as soon as that poll returns.
+    pub(crate) fn remove(&self, id: &str, reason: EndReason) {
+        let mut state = self.lock();
+        if !state.ids.remove(id) {
+            return;
         }
-        let (ops, end, live) = {
+        let op = match &mut state.ops {
+            Some(ops) => ops.remove(id),
+            None => match state.added.iter().position(|(added, _)| added == id) {
+                Some(i) => Some(state.added.swap_remove(i).1),
+                None => {
+                    state.removed.push((id.to_owned(), reason));
+                    return;
+                }
+            },
+        };
+        drop(state);
+        if let Some(op) = op {
+            op.finish(reason);
+        }
+    }
+
+    /// Polls the operations without holding the lock (see the module docs). `Pending`
+    /// once closed.
+    pub(crate) fn poll_ops(&self, cx: &mut Context<'_>) -> Poll<ChildEvent<Operation<H>>> {
+        let ops = {
             let mut state = self.lock();
-            if state.phase == Phase::Reserved {
-                self.left_reserved();
+            if state.phase == Phase::Closed {
+                return Poll::Pending;
             }
-            state.phase = Phase::Closed;
-            state.ops.wake_parent();
-            (state.ops.drain(), state.end.take(), state.live.take())
+            // One body polls, from one place: never checked out twice.
+            match state.ops.take() {
+                Some(ops) => ops,
+                None => return Poll::Pending,
+            }
         };
-        let op_reason = match &reason {
-            CloseReason::Dropped => EndReason::Dropped,
-            r => EndReason::ConnectionClosed(r.clone()),
+        let mut out = CheckedOut {
+            owner: self,
+            ops: Some(ops),
         };
-        for op in ops {
-            op.finish(op_reason.clone());
+        let polled = out
+            .ops
+            .as_mut()
+            .map_or(Poll::Pending, |ops| ops.poll_next(cx));
+        match out.ops.take() {
+            Some(ops) => self.check_in(ops, polled, cx),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Puts the operations back and applies what happened while they were out; hands
+    /// back the event of the poll unless the reservation closed meanwhile.
+    fn check_in(
+        &self,
+        mut ops: ChildSet<Operation<H>>,
+        polled: Poll<ChildEvent<Operation<H>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<ChildEvent<Operation<H>>> {
+        let mut state = self.lock();
+        // An operation that left the set in this poll: its id is free again, unless a
+        // `remove` already freed it (and then the event finishes it, not the removal).
+        if let Poll::Ready(ChildEvent::Ended(id, _) | ChildEvent::Panicked(id, _)) = &polled {
+            match state.removed.iter().position(|(removed, _)| removed == id) {
+                Some(i) => {
+                    state.removed.swap_remove(i);
+                }
+                None => {
+                    state.ids.remove(id);
+                }
+            }
+        }
+        let mut finish: Vec<(Operation<H>, EndReason)> = std::mem::take(&mut state.removed)
+            .into_iter()
+            .filter_map(|(id, reason)| ops.remove(&id).map(|op| (op, reason)))
+            .collect();
+        if state.phase == Phase::Closed {
+            // Closed while we polled: everything is ours to drop, then the end hooks.
+            let reason = state.reason.clone().unwrap_or(CloseReason::Dropped);
+            let op_reason = op_reason(&reason);
+            let event_op = match polled {
+                Poll::Ready(ChildEvent::Ended(_, op) | ChildEvent::Panicked(_, op)) => Some(op),
+                _ => None,
+            };
+            finish.extend(
+                ops.drain()
+                    .into_iter()
+                    .chain(state.added.drain(..).map(|(_, op)| op))
+                    .chain(event_op)
+                    .map(|op| (op, op_reason.clone())),
+            );
+            state.ids.clear();
+            state.ops = Some(ops);
+            let (end, live) = (state.end.take(), state.live.take());
+            drop(state);
+            Self::finish_all(finish, end, reason, live);
+            // The body sees `Closed` on its next poll.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        for (id, op) in state.added.drain(..) {
+            if let Err(op) = ops.insert(id, op) {
+                finish.push((op, EndReason::Refused));
+            }
+        }
+        state.ops = Some(ops);
+        drop(state);
+        for (op, reason) in finish {
+            op.finish(reason);
+        }
+        polled
+    }
+
+    /// Drops `ops` (each `on_complete` with its reason), then runs the end hooks with
+    /// `reason`, and only then stops counting for shutdown.
+    fn finish_all(
+        ops: Vec<(Operation<H>, EndReason)>,
+        end: Option<StreamEnd<H>>,
+        reason: CloseReason,
+        live: Option<TrackerToken>,
+    ) {
+        for (op, reason) in ops {
+            op.finish(reason);
         }
         if let Some(mut end) = end {
             end.reason = Some(reason);
         }
         drop(live);
+    }
+
+    /// Ends the reservation: forgets the token, drops every operation (completed with
+    /// `ConnectionClosed(reason)`, or `Dropped`), runs the end hooks, and only then stops
+    /// counting for shutdown. Idempotent: the first reason wins. If the body is polling
+    /// the operations right now, it does all of this as soon as its poll returns (see the
+    /// module docs); `close` does not wait for it.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.forget(&self.token);
+        }
+        let mut state = self.lock();
+        if state.phase == Phase::Reserved {
+            self.left_reserved();
+        }
+        state.phase = Phase::Closed;
+        let reason = state.reason.get_or_insert(reason).clone();
+        if state.ops.is_none() {
+            // Checked out: the poller finishes those operations, then the rest. Those
+            // waiting to be added are not polled: finished here.
+            let added = std::mem::take(&mut state.added);
+            drop(state);
+            let op_reason = op_reason(&reason);
+            for (_, op) in added {
+                op.finish(op_reason.clone());
+            }
+            return;
+        }
+        let drained = state.ops.as_mut().map(|ops| {
+            ops.wake_parent();
+            ops.drain()
+        });
+        state.ids.clear();
+        let (end, live) = (state.end.take(), state.live.take());
+        drop(state);
+        let op_reason = op_reason(&reason);
+        let ops = drained
+            .into_iter()
+            .flatten()
+            .map(|op| (op, op_reason.clone()))
+            .collect();
+        Self::finish_all(ops, end, reason, live);
+    }
+}
+
+/// What a close means to each operation.
+fn op_reason(reason: &CloseReason) -> EndReason {
+    match reason {
+        CloseReason::Dropped => EndReason::Dropped,
+        r => EndReason::ConnectionClosed(r.clone()),
+    }
+}
+
+/// The operations while the body polls them: put back even if the poll unwinds, so a
+/// close can still finish them.
+struct CheckedOut<'a, H: Hooks> {
+    owner: &'a Reservation<H>,
+    ops: Option<ChildSet<Operation<H>>>,
+}
+
+impl<H: Hooks> Drop for CheckedOut<'_, H> {
+    fn drop(&mut self) {
+        if let Some(ops) = self.ops.take() {
+            let _ = self.owner.check_in(
+                ops,
+                Poll::Pending,
+                &mut Context::from_waker(std::task::Waker::noop()),
+            );
+        }
     }
 }

@@ -111,8 +111,9 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
             Verdict::Next(json) => Step::Frame(frame::next(self.format, id, &json)),
             Verdict::Fail { reason, errors } => {
                 self.states.remove(id);
-                if let Some(op) = op.or_else(|| self.ops.remove(id)) {
-                    op.finish(reason.clone());
+                match op {
+                    Some(op) => op.finish(reason.clone()),
+                    None => self.ops.remove(id, reason.clone()),
                 }
                 self.after_op(frame::failed(self.format, id, &reason, &errors))
             }
