@@ -82,9 +82,14 @@ pub(crate) fn lint_steps() -> Vec<Step> {
 /// every test client offers permessage-deflate and the demo servers accept it); the second
 /// run reuses the first one's binaries.
 fn plain_and_compressed(name: &str, args: &[&str]) -> [Step; 2] {
-    let plain = step(name, args);
+    let mut plain = step(name, args);
     let mut compressed = step(format!("{name}, compressed (permessage-deflate)"), args);
     compressed.env.push(("SUBSCOPE_TEST_DEFLATE", "1"));
+    // async-std sizes its pool by the CPU count; the suite gives every runtime two worker
+    // threads (tests that block one in user code need the other), whatever the machine.
+    for s in [&mut plain, &mut compressed] {
+        s.env.push(("ASYNC_STD_THREAD_COUNT", "2"));
+    }
     [plain, compressed]
 }
 

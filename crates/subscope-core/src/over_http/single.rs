@@ -379,7 +379,7 @@ impl<H: Hooks> Reservation<H> {
     /// `reason`, and only then stops counting for shutdown.
     fn finish_all(
         ops: Vec<(Operation<H>, EndReason)>,
-        end: Option<StreamEnd<H>>,
+        end: Option<EndHooks<H>>,
         reason: CloseReason,
         live: Option<TrackerToken>,
     ) {
