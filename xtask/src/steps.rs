@@ -12,6 +12,7 @@ pub(crate) const RUNTIMES: &[&str] = &["tokio", "smol", "async-std"];
 pub(crate) const CRATES: &[&str] = &[
     "subscope-core",
     "subscope-tokio",
+    "subscope-async-io",
     "subscope-smol",
     "subscope-async-std",
     "subscope-axum",
@@ -120,6 +121,7 @@ pub(crate) fn doc_step() -> Step {
 pub(crate) const PUBLISHED: &[&str] = &[
     "subscope-core",
     "subscope-tokio",
+    "subscope-async-io",
     "subscope-smol",
     "subscope-async-std",
     "subscope-axum",

@@ -590,6 +590,45 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             }
         }
     }
+
+    /// [`Server::serve`] until `signal` completes, then [`Server::shutdown`] with `grace`;
+    /// resolves to the signal's output once every connection has been dropped. With an
+    /// adapter's `shutdown_signal()` (Ctrl-C, or SIGTERM on Unix) a whole server is:
+    ///
+    /// ```ignore
+    /// let listener = subscope::smol::TcpListener::bind("127.0.0.1:8000").await?;
+    /// server.serve_with_shutdown(listener, subscope::smol::shutdown_signal(), grace).await
+    /// ```
+    ///
+    /// Any future can be the signal (a channel's receive, a test's trigger), and its
+    /// output comes back: an `io::Result<()>` from the signal's installation stays
+    /// visible. The signal is what ends this future: a shutdown started through another
+    /// handle stops accepting at once, but this future still waits for `signal`.
+    ///
+    /// # Cancel safety
+    /// As [`Server::serve`]: dropping it stops accepting (and, if it was shutting down,
+    /// stops waiting; the connections still end with the server).
+    pub fn serve_with_shutdown<L, S>(
+        &self,
+        listener: L,
+        signal: S,
+        grace: Duration,
+    ) -> impl Future<Output = S::Output> + Send + use<E, H, R, L, S>
+    where
+        L: Listener,
+        S: Future + Send,
+        S::Output: Send,
+    {
+        let serving = self.serve(listener);
+        let server = self.clone();
+        let stopping = async move {
+            let output = signal.await;
+            tracing::info!("shutdown signal: closing every connection");
+            server.shutdown(grace).await;
+            output
+        };
+        async move { future::zip(serving, stopping).await.1 }
+    }
 }
 
 /// hyper's read and write buffer bound per HTTP connection.
