@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::{
-    Context, Error, ErrorExtensions, Object, Result, Schema, SimpleObject, Subscription,
-};
+use async_graphql::{Context, Error, Object, Result, Schema, SimpleObject, Subscription};
 use futures_core::Stream;
 use futures_lite::stream;
 use subscope::Gauges;
