@@ -36,7 +36,8 @@ use crate::{
     CloseReason, Config, ConnectionInfo, Gauges, Hooks, NoHooks, Subprotocol, UpgradeRequest,
 };
 
-/// A GraphQL-over-WebSocket server for one executor, on runtime `R`.
+/// A GraphQL-over-WebSocket server for one GraphQL schema `E` (any
+/// [`async_graphql::Executor`]: a `Schema` or a `dynamic::Schema`), on runtime `R`.
 ///
 /// Cheap to clone (an `Arc`); every clone serves and shuts down the same server.
 ///
@@ -94,10 +95,10 @@ pub struct ServerBuilder<E, H, R> {
 }
 
 impl<E: Executor, R: Runtime> ServerBuilder<E, NoHooks, R> {
-    /// A builder for `executor` (a `Schema` or `dynamic::Schema`) on `runtime`.
-    pub fn new(runtime: R, executor: E) -> Self {
+    /// A builder for `schema` (a `Schema` or `dynamic::Schema`) on `runtime`.
+    pub fn new(runtime: R, schema: E) -> Self {
         Self {
-            executor,
+            executor: schema,
             hooks: NoHooks,
             runtime,
             config: Config::default(),
@@ -152,9 +153,9 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
 }
 
 impl<E: Executor, R: Runtime> Server<E, NoHooks, R> {
-    /// Starts a [`ServerBuilder`] for `executor` on `runtime`.
-    pub fn builder(runtime: R, executor: E) -> ServerBuilder<E, NoHooks, R> {
-        ServerBuilder::new(runtime, executor)
+    /// Starts a [`ServerBuilder`] for `schema` on `runtime`.
+    pub fn builder(runtime: R, schema: E) -> ServerBuilder<E, NoHooks, R> {
+        ServerBuilder::new(runtime, schema)
     }
 }
 
