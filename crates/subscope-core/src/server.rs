@@ -596,9 +596,17 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     /// resolves to the signal's output once every connection has been dropped. With an
     /// adapter's `shutdown_signal()` (Ctrl-C, or SIGTERM on Unix) a whole server is:
     ///
-    /// ```ignore
-    /// let listener = subscope::smol::TcpListener::bind("127.0.0.1:8000").await?;
-    /// server.serve_with_shutdown(listener, subscope::smol::shutdown_signal(), grace).await
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use subscope_core::{Hooks, Server, rt::{Listener, Runtime}};
+    /// # async fn run<E: async_graphql::Executor, H: Hooks, R: Runtime, L: Listener>(
+    /// #     server: Server<E, H, R>,
+    /// #     listener: L, // e.g. subscope::smol::TcpListener::bind("127.0.0.1:8000").await?
+    /// #     shutdown_signal: impl Future<Output = std::io::Result<()>> + Send,
+    /// # ) -> std::io::Result<()> {
+    /// // shutdown_signal: e.g. subscope::smol::shutdown_signal()
+    /// server.serve_with_shutdown(listener, shutdown_signal, Duration::from_secs(5)).await
+    /// # }
     /// ```
     ///
     /// Any future can be the signal (a channel's receive, a test's trigger), and its
