@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::{
-    Context, Error, ErrorExtensions, Object, Result, Schema, SimpleObject, Subscription,
-};
+use async_graphql::{Context, Error, Object, Result, Schema, SimpleObject, Subscription};
 use futures_core::Stream;
 use futures_lite::stream;
 use subscope::Gauges;
@@ -200,11 +198,14 @@ impl Subscription {
     ) -> Result<impl Stream<Item = Result<String>> + use<>> {
         let guard = ctx.data::<LiveCounter>()?.guard();
         let inner = ctx.data::<Broker>()?.subscribe(&topic);
-        Ok(futures_lite::StreamExt::map(inner, move |m| {
-            let _ = &guard;
-            m.map(|event| event.to_string())
-                .map_err(|missed| missed.extend())
-        }))
+        Ok(futures_lite::StreamExt::map(
+            inner,
+            move |m| -> Result<String> {
+                let _ = &guard;
+                // `?` keeps a `Missed`'s `extensions.code` (and `dropped`).
+                Ok(m?.to_string())
+            },
+        ))
     }
 
     /// `after` items, then an item with a resolver error, then ends.

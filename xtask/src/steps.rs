@@ -14,6 +14,7 @@ pub(crate) const CRATES: &[&str] = &[
     "subscope-deflate",
     "subscope-core",
     "subscope-tokio",
+    "subscope-async-io",
     "subscope-smol",
     "subscope-async-std",
     "subscope-axum",
@@ -129,6 +130,7 @@ pub(crate) const PUBLISHED: &[&str] = &[
     "subscope-deflate",
     "subscope-core",
     "subscope-tokio",
+    "subscope-async-io",
     "subscope-smol",
     "subscope-async-std",
     "subscope-axum",
@@ -250,17 +252,18 @@ pub(crate) fn ci_steps() -> Vec<Step> {
         &["xtask", "setup-redis"],
     ));
     steps.push(step(
-        "demo binary tests, incl. two processes behind Redis (every runtime)",
+        "demo binary and runnable example tests, incl. two processes behind Redis (every runtime)",
         &["test", "-p", "subscope-examples"],
     ));
     for rt in RUNTIMES {
         let mut s = step(
-            format!("examples built for {rt}"),
+            format!("demo binaries and examples built for {rt} alone"),
             &[
                 "build",
                 "-p",
                 "subscope-examples",
                 "--bins",
+                "--examples",
                 "--no-default-features",
                 "--features",
             ],

@@ -1,23 +1,27 @@
 //! async-std adapter for subscope: [`AsyncStdRuntime`] supplies the timer (`async-io`, the
 //! reactor async-std itself runs on) and the spawner (`async_std::task`); [`TcpListener`]
-//! accepts, as [`TcpStream`]s that half-close like tokio's and smol's.
+//! accepts, as [`TcpStream`]s that half-close like tokio's and smol's; [`shutdown_signal`]
+//! waits for Ctrl-C.
 //!
 //! **async-std is discontinued upstream** (since 1.13.1; RUSTSEC-2025-0052): its authors
 //! recommend [smol](https://crates.io/crates/smol), for which `subscope-smol` is the
 //! successor adapter. This crate is kept, isolated, for applications that cannot move yet.
 //!
 //! ```no_run
+//! use std::time::Duration;
 //! use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
 //! # struct Query;
 //! # #[Object] impl Query { async fn hello(&self) -> &str { "world" } }
-//! let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
-//! let server = subscope_async_std::server(schema).build();
-//! async_std::task::block_on(async {
-//!     let listener = subscope_async_std::TcpListener::bind("127.0.0.1:8000").await?;
-//!     server.serve(listener).await;
-//!     std::io::Result::Ok(())
-//! })
-//! # .unwrap();
+//! fn main() -> std::io::Result<()> {
+//!     async_std::task::block_on(async {
+//!         let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
+//!         let server = subscope_async_std::server(schema).build();
+//!         let listener = subscope_async_std::TcpListener::bind("127.0.0.1:8000").await?;
+//!         let signal = subscope_async_std::shutdown_signal(); // Ctrl-C or SIGTERM
+//!         // Every subscription dropped when this returns.
+//!         server.serve_with_shutdown(listener, signal, Duration::from_secs(5)).await
+//!     })
+//! }
 //! ```
 //!
 //! A dropped async-std `JoinHandle` detaches its task, so subscope never relies on one:
@@ -33,10 +37,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use async_graphql::Executor;
 use async_std::io::{Read, Write};
-use subscope_core::rt::{BoxSleep, BoxTask, Listener, Sleep, Spawn, Timer};
+use subscope_core::rt::{BoxSleep, BoxTask, Listener, Spawn, Timer};
 use subscope_core::{NoHooks, ServerBuilder};
+
+pub use subscope_async_io::shutdown_signal;
 
 /// The async-std runtime seam.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,7 +61,7 @@ impl Timer for AsyncStdRuntime {
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxSleep {
-        Box::pin(AsyncIoSleep(async_io::Timer::at(deadline)))
+        subscope_async_io::sleep_until(deadline)
     }
 }
 
@@ -64,24 +69,6 @@ impl Spawn for AsyncStdRuntime {
     fn spawn(&self, task: BoxTask) {
         // Dropping the handle detaches; the server tracks and ends its tasks itself.
         drop(async_std::task::spawn(task));
-    }
-}
-
-/// async-io's timer (which both smol and async-std run on), moved in place.
-#[derive(Debug)]
-struct AsyncIoSleep(async_io::Timer);
-
-impl Future for AsyncIoSleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.0).poll(cx).map(|_| ())
-    }
-}
-
-impl Sleep for AsyncIoSleep {
-    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.0.set_at(deadline);
     }
 }
 
@@ -101,6 +88,15 @@ impl TcpListener {
         self.0.local_addr()
     }
 
+    /// Accepts one connection, with `TCP_NODELAY` set and wrapped to half-close, for
+    /// [`subscope_core::Server::serve_io`] or [`subscope_core::Server::spawn_io`] when you
+    /// accept yourself.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((TcpStream(stream), peer))
+    }
+
     /// The underlying listener back.
     pub fn into_inner(self) -> async_std::net::TcpListener {
         self.0
@@ -117,9 +113,8 @@ impl Listener for TcpListener {
     type Io = TcpStream;
 
     async fn accept(&mut self) -> io::Result<(Self::Io, Option<SocketAddr>)> {
-        let (stream, peer) = self.0.accept().await?;
-        stream.set_nodelay(true)?;
-        Ok((TcpStream(stream), Some(peer)))
+        let (stream, peer) = Self::accept(self).await?;
+        Ok((stream, Some(peer)))
     }
 }
 
@@ -197,7 +192,8 @@ impl Write for TcpStream {
 /// A subscope server on async-std.
 pub type Server<E, H = NoHooks> = subscope_core::Server<E, H, AsyncStdRuntime>;
 
-/// Starts building a server for `executor` (a GraphQL schema) on async-std.
-pub fn server<E: Executor>(executor: E) -> ServerBuilder<E, NoHooks, AsyncStdRuntime> {
-    ServerBuilder::new(AsyncStdRuntime, executor)
+/// Starts building a server for `schema` (any `async_graphql::Executor`: a `Schema` or a
+/// `dynamic::Schema`) on async-std.
+pub fn server<S: async_graphql::Executor>(schema: S) -> ServerBuilder<S, NoHooks, AsyncStdRuntime> {
+    ServerBuilder::new(AsyncStdRuntime, schema)
 }

@@ -37,7 +37,8 @@ use crate::{
 };
 use subscope_protocol::Machine;
 
-/// A GraphQL-over-WebSocket server for one executor, on runtime `R`.
+/// A GraphQL-over-WebSocket server for one GraphQL schema `E` (any
+/// [`async_graphql::Executor`]: a `Schema` or a `dynamic::Schema`), on runtime `R`.
 ///
 /// Cheap to clone (an `Arc`); every clone serves and shuts down the same server.
 ///
@@ -96,10 +97,10 @@ pub struct ServerBuilder<E, H, R> {
 }
 
 impl<E: Executor, R: Runtime> ServerBuilder<E, NoHooks, R> {
-    /// A builder for `executor` (a `Schema` or `dynamic::Schema`) on `runtime`.
-    pub fn new(runtime: R, executor: E) -> Self {
+    /// A builder for `schema` (a `Schema` or `dynamic::Schema`) on `runtime`.
+    pub fn new(runtime: R, schema: E) -> Self {
         Self {
-            executor,
+            executor: schema,
             hooks: NoHooks,
             runtime,
             config: Config::default(),
@@ -157,9 +158,9 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
 }
 
 impl<E: Executor, R: Runtime> Server<E, NoHooks, R> {
-    /// Starts a [`ServerBuilder`] for `executor` on `runtime`.
-    pub fn builder(runtime: R, executor: E) -> ServerBuilder<E, NoHooks, R> {
-        ServerBuilder::new(runtime, executor)
+    /// Starts a [`ServerBuilder`] for `schema` on `runtime`.
+    pub fn builder(runtime: R, schema: E) -> ServerBuilder<E, NoHooks, R> {
+        ServerBuilder::new(runtime, schema)
     }
 }
 
@@ -592,6 +593,53 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 inner.tracker.wait().await;
             }
         }
+    }
+
+    /// [`Server::serve`] until `signal` completes, then [`Server::shutdown`] with `grace`;
+    /// resolves to the signal's output once every connection has been dropped. With an
+    /// adapter's `shutdown_signal()` (Ctrl-C, or SIGTERM on Unix) a whole server is:
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use subscope_core::{Hooks, Server, rt::{Listener, Runtime}};
+    /// # async fn run<E: async_graphql::Executor, H: Hooks, R: Runtime, L: Listener>(
+    /// #     server: Server<E, H, R>,
+    /// #     listener: L, // e.g. subscope::smol::TcpListener::bind("127.0.0.1:8000").await?
+    /// #     shutdown_signal: impl Future<Output = std::io::Result<()>> + Send,
+    /// # ) -> std::io::Result<()> {
+    /// // shutdown_signal: e.g. subscope::smol::shutdown_signal()
+    /// server.serve_with_shutdown(listener, shutdown_signal, Duration::from_secs(5)).await
+    /// # }
+    /// ```
+    ///
+    /// Any future can be the signal (a channel's receive, a test's trigger), and its
+    /// output comes back: an `io::Result<()>` from the signal's installation stays
+    /// visible. The signal is what ends this future: a shutdown started through another
+    /// handle stops accepting at once, but this future still waits for `signal`.
+    ///
+    /// # Cancel safety
+    /// As [`Server::serve`]: dropping it stops accepting (and, if it was shutting down,
+    /// stops waiting; the connections still end with the server).
+    pub fn serve_with_shutdown<L, S>(
+        &self,
+        listener: L,
+        signal: S,
+        grace: Duration,
+    ) -> impl Future<Output = S::Output> + Send + use<E, H, R, L, S>
+    where
+        L: Listener,
+        S: Future + Send,
+        S::Output: Send,
+    {
+        let serving = self.serve(listener);
+        let server = self.clone();
+        let stopping = async move {
+            let output = signal.await;
+            tracing::info!("shutdown signal: closing every connection");
+            server.shutdown(grace).await;
+            output
+        };
+        async move { future::zip(serving, stopping).await.1 }
     }
 }
 

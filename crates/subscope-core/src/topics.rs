@@ -9,8 +9,8 @@
 //! - [`Overflow::End`] (the default): the subscriber gets every event up to the overflow,
 //!   then one final `Err(`[`Missed::Lagged`]`)` item carrying how many events it missed, then
 //!   the end of the stream. A resolver turns it into a GraphQL error with
-//!   `extensions.code = "SUBSCRIBER_LAGGED"` (see the `From` impl for
-//!   [`async_graphql::Error`]), so the client sees a `next` with that error, then `complete`.
+//!   `extensions.code = "SUBSCRIBER_LAGGED"` (`?`, `From` or `.extend()` into an
+//!   [`async_graphql::Error`] all keep the code), so the client sees a `next` with that error, then `complete`.
 //! - [`Overflow::DropOldest`] / [`Overflow::DropNewest`]: the stream goes on; every dropped
 //!   event is counted.
 //!
@@ -112,18 +112,42 @@ impl Delivery {
 }
 
 /// Why a subscription ended before its topic did: its final item.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// It converts into the GraphQL error a resolver yields as the stream's final item, with
+/// the message, `extensions.code` ([`Missed::code`]) and, for a lag, `extensions.dropped`,
+/// whichever way it is converted: `?`, `.into()`, `async_graphql::Error::from` or
+/// `.extend()` ([`ErrorExtensions`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use async_graphql::Value;
+/// use subscope_core::Missed;
+///
+/// /// What a resolver's stream maps each topic item through.
+/// fn event(item: Result<Arc<str>, Missed>) -> async_graphql::Result<String> {
+///     let event = item?; // a `Missed` keeps its code
+///     Ok(event.to_string())
+/// }
+///
+/// let err = event(Err(Missed::Lagged { dropped: 3 })).unwrap_err();
+/// let extensions = err.extensions.expect("extensions");
+/// assert_eq!(extensions.get("code"), Some(&Value::from("SUBSCRIBER_LAGGED")));
+/// assert_eq!(extensions.get("dropped"), Some(&Value::from(3)));
+/// ```
+///
+/// It deliberately does not implement `Display` (nor `std::error::Error`): async-graphql
+/// converts every `Display` type into an error *without* extensions, and that conversion
+/// would win over this one for `?`. [`Missed::message`] is the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Missed {
     /// The subscriber's buffer overflowed under [`Overflow::End`].
-    #[error("subscriber lagged: {dropped} events were dropped")]
     Lagged {
         /// Events published to it that it will never receive.
         dropped: u64,
     },
     /// The broker's connection was lost and re-established: events published meanwhile
     /// may never arrive.
-    #[error("broker gap: events published while the broker was unreachable may be lost")]
     BrokerGap,
 }
 
@@ -135,10 +159,30 @@ impl Missed {
             Self::BrokerGap => "BROKER_GAP",
         }
     }
+
+    /// The error message a client sees.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Lagged { dropped } => {
+                format!("subscriber lagged: {dropped} events were dropped")
+            }
+            Self::BrokerGap => {
+                "broker gap: events published while the broker was unreachable may be lost"
+                    .to_owned()
+            }
+        }
+    }
 }
 
-/// `missed.extend()` is the GraphQL error a resolver yields as the stream's final item: the
-/// message, `extensions.code` and, for a lag, `extensions.dropped`.
+/// The GraphQL error a resolver yields as the stream's final item: the message,
+/// `extensions.code` and, for a lag, `extensions.dropped`. This is what `?` uses.
+impl From<Missed> for async_graphql::Error {
+    fn from(missed: Missed) -> Self {
+        missed.extend()
+    }
+}
+
+/// `missed.extend()`: the same error as `?` and `From` give.
 impl ErrorExtensions for Missed {
     fn extend(&self) -> async_graphql::Error {
         let code = self.code();
@@ -146,7 +190,7 @@ impl ErrorExtensions for Missed {
             Self::Lagged { dropped } => Some(*dropped),
             Self::BrokerGap => None,
         };
-        async_graphql::Error::new(self.to_string()).extend_with(|_, e| {
+        async_graphql::Error::new(self.message()).extend_with(|_, e| {
             e.set("code", code);
             if let Some(n) = dropped {
                 e.set("dropped", n);
@@ -684,5 +728,36 @@ mod tests {
         let e = Missed::BrokerGap.extend();
         let ext = serde_json::to_value(e.extensions.expect("extensions")).expect("json");
         assert_eq!(ext, serde_json::json!({"code": "BROKER_GAP"}));
+    }
+
+    /// `?` in a resolver gives the same error as `.extend()`: message, code and count.
+    #[test]
+    fn question_mark_keeps_code_and_dropped() {
+        fn through_question_mark(item: Result<Arc<str>, Missed>) -> async_graphql::Result<String> {
+            Ok(item?.to_string())
+        }
+        for missed in [Missed::Lagged { dropped: 7 }, Missed::BrokerGap] {
+            let e = through_question_mark(Err(missed.clone())).expect_err("an error");
+            assert_eq!(e.message, missed.message());
+            let ext = serde_json::to_value(e.extensions.expect("extensions")).expect("json");
+            let want = match missed {
+                Missed::Lagged { .. } => {
+                    serde_json::json!({"code": "SUBSCRIBER_LAGGED", "dropped": 7})
+                }
+                Missed::BrokerGap => serde_json::json!({"code": "BROKER_GAP"}),
+            };
+            assert_eq!(ext, want);
+        }
+        // And a subscription's real final item, through `?`.
+        let (f, _) = fanout(1, Overflow::End);
+        let mut sub = f.subscribe("t");
+        f.broker_gap();
+        let item = block_on(sub.next()).expect("an item");
+        let e = through_question_mark(item).expect_err("the gap");
+        let ext = e.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("BROKER_GAP"))
+        );
     }
 }

@@ -1,41 +1,46 @@
 //! smol adapter for subscope: [`SmolRuntime`] supplies the timer (`async-io`) and the
-//! spawner (an `async-executor` you own); [`TcpListener`] (`async-net`) accepts.
+//! spawner (an `async-executor`); [`TcpListener`] (`async-net`) accepts; [`run`] runs an
+//! executor on every core for your `main`, and [`shutdown_signal`] waits for Ctrl-C.
 //!
 //! ```no_run
-//! use std::sync::Arc;
+//! use std::time::Duration;
 //! use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
 //! # struct Query;
 //! # #[Object] impl Query { async fn hello(&self) -> &str { "world" } }
-//! let ex = Arc::new(async_executor::Executor::new());
-//! let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
-//! let server = subscope_smol::server(subscope_smol::SmolRuntime::new(Arc::clone(&ex)), schema).build();
-//! async_io::block_on(ex.run(async {
-//!     let listener = subscope_smol::TcpListener::bind("127.0.0.1:8000").await?;
-//!     server.serve(listener).await;
-//!     std::io::Result::Ok(())
-//! }))
-//! # .unwrap();
+//! fn main() -> std::io::Result<()> {
+//!     subscope_smol::run(|rt| async move {
+//!         let schema = Schema::new(Query, EmptyMutation, EmptySubscription);
+//!         let server = subscope_smol::server(rt, schema).build();
+//!         let listener = subscope_smol::TcpListener::bind("127.0.0.1:8000").await?;
+//!         let signal = subscope_smol::shutdown_signal(); // Ctrl-C or SIGTERM
+//!         // Every subscription dropped when this returns.
+//!         server.serve_with_shutdown(listener, signal, Duration::from_secs(5)).await
+//!     })
+//! }
 //! ```
 //!
-//! Connection tasks run on the executor you pass (never smol's global one, whose tasks are
-//! never dropped). Operations run inside their connection's task, so they are dropped with
-//! it whatever the executor does later. The first timer starts async-io's `async-io`
-//! reactor thread; this crate starts no other thread.
+//! Connection tasks run on the executor of the [`SmolRuntime`] (never smol's global one,
+//! whose tasks are never dropped); with your own executor, build it with
+//! [`SmolRuntime::new`] and run it yourself. Operations run inside their connection's
+//! task, so they are dropped with it whatever the executor does later. The first timer
+//! starts async-io's `async-io` reactor thread; [`run`] starts the executor's threads;
+//! this crate starts no other thread.
 
 #![deny(rustdoc::broken_intra_doc_links)]
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_executor::Executor;
-use async_graphql::Executor as GraphqlExecutor;
-use subscope_core::rt::{BoxSleep, BoxTask, Listener, Sleep, Spawn, Timer};
+use subscope_core::rt::{BoxSleep, BoxTask, Listener, Spawn, Timer};
 use subscope_core::{NoHooks, ServerBuilder};
+
+pub use subscope_async_io::shutdown_signal;
 
 /// The smol runtime seam: connection tasks go to `executor`, which the application runs
 /// (`executor.run(..)` on one or more threads).
@@ -62,7 +67,7 @@ impl Timer for SmolRuntime {
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxSleep {
-        Box::pin(AsyncIoSleep(async_io::Timer::at(deadline)))
+        subscope_async_io::sleep_until(deadline)
     }
 }
 
@@ -70,24 +75,6 @@ impl Spawn for SmolRuntime {
     fn spawn(&self, task: BoxTask) {
         // Detached on purpose: the server tracks and ends its tasks itself.
         self.executor.spawn(task).detach();
-    }
-}
-
-/// async-io's timer (which both smol and async-std run on), moved in place.
-#[derive(Debug)]
-struct AsyncIoSleep(async_io::Timer);
-
-impl Future for AsyncIoSleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.0).poll(cx).map(|_| ())
-    }
-}
-
-impl Sleep for AsyncIoSleep {
-    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.0.set_at(deadline);
     }
 }
 
@@ -107,6 +94,14 @@ impl TcpListener {
         self.0.local_addr()
     }
 
+    /// Accepts one connection, with `TCP_NODELAY` set, for [`subscope_core::Server::serve_io`]
+    /// or [`subscope_core::Server::spawn_io`] when you accept yourself.
+    pub async fn accept(&self) -> io::Result<(async_net::TcpStream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((stream, peer))
+    }
+
     /// The underlying listener back.
     pub fn into_inner(self) -> async_net::TcpListener {
         self.0
@@ -123,8 +118,7 @@ impl Listener for TcpListener {
     type Io = async_net::TcpStream;
 
     async fn accept(&mut self) -> io::Result<(Self::Io, Option<SocketAddr>)> {
-        let (stream, peer) = self.0.accept().await?;
-        stream.set_nodelay(true)?;
+        let (stream, peer) = Self::accept(self).await?;
         Ok((stream, Some(peer)))
     }
 }
@@ -132,10 +126,97 @@ impl Listener for TcpListener {
 /// A subscope server on smol.
 pub type Server<E, H = NoHooks> = subscope_core::Server<E, H, SmolRuntime>;
 
-/// Starts building a server for `executor` (a GraphQL schema) on `runtime`.
-pub fn server<E: GraphqlExecutor>(
+/// Starts building a server for `schema` (any `async_graphql::Executor`: a `Schema` or a
+/// `dynamic::Schema`) on `runtime`.
+pub fn server<S: async_graphql::Executor>(
     runtime: SmolRuntime,
-    executor: E,
-) -> ServerBuilder<E, NoHooks, SmolRuntime> {
-    ServerBuilder::new(runtime, executor)
+    schema: S,
+) -> ServerBuilder<S, NoHooks, SmolRuntime> {
+    ServerBuilder::new(runtime, schema)
+}
+
+/// Runs `main` on a new executor with one thread per core (this one included), as
+/// [`run_with_threads`] does.
+pub fn run<F: Future>(main: impl FnOnce(SmolRuntime) -> F) -> F::Output {
+    let threads = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+    run_with_threads(threads, main)
+}
+
+/// Runs `main` on a new executor with `threads` threads: this one, which runs `main`'s
+/// future (it need not be `Send`), and `threads - 1` workers. `main` gets the
+/// [`SmolRuntime`] that spawns on that executor. When `main`'s future completes, the
+/// workers stop and are joined, and its output is returned; tasks still on the executor
+/// are dropped with it.
+///
+/// # Panics
+/// If the OS cannot start a thread (as `std::thread::spawn`), or if `main` panics (after
+/// the workers are joined).
+pub fn run_with_threads<F: Future>(
+    threads: NonZeroUsize,
+    main: impl FnOnce(SmolRuntime) -> F,
+) -> F::Output {
+    let executor = Arc::new(Executor::new());
+    let runtime = SmolRuntime::new(Arc::clone(&executor));
+    std::thread::scope(|scope| {
+        // Dropped when `main` returns or unwinds, before the scope joins the workers.
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        for _ in 1..threads.get() {
+            let executor = &executor;
+            let stopped = stopped.clone();
+            std::thread::Builder::new()
+                .name("subscope-smol".to_owned())
+                .spawn_scoped(scope, move || {
+                    async_io::block_on(executor.run(async {
+                        let _ = stopped.recv().await;
+                    }));
+                })
+                .expect("failed to start an executor thread");
+        }
+        let output = async_io::block_on(executor.run(main(runtime)));
+        drop(stop);
+        output
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread::ThreadId;
+
+    /// Tasks spawned through the runtime run (on a worker too), the output comes back and
+    /// the workers are joined: `run_with_threads` returns at all.
+    #[test]
+    fn run_serves_spawned_tasks_and_returns_main_output() {
+        let threads = NonZeroUsize::new(3).expect("3");
+        let (main_thread, seen) = run_with_threads(threads, |rt| async move {
+            let (tx, rx) = async_channel::unbounded::<ThreadId>();
+            for _ in 0..64 {
+                let tx = tx.clone();
+                rt.spawn(Box::pin(async move {
+                    let _ = tx.send(std::thread::current().id()).await;
+                }));
+            }
+            drop(tx);
+            let mut seen = Vec::new();
+            while let Ok(id) = rx.recv().await {
+                seen.push(id);
+            }
+            (std::thread::current().id(), seen)
+        });
+        assert_eq!(main_thread, std::thread::current().id());
+        assert_eq!(seen.len(), 64);
+    }
+
+    #[test]
+    fn the_listener_accepts_with_nodelay() {
+        async_io::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let client = async_net::TcpStream::connect(addr);
+            let (accepted, client) = futures_lite::future::zip(listener.accept(), client).await;
+            let (stream, peer) = accepted.expect("accept");
+            assert!(stream.nodelay().expect("nodelay"));
+            assert_eq!(peer, client.expect("connect").local_addr().expect("addr"));
+        });
+    }
 }

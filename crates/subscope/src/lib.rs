@@ -1,30 +1,36 @@
 //! GraphQL subscriptions over WebSocket that never leak one.
 //!
-//! subscope serves `graphql-transport-ws` and the legacy `graphql-ws` for any
-//! [`async_graphql::Executor`], and guarantees that every subscription stream is dropped,
-//! and its cleanup has run, on every way a connection can end. This facade re-exports the
-//! runtime-free core ([`subscope-core`](https://docs.rs/subscope-core)) and, by additive
-//! feature, each runtime adapter.
+//! subscope serves `graphql-transport-ws` and the legacy `graphql-ws` (and graphql-sse,
+//! Apollo multipart and plain GraphQL over HTTP) for any GraphQL schema (an
+//! [`async_graphql::Executor`]: a `Schema` or a `dynamic::Schema`), and guarantees that
+//! every subscription stream is dropped, and its cleanup has run, on every way a
+//! connection can end. This facade re-exports the runtime-free core
+//! ([`subscope-core`](https://docs.rs/subscope-core)) and, by additive feature, each
+//! runtime adapter.
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
-//! # async fn run<E: subscope::async_graphql::Executor>(schema: E) -> std::io::Result<()> {
+//! # async fn run<S: subscope::async_graphql::Executor>(schema: S) -> std::io::Result<()> {
 //! let server = subscope::tokio::server(schema)
 //!     .config(subscope::Config::default().max_subscriptions(50))
 //!     .build();
 //! let listener = subscope::tokio::TcpListener::bind("127.0.0.1:8000").await?;
-//! let serving = ::tokio::spawn(server.serve(listener));
-//! ::tokio::signal::ctrl_c().await?;
-//! server.shutdown(std::time::Duration::from_secs(5)).await; // every subscription dropped
-//! # let _ = serving.await;
-//! # Ok(()) }
+//! let signal = subscope::tokio::shutdown_signal(); // Ctrl-C or SIGTERM
+//! // Returns once every connection, and so every subscription, has been dropped.
+//! server.serve_with_shutdown(listener, signal, std::time::Duration::from_secs(5)).await
+//! # }
 //! ```
 //!
+//! Every runtime module has the same four pieces: `server(..)` (smol's also takes the
+//! `SmolRuntime`), a `TcpListener` that binds and accepts, and `shutdown_signal()`;
+//! `smol::run` starts an executor on every core, as `#[tokio::main]` does for tokio. The
+//! repository's `examples/examples/serve_{tokio,smol,async_std}.rs` are complete servers.
+//!
 //! What you need, in the order you need it: a runtime module ([`tokio`],
-//! `smol`, `async_std`) for `server(..)` and its `TcpListener`; [`Server`] to serve and
-//! shut down; [`Config`] for timeouts and limits; [`Hooks`] (with [`Accept`], [`Reject`],
-//! [`ConnectionInfo`]) for authentication and lifecycle; [`Gauges`] for metrics. To put
-//! subscope on an axum route, use the `subscope-axum` crate.
+//! `smol`, `async_std`); [`Server`] to serve and shut down; [`Config`] for timeouts and
+//! limits; [`Hooks`] (with [`Accept`], [`Reject`], [`ConnectionInfo`]) for authentication
+//! and lifecycle; [`Gauges`] for metrics. To put subscope on an axum route, use the
+//! `subscope-axum` crate.
 //!
 //! # Features
 //! Runtimes are additive features; any combination compiles, and libraries built on

@@ -98,13 +98,10 @@ async fn serve_until_signal<R: Runtime, L: Listener>(
     listener: L,
     stop: Stop,
 ) {
-    let serving = server.serve(listener);
-    let stopping = async {
+    let signal = async move {
         let _ = stop.recv().await;
-        tracing::info!("shutting down");
-        server.shutdown(GRACE).await;
     };
-    futures_lite::future::zip(serving, stopping).await;
+    server.serve_with_shutdown(listener, signal, GRACE).await;
 }
 
 #[cfg(feature = "tokio")]
@@ -123,29 +120,14 @@ fn on_tokio(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
 
 #[cfg(feature = "smol")]
 fn on_smol(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
-    let ex = Arc::new(async_executor::Executor::new());
-    // Worker threads run the executor until the main future is done.
-    let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers: Vec<_> = (1..threads)
-        .map(|_| {
-            let ex = Arc::clone(&ex);
-            let done = done_rx.clone();
-            std::thread::spawn(move || async_io::block_on(ex.run(done.recv())))
-        })
-        .collect();
-    let server = demo_server(subscope::smol::SmolRuntime::new(Arc::clone(&ex)), &args)?;
-    let result = async_io::block_on(ex.run(async {
+    // An executor thread per core, joined when serving is done.
+    subscope::smol::run(|rt| async move {
+        let server = demo_server(rt, &args)?;
         let listener = subscope::smol::TcpListener::bind(args.addr).await?;
         announce(listener.local_addr()?);
         serve_until_signal(server, listener, stop).await;
-        std::io::Result::Ok(())
-    }));
-    drop(done_tx);
-    for w in workers {
-        let _ = w.join();
-    }
-    Ok(result?)
+        Ok(())
+    })
 }
 
 #[cfg(feature = "async-std")]

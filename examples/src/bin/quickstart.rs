@@ -45,10 +45,9 @@ async fn main() -> std::io::Result<()> {
         .config(subscope::Config::default().max_subscriptions(50))
         .build();
     let listener = subscope::tokio::TcpListener::bind("127.0.0.1:8000").await?;
-    let serving = tokio::spawn(server.serve(listener));
-    tokio::signal::ctrl_c().await?;
+    let signal = subscope::tokio::shutdown_signal(); // Ctrl-C or SIGTERM
     // Returns only when every connection, and so every subscription, has been dropped.
-    server.shutdown(std::time::Duration::from_secs(5)).await;
-    serving.await?;
-    Ok(())
+    server
+        .serve_with_shutdown(listener, signal, std::time::Duration::from_secs(5))
+        .await
 }

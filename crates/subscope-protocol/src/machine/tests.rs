@@ -315,7 +315,7 @@ fn inbound_rate_is_a_token_bucket() {
 #[test]
 fn long_ids_and_large_inits_are_invalid_messages() {
     let config = Settings::default().max_id_length(4).max_init_size(64);
-    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config.clone());
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, config);
     let big = format!(
         r#"{{"type":"connection_init","payload":{{"k":"{}"}}}}"#,
         "x".repeat(64)
@@ -326,7 +326,7 @@ fn long_ids_and_large_inits_are_invalid_messages() {
         [r#"CLOSE 4400 InvalidMessage(InitTooLarge)"#]
     );
 
-    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, config.clone());
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, config);
     m.handle_text(
         t0,
         r#"{"type":"subscribe","id":"1234","payload":{"query":"{a}"}}"#,

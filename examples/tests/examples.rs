@@ -1,0 +1,149 @@
+//! The runnable examples (`examples/examples/*.rs`) as a user runs them: each serves a
+//! query and a subscription on `/graphql` (WebSocket and plain HTTP on the same path), and
+//! Ctrl-C (SIGINT) closes open sockets 1001 and exits 0.
+//!
+//! `cargo test` builds a package's examples before running its tests; the binaries are
+//! found next to this test's.
+
+#![cfg(unix)] // SIGINT through `kill`
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{DEADLINE, close_code, connect, init, recv, send};
+
+/// A running example; killed if the test fails before it exits.
+struct Example {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `target/<profile>/examples/NAME`, built by `cargo test` with this test.
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test -p subscope-examples` (which builds the examples) \
+         or `cargo build -p subscope-examples --examples` first",
+        path.display()
+    );
+    path
+}
+
+fn start(name: &str) -> Example {
+    let mut child = Command::new(binary(name))
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn example");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the announcement");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ws://")
+        .and_then(|rest| rest.strip_suffix("/graphql"))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Example { child, addr }
+}
+
+/// A plain GraphQL-over-HTTP POST to `/graphql`; the response body.
+fn post(addr: &str, query: &str) -> String {
+    let body = serde_json::json!({ "query": query }).to_string();
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    write!(
+        stream,
+        "POST /graphql HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         accept: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a full response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+fn serves_and_shuts_down_on_sigint(name: &str) {
+    let mut example = start(name);
+    let url = format!("ws://{}/graphql", example.addr);
+    assert!(post(&example.addr, "{ hello }").contains(r#"{"data":{"hello":"world"}}"#));
+
+    let mut ws = connect(&url, "graphql-transport-ws");
+    init(&mut ws);
+    send(
+        &mut ws,
+        serde_json::json!({"id": "1", "type": "subscribe",
+            "payload": {"query": "subscription { ticks(everyMs: 10) }"}}),
+    );
+    for n in 0..3 {
+        let m = recv(&mut ws);
+        assert_eq!(m["type"], "next", "{m}");
+        assert_eq!(m["payload"]["data"]["ticks"], n, "{m}");
+    }
+
+    let pid = example.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert_eq!(close_code(&mut ws), 1001);
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = example.child.try_wait().expect("wait") {
+            assert!(status.success(), "{name} exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < end, "{name} did not exit after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn serve_tokio() {
+    serves_and_shuts_down_on_sigint("serve_tokio");
+}
+
+#[cfg(feature = "smol")]
+#[test]
+fn serve_smol() {
+    serves_and_shuts_down_on_sigint("serve_smol");
+}
+
+#[cfg(feature = "async-std")]
+#[test]
+fn serve_async_std() {
+    serves_and_shuts_down_on_sigint("serve_async_std");
+}
+
+#[cfg(feature = "axum")]
+#[test]
+fn axum_route() {
+    serves_and_shuts_down_on_sigint("axum_route");
+}
