@@ -227,11 +227,14 @@ impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
 impl<H: Hooks, R> Drop for EventStream<H, R> {
     fn drop(&mut self) {
         // Operations first, then the end hooks (PROTOCOL.md 4.4's order): `close` does both.
-        let reason = self
-            .reason
-            .take()
-            .or_else(|| self.ending.as_ref().and_then(|e| e.get()))
-            .unwrap_or(CloseReason::Dropped);
+        let reason = self.reason.take().unwrap_or_else(|| match &self.ending {
+            // Standalone: the socket adapter's verdict; none means the connection future
+            // itself was dropped from outside.
+            Some(ending) => ending.get().unwrap_or(CloseReason::Dropped),
+            // Under another HTTP server (axum), which drops an unfinished body when its
+            // connection is gone: the same verdict as standalone for the same event.
+            None => CloseReason::PeerGone,
+        });
         self.ops.close(reason);
     }
 }
