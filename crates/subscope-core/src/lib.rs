@@ -152,23 +152,25 @@
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 mod bounds;
-mod children;
 mod config;
-mod driver;
 mod gauges;
 mod hooks;
 mod lifecycle;
 mod operation;
 mod over_http;
+mod reservations;
 pub mod rt;
+mod scope;
 mod server;
 mod share;
 mod share_key;
+mod state;
 mod sync;
 mod token;
 pub mod topics;
 mod variables;
 pub mod websocket;
+mod ws_session;
 
 pub use config::Config;
 pub use gauges::{GaugeSnapshot, Gauges};

@@ -20,18 +20,19 @@ use tracing::Instrument;
 
 use crate::bounds::HTTP_BUFFER;
 use crate::over_http::{
-    Ending, HyperIo, HyperTimer, Outcome, Prefixed, Reservations, UpgradedIo, accept_upgrade,
+    Ending, Http, HttpBody, HyperIo, HyperTimer, Outcome, Prefixed, UpgradedIo, accept_upgrade,
     is_websocket_upgrade,
 };
+use crate::state::State;
 use crate::websocket::WebSocketError;
 use subscope_deflate::{Agreed, Deflated, Side};
 
-use crate::driver::{ConnectionParts, Driver, close_frame, close_handshake};
 use crate::operation::Sharing;
 use crate::rt::{Listener, Runtime};
 use crate::share::Shares;
-use crate::sync::{Signal, Tracked, Tracker};
+use crate::sync::Tracked;
 use crate::websocket::{Tungstenite, WebSocket, websocket_config};
+use crate::ws_session::{ConnectionParts, WsSession, close_frame, close_handshake};
 use crate::{
     CloseReason, Config, ConnectionInfo, Gauges, Hooks, NoHooks, Subprotocol, UpgradeRequest,
 };
@@ -48,24 +49,7 @@ use subscope_protocol::Machine;
 /// holds for every connection of this server. Outside it: operations kept alive by
 /// `mem::forget`, tasks a resolver spawns itself, and `panic = "abort"`.
 pub struct Server<E, H: Hooks, R> {
-    pub(crate) inner: Arc<Inner<E, H, R>>,
-}
-
-pub(crate) struct Inner<E, H: Hooks, R> {
-    pub(crate) executor: E,
-    pub(crate) hooks: Arc<H>,
-    pub(crate) runtime: R,
-    pub(crate) config: Config,
-    pub(crate) gauges: Arc<Gauges>,
-    pub(crate) stop: Arc<Signal>,
-    pub(crate) force: Arc<Signal>,
-    pub(crate) tracker: Arc<Tracker>,
-    pub(crate) next_id: AtomicU64,
-    /// How this server's operations share executions: built once, used by every
-    /// transport.
-    pub(crate) sharing: Sharing,
-    /// The operations of every HTTP event stream (and single-connection reservation).
-    pub(crate) reservations: Arc<Reservations<H>>,
+    pub(crate) inner: Arc<State<E, H, R>>,
 }
 
 impl<E, H: Hooks, R> Clone for Server<E, H, R> {
@@ -137,7 +121,7 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
     pub fn build(self) -> Server<E, H, R> {
         let gauges = self.gauges.unwrap_or_default();
         Server {
-            inner: Arc::new(Inner {
+            inner: Arc::new(State {
                 executor: self.executor,
                 hooks: Arc::new(self.hooks),
                 runtime: self.runtime,
@@ -285,7 +269,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     Ok(Served::WebSocket(reason))
                 }
                 Some(Outcome::OriginRefused(origin)) => {
-                    server.refused_origin(&origin, peer);
+                    server.inner.refused_origin(&origin, peer);
                     Err(HandshakeError::OriginNotAllowed { origin })
                 }
                 None => match served {
@@ -338,7 +322,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                         }
                         return Ok::<_, Infallible>(response);
                     }
-                    Ok(server.http(request, peer, Some(ending)).await)
+                    Ok(Http::new(Arc::clone(&server.inner))
+                        .serve(request, peer, Some(ending))
+                        .await)
                 }
             })
         };
@@ -402,7 +388,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         &self,
         mut request: http::Request<B>,
         peer: Option<SocketAddr>,
-    ) -> http::Response<crate::HttpBody> {
+    ) -> http::Response<HttpBody> {
         let (response, outcome) = accept_upgrade(&self.inner.config, &mut request);
         match outcome {
             Some(Outcome::Upgrade {
@@ -430,7 +416,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 };
                 self.inner.runtime.spawn(Box::pin(task));
             }
-            Some(Outcome::OriginRefused(origin)) => self.refused_origin(&origin, peer),
+            Some(Outcome::OriginRefused(origin)) => self.inner.refused_origin(&origin, peer),
             None => {}
         }
         response
@@ -458,6 +444,27 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await
     }
 
+    /// Answers one GraphQL HTTP request that is not a WebSocket upgrade: graphql-sse
+    /// (both modes), Apollo multipart subscriptions, or plain GraphQL over HTTP, chosen by
+    /// method, `Accept` and the stream token (`docs/PROTOCOL.md` 4.6). For HTTP servers
+    /// of your own (`subscope-axum` uses it); the standalone server calls it itself.
+    ///
+    /// The returned body owns the request's operations: drop it, and they are dropped.
+    /// Under another server there is no write timeout of subscope's: a client that stops
+    /// reading holds its stream until that server drops it (or shutdown's grace ends).
+    pub fn serve_http<B>(
+        &self,
+        request: http::Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> impl Future<Output = http::Response<HttpBody>> + Send + 'static
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        Http::new(Arc::clone(&self.inner)).serve(request, peer, None)
+    }
+
     /// Applies [`Config::allowed_origins`] to an upgrade request another HTTP server
     /// received: `Err` means answer HTTP 403 and do not upgrade (the refusal is already
     /// counted in [`crate::GaugeSnapshot::origins_refused`] and logged).
@@ -466,22 +473,17 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     }
 
     /// [`Server::check_origin`] for any request's `Origin`: upgrades and HTTP requests.
-    pub(crate) fn allow_origin(
+    fn allow_origin(
         &self,
         origin: Option<&str>,
         peer: Option<SocketAddr>,
     ) -> Result<(), HandshakeError> {
-        if self.inner.config.is_origin_allowed(origin) {
-            return Ok(());
+        if self.inner.allows_origin(origin, peer) {
+            Ok(())
+        } else {
+            let origin = origin.unwrap_or_default().to_owned();
+            Err(HandshakeError::OriginNotAllowed { origin })
         }
-        let origin = origin.unwrap_or_default().to_owned();
-        self.refused_origin(&origin, peer);
-        Err(HandshakeError::OriginNotAllowed { origin })
-    }
-
-    pub(crate) fn refused_origin(&self, origin: &str, peer: Option<SocketAddr>) {
-        self.inner.gauges.count_origin_refused();
-        tracing::info!(?peer, origin, "refused (403): origin not allowed");
     }
 
     /// Counts `task` for shutdown, and lets shutdown's forced phase drop it (the future then
@@ -558,7 +560,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 stop: Box::pin(Arc::clone(&inner.stop).wait()),
                 span: span.clone(),
             };
-            Driver::new(ws, machine, conn, parts)
+            WsSession::new(ws, machine, conn, parts)
                 .run()
                 .instrument(span)
                 .await

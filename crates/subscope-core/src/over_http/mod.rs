@@ -10,7 +10,6 @@
 
 mod io;
 mod request;
-mod single;
 mod stream;
 mod upgrade;
 
@@ -31,17 +30,17 @@ use http_body::Frame;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 pub(crate) use io::{Ending, HyperIo, HyperTimer, Prefixed, UpgradedIo};
-pub(crate) use single::Reservations;
 pub(crate) use upgrade::{Outcome, accept_upgrade};
 
 use self::request::{Params, Refusal, Wants};
-use self::single::{AddError, Phase};
 use self::stream::EventStream;
 use crate::lifecycle::{Admission, EndHooks, Slot};
 use crate::operation::Operation;
+use crate::reservations::{self, AddError, Phase};
 use crate::rt::Runtime;
+use crate::state::State;
 use crate::variables::operation_type;
-use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Server, Transport};
+use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Transport};
 use subscope_protocol::http_frame::{self, Format};
 use subscope_protocol::policy::{self, OperationState, Verdict};
 
@@ -129,29 +128,24 @@ const JSON: &str = "application/json; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
 
-impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
-    /// Answers one GraphQL HTTP request that is not a WebSocket upgrade: graphql-sse
-    /// (both modes), Apollo multipart subscriptions, or plain GraphQL over HTTP, chosen by
-    /// method, `Accept` and the stream token (`docs/PROTOCOL.md` 4.6). For HTTP servers
-    /// of your own (`subscope-axum` uses it); the standalone server calls it itself.
-    ///
-    /// The returned body owns the request's operations: drop it, and they are dropped.
-    /// Under another server there is no write timeout of subscope's: a client that stops
-    /// reading holds its stream until that server drops it (or shutdown's grace ends).
-    pub fn serve_http<B>(
-        &self,
-        request: Request<B>,
-        peer: Option<SocketAddr>,
-    ) -> impl Future<Output = Response<HttpBody>> + Send + 'static
-    where
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
-        self.clone().http(request, peer, None)
-    }
+/// The HTTP service of one server: answers every GraphQL HTTP request that is not a
+/// WebSocket upgrade. `Server::serve_http` and the standalone server's connections hand
+/// requests to it; it reads the server's [`State`] and never the `Server` itself.
+pub(crate) struct Http<E, H: Hooks, R> {
+    inner: Arc<State<E, H, R>>,
+}
 
-    pub(crate) async fn http<B>(
+impl<E, H: Hooks, R> Http<E, H, R> {
+    /// The service of the server whose state this is.
+    pub(crate) fn new(inner: Arc<State<E, H, R>>) -> Self {
+        Self { inner }
+    }
+}
+
+impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
+    /// Answers one request (see `Server::serve_http`); `ending` is the standalone
+    /// connection's verdict, `None` under another HTTP server.
+    pub(crate) async fn serve<B>(
         self,
         request: Request<B>,
         peer: Option<SocketAddr>,
@@ -166,7 +160,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         inner.gauges.count_http_request();
         let (parts, body) = request.into_parts();
         let origin = crate::hooks::origin_of(&parts.headers);
-        if self.allow_origin(origin, peer).is_err() {
+        if !self.inner.allows_origin(origin, peer) {
             // Cross-site requests with the user's cookies: refused like a WebSocket upgrade.
             return self.refuse(Refusal::new(StatusCode::FORBIDDEN, "Origin not allowed"));
         }
@@ -391,7 +385,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
 
     fn event_stream(
         &self,
-        reservation: Arc<single::Reservation<H>>,
+        reservation: Arc<reservations::Reservation<H>>,
         format: Format,
         ending: Option<Arc<Ending>>,
     ) -> Response<HttpBody> {
@@ -577,7 +571,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         ))
     }
 
-    fn reservation(&self, token: &str) -> Result<Arc<single::Reservation<H>>, Refusal> {
+    fn reservation(&self, token: &str) -> Result<Arc<reservations::Reservation<H>>, Refusal> {
         self.inner
             .reservations
             .get_tokened(token)

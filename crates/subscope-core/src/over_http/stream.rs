@@ -18,11 +18,11 @@ use subscope_protocol::http_frame::{self as frame, Format};
 use subscope_protocol::policy::{self, OperationEvent, OperationState, Verdict};
 
 use super::io::Ending;
-use super::single::{Phase, Reservation};
 use crate::bounds::{WRITE_BATCH, WRITE_BATCH_BYTES};
-use crate::children::ChildEvent;
 use crate::operation::Operation;
+use crate::reservations::{Phase, Reservation};
 use crate::rt::{BoxSleep, Timer};
+use crate::scope::ScopeEvent;
 use crate::{CloseReason, EndReason, Hooks};
 
 type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -90,7 +90,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         }
     }
 
-    fn poll_ops(&mut self, cx: &mut Context<'_>) -> Poll<ChildEvent<Operation<H>>> {
+    fn poll_ops(&mut self, cx: &mut Context<'_>) -> Poll<ScopeEvent<Operation<H>>> {
         self.ops.poll_ops(cx)
     }
 
@@ -127,11 +127,11 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         }
     }
 
-    fn on_event(&mut self, event: ChildEvent<Operation<H>>) -> Step {
+    fn on_event(&mut self, event: ScopeEvent<Operation<H>>) -> Step {
         match event {
-            ChildEvent::Item(id, item) => self.step(&id, item.event(), None),
-            ChildEvent::Ended(id, op) => self.step(&id, OperationEvent::Finished, Some(op)),
-            ChildEvent::Panicked(id, op) => {
+            ScopeEvent::Item(id, item) => self.step(&id, item.event(), None),
+            ScopeEvent::Ended(id, op) => self.step(&id, OperationEvent::Finished, Some(op)),
+            ScopeEvent::Panicked(id, op) => {
                 tracing::warn!(id = %id, "operation panicked");
                 self.step(&id, OperationEvent::Panicked, Some(op))
             }

@@ -13,7 +13,7 @@
 //!
 //! No user code is polled under the lock: a user stream can block its thread for as long
 //! as it likes, and a `POST`, `DELETE` or shutdown must not wait for it on another thread.
-//! So the body checks the operations' [`ChildSet`] out of the state, polls it without the
+//! So the body checks the operations' [`Scope`] out of the state, polls it without the
 //! lock, and checks it back in. While it is out, the state still answers for it: `ids`
 //! holds every live id (so the duplicate and `max_subscriptions` checks of `add` stay
 //! exact), an added operation waits in `added`, a removed one is recorded in `removed`,
@@ -31,9 +31,9 @@ use std::task::{Context, Poll};
 
 use async_graphql::Data;
 
-use crate::children::{ChildEvent, ChildSet};
 use crate::lifecycle::EndHooks;
 use crate::operation::Operation;
+use crate::scope::{Scope, ScopeEvent};
 use crate::sync::TrackerToken;
 use crate::{CloseReason, ConnectionInfo, EndReason, Hooks};
 
@@ -90,7 +90,7 @@ impl<H: Hooks> Reservations<H> {
             conn,
             session,
             state: Mutex::new(State {
-                ops: Some(ChildSet::new()),
+                ops: Some(Scope::new()),
                 ids: HashSet::new(),
                 added: Vec::new(),
                 removed: Vec::new(),
@@ -157,7 +157,7 @@ pub(crate) enum Phase {
 
 struct State<H: Hooks> {
     /// The operations; `None` while the body polls them (checked out, without the lock).
-    ops: Option<ChildSet<Operation<H>>>,
+    ops: Option<Scope<Operation<H>>>,
     /// The id of every live operation, in `ops` (checked out or not) or in `added`.
     ids: HashSet<String>,
     /// Added while `ops` was out: inserted at check-in.
@@ -287,7 +287,7 @@ impl<H: Hooks> Reservation<H> {
 
     /// Polls the operations without holding the lock (see the module docs). `Pending`
     /// once closed.
-    pub(crate) fn poll_ops(&self, cx: &mut Context<'_>) -> Poll<ChildEvent<Operation<H>>> {
+    pub(crate) fn poll_ops(&self, cx: &mut Context<'_>) -> Poll<ScopeEvent<Operation<H>>> {
         let ops = {
             let mut state = self.lock();
             if state.phase == Phase::Closed {
@@ -317,14 +317,14 @@ impl<H: Hooks> Reservation<H> {
     /// back the event of the poll unless the reservation closed meanwhile.
     fn check_in(
         &self,
-        mut ops: ChildSet<Operation<H>>,
-        polled: Poll<ChildEvent<Operation<H>>>,
+        mut ops: Scope<Operation<H>>,
+        polled: Poll<ScopeEvent<Operation<H>>>,
         cx: &mut Context<'_>,
-    ) -> Poll<ChildEvent<Operation<H>>> {
+    ) -> Poll<ScopeEvent<Operation<H>>> {
         let mut state = self.lock();
         // An operation that left the set in this poll: its id is free again, unless a
         // `remove` already freed it (and then the event finishes it, not the removal).
-        if let Poll::Ready(ChildEvent::Ended(id, _) | ChildEvent::Panicked(id, _)) = &polled {
+        if let Poll::Ready(ScopeEvent::Ended(id, _) | ScopeEvent::Panicked(id, _)) = &polled {
             match state.removed.iter().position(|(removed, _)| removed == id) {
                 Some(i) => {
                     state.removed.swap_remove(i);
@@ -343,7 +343,7 @@ impl<H: Hooks> Reservation<H> {
             let reason = state.reason.clone().unwrap_or(CloseReason::Dropped);
             let op_reason = op_reason(&reason);
             let event_op = match polled {
-                Poll::Ready(ChildEvent::Ended(_, op) | ChildEvent::Panicked(_, op)) => Some(op),
+                Poll::Ready(ScopeEvent::Ended(_, op) | ScopeEvent::Panicked(_, op)) => Some(op),
                 _ => None,
             };
             finish.extend(
@@ -447,7 +447,7 @@ fn op_reason(reason: &CloseReason) -> EndReason {
 /// close can still finish them.
 struct CheckedOut<'a, H: Hooks> {
     owner: &'a Reservation<H>,
-    ops: Option<ChildSet<Operation<H>>>,
+    ops: Option<Scope<Operation<H>>>,
 }
 
 impl<H: Hooks> Drop for CheckedOut<'_, H> {

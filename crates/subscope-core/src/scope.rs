@@ -1,9 +1,9 @@
 //! The structured-concurrency scope: child streams owned by the connection future.
 //!
-//! `ChildSet` keeps every child inside the value that owns it and polls them itself, so
-//! dropping the set (or the connection future that owns it) drops every child before
+//! `Scope` keeps every child inside the value that owns it and polls them itself, so
+//! dropping the scope (or the connection future that owns it) drops every child before
 //! `drop` returns, on any runtime. Each child has its own waker: a wake-up queues only that
-//! child, and `ChildSet::poll_next` serves the queue round-robin with a poll budget, so one
+//! child, and `Scope::poll_next` serves the queue round-robin with a poll budget, so one
 //! always-ready child cannot starve the others or the connection's reads.
 
 use std::collections::{HashMap, VecDeque};
@@ -18,7 +18,7 @@ use slab::Slab;
 
 /// What a scope reports about its children.
 #[derive(Debug)]
-pub(crate) enum ChildEvent<C: Stream> {
+pub(crate) enum ScopeEvent<C: Stream> {
     /// A child yielded an item; it stays in the scope.
     Item(String, C::Item),
     /// A child ended; it has been removed and is handed back so the caller decides how it
@@ -28,11 +28,11 @@ pub(crate) enum ChildEvent<C: Stream> {
     Panicked(String, C),
 }
 
-/// Polls of children per `ChildSet::poll_next` call before yielding back to the runtime.
+/// Polls of children per `Scope::poll_next` call before yielding back to the runtime.
 const DEFAULT_BUDGET: usize = 64;
 
 /// The default in-task scope. See the module docs.
-pub(crate) struct ChildSet<C> {
+pub(crate) struct Scope<C> {
     slots: Slab<Slot<C>>,
     index: HashMap<String, usize>,
     ready: Arc<ReadyQueue>,
@@ -96,22 +96,22 @@ impl ReadyQueue {
     }
 }
 
-impl<C> std::fmt::Debug for ChildSet<C> {
+impl<C> std::fmt::Debug for Scope<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChildSet")
+        f.debug_struct("Scope")
             .field("len", &self.slots.len())
             .field("budget", &self.budget)
             .finish_non_exhaustive()
     }
 }
 
-impl<C> Default for ChildSet<C> {
+impl<C> Default for Scope<C> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<C> ChildSet<C> {
+impl<C> Scope<C> {
     /// An empty set with the default poll budget (64).
     pub(crate) fn new() -> Self {
         Self::with_budget(DEFAULT_BUDGET)
@@ -137,7 +137,7 @@ impl<C> ChildSet<C> {
 
 /// Every child is dropped synchronously by the caller of `remove`/`drain` (it is handed
 /// back) or in the set's own `Drop`: subscope's guarantee rests on it.
-impl<C: Stream + Unpin + Send> ChildSet<C> {
+impl<C: Stream + Unpin + Send> Scope<C> {
     pub(crate) fn insert(&mut self, key: String, child: C) -> Result<(), C> {
         if self.index.contains_key(&key) {
             return Err(child);
@@ -185,7 +185,7 @@ impl<C: Stream + Unpin + Send> ChildSet<C> {
         self.slots.drain().map(|slot| slot.child).collect()
     }
 
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<ChildEvent<C>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<ScopeEvent<C>> {
         {
             let mut state = self.ready.lock();
             match &state.parent {
@@ -217,15 +217,15 @@ impl<C: Stream + Unpin + Send> ChildSet<C> {
                     // It may be ready again without waking: poll it after the others.
                     waker.wake_by_ref();
                     let key = entry.key.clone();
-                    return Poll::Ready(ChildEvent::Item(key, item));
+                    return Poll::Ready(ScopeEvent::Item(key, item));
                 }
                 Ok(Poll::Ready(None)) => {
                     let (key, child) = self.take_slot(slot);
-                    return Poll::Ready(ChildEvent::Ended(key, child));
+                    return Poll::Ready(ScopeEvent::Ended(key, child));
                 }
                 Err(_panic) => {
                     let (key, child) = self.take_slot(slot);
-                    return Poll::Ready(ChildEvent::Panicked(key, child));
+                    return Poll::Ready(ScopeEvent::Panicked(key, child));
                 }
             }
         }
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn drop_drops_every_child_on_the_next_line() {
         let live = Arc::new(AtomicUsize::new(0));
-        let mut set: ChildSet<Boxed> = ChildSet::new();
+        let mut set: Scope<Boxed> = Scope::new();
         for i in 0..100 {
             let _ = set.insert(i.to_string(), probed(&live, stream::pending()));
         }
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn duplicate_key_is_refused_and_remove_drops_at_once() {
         let live = Arc::new(AtomicUsize::new(0));
-        let mut set: ChildSet<Boxed> = ChildSet::new();
+        let mut set: Scope<Boxed> = Scope::new();
         assert!(
             set.insert("a".into(), probed(&live, stream::pending()))
                 .is_ok()
@@ -303,14 +303,14 @@ mod tests {
 
     #[test]
     fn always_ready_children_are_served_round_robin() {
-        let mut set: ChildSet<Boxed> = ChildSet::new();
+        let mut set: Scope<Boxed> = Scope::new();
         for i in 0..3u32 {
             let _ = set.insert(i.to_string(), Box::pin(stream::repeat(i)));
         }
         let mut seen = Vec::new();
         for _ in 0..9 {
             match set.poll_next(&mut noop_cx()) {
-                Poll::Ready(ChildEvent::Item(_, v)) => seen.push(v),
+                Poll::Ready(ScopeEvent::Item(_, v)) => seen.push(v),
                 _ => panic!("expected an item"),
             }
         }
@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn a_panicking_child_is_removed_and_others_continue() {
-        let mut set: ChildSet<Boxed> = ChildSet::new();
+        let mut set: Scope<Boxed> = Scope::new();
         let _ = set.insert(
             "bad".into(),
             Box::pin(stream::poll_fn(|_| -> Poll<Option<u32>> { panic!("boom") })),
@@ -329,9 +329,9 @@ mod tests {
         for _ in 0..3 {
             if let Poll::Ready(ev) = set.poll_next(&mut noop_cx()) {
                 events.push(match ev {
-                    ChildEvent::Item(k, v) => format!("item {k} {v}"),
-                    ChildEvent::Ended(k, _) => format!("ended {k}"),
-                    ChildEvent::Panicked(k, _) => format!("panicked {k}"),
+                    ScopeEvent::Item(k, v) => format!("item {k} {v}"),
+                    ScopeEvent::Ended(k, _) => format!("ended {k}"),
+                    ScopeEvent::Panicked(k, _) => format!("panicked {k}"),
                 });
             }
         }
@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn budget_yields_with_a_self_wake() {
-        let mut set: ChildSet<Boxed> = ChildSet::with_budget(2);
+        let mut set: Scope<Boxed> = Scope::with_budget(2);
         for i in 0..4u32 {
             let _ = set.insert(i.to_string(), Box::pin(stream::pending()));
         }

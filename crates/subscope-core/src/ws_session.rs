@@ -1,8 +1,8 @@
-//! The async driver of one connection: owns the socket, the operations and the timer, and
-//! feeds the [`Machine`] in one hand-written poll loop.
+//! One WebSocket connection's session: owns the socket, the operations' scope and the
+//! timer, and feeds the protocol [`Machine`] in one hand-written poll loop.
 //!
-//! Everything the loop touches is state of the driver, not a borrowed future, so there is
-//! no cancellation question inside it: dropping the driver at any await point drops the
+//! Everything the loop touches is state of the session, not a borrowed future, so there is
+//! no cancellation question inside it: dropping the session at any await point drops the
 //! operations (synchronously, first field), then the socket, then runs the end hooks.
 
 use std::collections::VecDeque;
@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use async_graphql::{Data, Executor};
 
 use crate::bounds::{READ_BUDGET, ROUNDS, WRITE_BATCH, WRITE_BATCH_BYTES};
-use crate::children::{ChildEvent, ChildSet};
 use crate::hooks::{Accept, Reject};
 use crate::lifecycle::{Admission, EndHooks, Slot};
 use crate::operation::{Operation, Sharing};
 use crate::rt::{BoxSleep, Timer};
+use crate::scope::{Scope, ScopeEvent};
 use crate::websocket::{CloseFrame, Message, WebSocket, WebSocketError};
 use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
 use subscope_protocol::{ConnectOutcome, Machine, OperationEvent, Output};
@@ -44,8 +44,8 @@ pub(crate) struct ConnectionParts<E, H, R> {
 
 /// Field order is the drop order, and the guarantee: operations first, then the pending
 /// hook, then the socket, and the end hooks last.
-pub(crate) struct Driver<T, E, H: Hooks, R> {
-    children: ChildSet<Operation<H>>,
+pub(crate) struct WsSession<T, E, H: Hooks, R> {
+    children: Scope<Operation<H>>,
     connect: Option<ConnectFuture>,
     machine: Machine,
     ws: T,
@@ -63,7 +63,7 @@ pub(crate) struct Driver<T, E, H: Hooks, R> {
     end: EndHooks<H>,
 }
 
-impl<T, E, H, R> Driver<T, E, H, R>
+impl<T, E, H, R> WsSession<T, E, H, R>
 where
     T: WebSocket,
     E: Executor,
@@ -83,7 +83,7 @@ where
             Slot::Connection(parts.span.clone()),
         );
         Self {
-            children: ChildSet::new(),
+            children: Scope::new(),
             connect: None,
             machine,
             ws,
@@ -213,14 +213,14 @@ where
             && self.outbound_bytes < WRITE_BATCH_BYTES
     }
 
-    fn handle_child(&mut self, event: ChildEvent<Operation<H>>) {
+    fn handle_child(&mut self, event: ScopeEvent<Operation<H>>) {
         match event {
-            ChildEvent::Item(id, item) => self.machine.handle_operation(&id, item.event()),
-            ChildEvent::Ended(id, op) => {
+            ScopeEvent::Item(id, item) => self.machine.handle_operation(&id, item.event()),
+            ScopeEvent::Ended(id, op) => {
                 op.finish(EndReason::Completed);
                 self.machine.handle_operation(&id, OperationEvent::Finished);
             }
-            ChildEvent::Panicked(id, op) => {
+            ScopeEvent::Panicked(id, op) => {
                 tracing::warn!(conn = self.end.conn.id, id = %id, "operation panicked");
                 op.finish(EndReason::Panicked);
                 self.machine.handle_operation(&id, OperationEvent::Panicked);
