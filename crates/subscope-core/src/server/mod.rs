@@ -28,7 +28,8 @@ use crate::{
 };
 use subscope_protocol::Machine;
 
-/// A GraphQL-over-WebSocket server for one GraphQL schema `E` (any
+/// A GraphQL subscription server (WebSocket, and with feature `http` the HTTP transports)
+/// for one GraphQL schema `E` (any
 /// [`async_graphql::Executor`]: a `Schema` or a `dynamic::Schema`), on runtime `R`.
 ///
 /// Cheap to clone (an `Arc`); every clone serves and shuts down the same server.

@@ -19,7 +19,7 @@ use super::{HandshakeError, Server};
 use crate::bounds::HTTP_BUFFER;
 use crate::compression::{Agreed, Deflated};
 use crate::over_http::{
-    Ending, Http, HttpBody, HyperIo, HyperTimer, Outcome, Prefixed, UpgradedIo, accept_upgrade,
+    ConnectionEnd, Http, HttpBody, HyperIo, HyperTimer, Outcome, Prefixed, UpgradedIo, accept_upgrade,
     is_websocket_upgrade,
 };
 use crate::rt::{Listener, Runtime};
@@ -158,7 +158,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     {
         let server = self;
         let inner = &self.inner;
-        let ending = Arc::new(Ending::default());
+        let ending = Arc::new(ConnectionEnd::default());
         let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
         let io = HyperIo::new(
             io,
