@@ -64,6 +64,22 @@ pub(crate) fn lint_steps() -> Vec<Step> {
             ],
         ));
     }
+    // The engine's optional parts: without hyper (serve_websocket only) and without
+    // compression, each build must stand alone.
+    for features in [
+        &[][..],
+        &["--features", "deflate"][..],
+        &["--features", "http"][..],
+    ] {
+        let mut args = vec!["clippy", "-p", "subscope-core", "--no-default-features"];
+        args.extend_from_slice(features);
+        args.extend_from_slice(&["--all-targets", "--", "-D", "warnings"]);
+        let label = features.get(1).copied().unwrap_or("none");
+        steps.push(step(
+            format!("clippy subscope-core (default features off, on: {label})"),
+            &args,
+        ));
+    }
     steps.push(step(
         "clippy subscope (no runtime feature)",
         &[

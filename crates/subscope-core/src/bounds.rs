@@ -2,6 +2,7 @@
 //! (it imports no other module of this crate), so the settings, the WebSocket session and
 //! the HTTP service all read the same numbers.
 
+#[cfg(feature = "deflate")]
 pub(crate) use subscope_deflate::HIGH_WATER as DEFLATE_HIGH_WATER;
 pub(crate) use subscope_protocol::bounds::{HOLD_BYTES, HOLD_LIMIT};
 
@@ -27,6 +28,7 @@ pub(crate) const WRITE_BATCH_BYTES: usize = 64 * 1024;
 pub(crate) const ROUNDS: usize = 32;
 
 /// hyper's read and write buffer bound per HTTP connection.
+#[cfg(feature = "http")]
 pub(crate) const HTTP_BUFFER: usize = 64 * 1024;
 
 /// The most one WebSocket connection buffers, in bytes, with these limits: see
@@ -34,14 +36,17 @@ pub(crate) const HTTP_BUFFER: usize = 64 * 1024;
 pub(crate) fn connection_buffer_bound(
     max_message_size: usize,
     max_response_size: usize,
-    deflate: Option<&subscope_deflate::DeflateConfig>,
+    #[cfg(feature = "deflate")] deflate: Option<&subscope_deflate::DeflateConfig>,
 ) -> usize {
     let m = max_message_size;
     let largest_frame = max_response_size.max(m.saturating_add(256));
+    #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
     let mut read = READ_BUFFER + 2 * m;
     let held = HOLD_BYTES + m;
     let queue = WRITE_BATCH_BYTES + HOLD_BYTES + HOLD_LIMIT * 256 + largest_frame;
+    #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
     let mut write = WRITE_BUFFER + largest_frame;
+    #[cfg(feature = "deflate")]
     if let Some(deflate) = deflate {
         // A compressed message collected, inflated and queued for tungstenite; the
         // compressed bytes of one write not yet sent, the frame being compressed; the zlib

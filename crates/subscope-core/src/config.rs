@@ -28,6 +28,7 @@ pub struct Config {
     pub(crate) http_heartbeat: Option<Duration>,
     pub(crate) max_http_streams: Option<usize>,
     pub(crate) max_pending_reservations: usize,
+    #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<subscope_deflate::DeflateConfig>,
 }
 
@@ -45,6 +46,7 @@ impl Default for Config {
             share_identical: false,
             shared_delivery: crate::Delivery::default(),
             http_heartbeat: Some(Duration::from_secs(12)),
+            #[cfg(feature = "deflate")]
             deflate: None,
             max_http_streams: None,
             max_pending_reservations: 10_000,
@@ -129,6 +131,7 @@ impl Config {
     /// 10 times an idle connection at the default settings), and compressing costs CPU
     /// per event per connection. Turn it on where the network is what runs out; see
     /// [`DeflateConfig`](subscope_deflate::DeflateConfig) for the memory knobs.
+    #[cfg(feature = "deflate")]
     #[must_use]
     pub fn deflate(mut self, deflate: Option<subscope_deflate::DeflateConfig>) -> Self {
         self.deflate = deflate;
@@ -325,6 +328,7 @@ impl Config {
         crate::bounds::connection_buffer_bound(
             self.max_message_size,
             self.protocol.max_response_size,
+            #[cfg(feature = "deflate")]
             self.deflate.as_ref(),
         )
     }
@@ -345,6 +349,7 @@ impl Config {
     }
 
     /// The permessage-deflate settings, when it is on (see [`Config::deflate`]).
+    #[cfg(feature = "deflate")]
     pub fn deflate_settings(&self) -> Option<&subscope_deflate::DeflateConfig> {
         self.deflate.as_ref()
     }

@@ -372,6 +372,7 @@ impl Gauges {
         true
     }
 
+    #[cfg(feature = "http")]
     /// Counts a new HTTP event stream unless `limit` is reached.
     pub(crate) fn try_open_http_stream(&self, limit: Option<usize>) -> bool {
         let previous = self.http_streams.fetch_add(1, Ordering::Relaxed);
@@ -383,31 +384,38 @@ impl Gauges {
         true
     }
 
+    #[cfg(feature = "http")]
     pub(crate) fn close_http_stream(&self) {
         self.http_streams.fetch_sub(1, Ordering::Relaxed);
     }
 
+    #[cfg(feature = "http")]
     pub(crate) fn count_http_request(&self) {
         self.http_requests_total.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cfg(feature = "http")]
     pub(crate) fn count_http_refused(&self) {
         self.http_refused.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cfg(feature = "deflate")]
     pub(crate) fn count_deflate_connection(&self) {
         self.deflate_connections.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cfg(feature = "deflate")]
     pub(crate) fn open_deflate_stream(&self) {
         self.deflate_streams.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cfg(feature = "deflate")]
     pub(crate) fn close_deflate_stream(&self) {
         self.deflate_streams.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// One compressed outbound message (or fragment): `payload` bytes became `wire`.
+    #[cfg(feature = "deflate")]
     pub(crate) fn count_deflated(&self, payload: usize, wire: usize) {
         self.deflate_payload_bytes
             .fetch_add(payload as u64, Ordering::Relaxed);
@@ -496,6 +504,7 @@ impl Gauges {
 }
 
 /// Compressed sockets report into the server's gauges.
+#[cfg(feature = "deflate")]
 impl subscope_deflate::Stats for Gauges {
     fn connection(&self) {
         self.count_deflate_connection();

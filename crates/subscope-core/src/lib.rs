@@ -1,9 +1,11 @@
-//! The runtime-free engine of subscope: GraphQL subscriptions over WebSocket that never
-//! leak.
+//! The runtime-free server engine of subscope: GraphQL subscriptions over WebSocket and
+//! HTTP streams that never leak.
 //!
 //! subscope speaks both GraphQL-over-WebSocket subprotocols, `graphql-transport-ws` and the
-//! legacy `graphql-ws`, exactly as the repository's `docs/PROTOCOL.md` section 4 specifies,
-//! and executes operations through [`async_graphql::Executor::execute_stream`] (static or
+//! legacy `graphql-ws`, and (feature `http`) graphql-sse in both modes, Apollo multipart
+//! and plain GraphQL over HTTP on the same port, exactly as the repository's
+//! `docs/PROTOCOL.md` section 4 specifies (the protocol rules themselves, sans IO, are the
+//! `subscope-protocol` crate), and executes operations through [`async_graphql::Executor::execute_stream`] (static or
 //! dynamic schemas). Pick a runtime through an adapter crate (`subscope-tokio`,
 //! `subscope-smol`, `subscope-async-std`, or the `subscope` facade); this crate names none.
 //!
@@ -122,22 +124,26 @@
 //! exit.
 //!
 //! # Design
-//! A connection is one future: a sans-IO state machine (protocol rules, no socket, clock or
-//! future) driven by a hand-written poll loop that owns the socket, one resettable sleep,
-//! and the connection's operation streams (polled round-robin in the connection's own
-//! task, each with its own waker). Each subprotocol is one module holding its codec and its
-//! policy, so the machine never branches on the subprotocol. It spawns nothing per
-//! operation, reads no wall clock directly, and does no TLS.
+//! A WebSocket connection is one future: `subscope-protocol`'s sans-IO state machine
+//! driven by a hand-written poll loop (the session) that owns the socket, one resettable
+//! sleep, and the connection's scope of operation streams (polled round-robin in the
+//! connection's own task, each with its own waker). An HTTP stream's operations live in a
+//! reservation its response body owns. Every transport takes each operation's outcome from
+//! the one operation policy and only frames it. Nothing is spawned per operation, no wall
+//! clock is read directly, and there is no TLS. `ARCHITECTURE.md` has the whole map.
 //!
 //! # Cancel safety
 //! Dropping any future returned by [`Server`] drops what it owns, operations first.
 //!
 //! # Features
-//! - `unstable-machine`: makes the sans-IO state machine public as `machine::Machine`, for
-//!   the fuzz targets and for writing your own driver. It is outside semver: its inputs
-//!   and outputs change with the driver.
+//! - `http` (default): the standalone server on hyper ([`Server::serve`],
+//!   [`Server::serve_io`], the HTTP transports, [`Server::serve_http`] and
+//!   [`Server::serve_upgrade`] for other hyper-based servers). Without it, a server is
+//!   served through [`Server::serve_websocket`] on a socket another server upgraded.
+//! - `deflate` (default): permessage-deflate ([`Config::deflate`], the `subscope-deflate`
+//!   crate as [`deflate`]).
 //!
-//! No feature is on by default, and no feature selects a runtime.
+//! No feature selects a runtime.
 //!
 //! # Stability
 //! 0.x: breaking changes come with a minor version bump and a changelog entry. The public
@@ -152,12 +158,16 @@
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 mod bounds;
+#[cfg(feature = "http")]
+mod compression;
 mod config;
 mod gauges;
 mod hooks;
 mod lifecycle;
 mod operation;
+#[cfg(feature = "http")]
 mod over_http;
+#[cfg(feature = "http")]
 mod reservations;
 pub mod rt;
 mod scope;
@@ -175,14 +185,18 @@ mod ws_session;
 pub use config::Config;
 pub use gauges::{GaugeSnapshot, Gauges};
 pub use hooks::{Accept, ConnectionInfo, Hooks, NoHooks, Reject, UpgradeRequest};
+#[cfg(feature = "http")]
 pub use over_http::{HttpBody, is_websocket_upgrade};
-pub use server::{HandshakeError, Served, Server, ServerBuilder};
+#[cfg(feature = "http")]
+pub use server::Served;
+pub use server::{HandshakeError, Server, ServerBuilder};
 pub use share_key::ShareKey;
 pub use token::OperationToken;
 pub use topics::{Delivery, Fanout, MemoryTopics, Missed, Overflow, Subscription, Topics};
 pub use websocket::WebSocket;
 
 /// permessage-deflate (RFC 7692): the `subscope-deflate` crate.
+#[cfg(feature = "deflate")]
 pub use subscope_deflate as deflate;
 pub use subscope_protocol::close;
 pub use subscope_protocol::{

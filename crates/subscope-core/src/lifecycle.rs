@@ -41,6 +41,7 @@ impl Admission {
         }
     }
 
+    #[cfg(feature = "http")]
     /// The close reason of a connection that was not admitted.
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
         match self {
@@ -55,8 +56,10 @@ impl Admission {
 pub(crate) enum Slot {
     /// A WebSocket: counted in `connections`, with its tracing span.
     Connection(tracing::Span),
+    #[cfg(feature = "http")]
     /// An HTTP stream counted against `max_http_streams`.
     HttpStream,
+    #[cfg(feature = "http")]
     /// An HTTP request that holds no slot (plain GraphQL over HTTP).
     Request,
 }
@@ -104,6 +107,7 @@ impl<H: Hooks> Drop for EndHooks<H> {
                 span.record("close_reason", tracing::field::display(reason.reason()));
                 tracing::debug!(parent: span, code = reason.code(), reason = %reason.reason(), "connection closed");
             }
+            #[cfg(feature = "http")]
             Slot::HttpStream | Slot::Request => {
                 if matches!(self.slot, Slot::HttpStream) {
                     self.gauges.close_http_stream();

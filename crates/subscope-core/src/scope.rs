@@ -166,6 +166,7 @@ impl<C: Stream + Unpin + Send> Scope<C> {
         Ok(())
     }
 
+    #[cfg(feature = "http")]
     /// Wakes whoever polls the set (it was changed from outside).
     pub(crate) fn wake_parent(&self) {
         let parent = self.ready.lock().parent.take();

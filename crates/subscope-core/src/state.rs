@@ -1,6 +1,6 @@
 //! What every connection of one server shares: the schema, hooks, runtime, settings,
 //! gauges, shutdown signals, sharing, and the registry of HTTP streams. The WebSocket path
-//! (`server`, `driver`) and the HTTP path (`over_http`) both read it; neither imports the
+//! (`server`, `ws_session`) and the HTTP path (`over_http`) both read it; neither imports the
 //! other for it.
 
 use std::net::SocketAddr;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::operation::Sharing;
+#[cfg(feature = "http")]
 use crate::reservations::Reservations;
 use crate::sync::{Signal, Tracker};
 use crate::{Config, Gauges, Hooks};
@@ -26,6 +27,7 @@ pub(crate) struct State<E, H: Hooks, R> {
     /// How this server's operations share executions: built once, used by every
     /// transport.
     pub(crate) sharing: Sharing,
+    #[cfg(feature = "http")]
     /// The operations of every HTTP event stream (and single-connection reservation).
     pub(crate) reservations: Arc<Reservations<H>>,
 }

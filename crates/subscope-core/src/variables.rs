@@ -84,6 +84,7 @@ fn select<'a>(
     }
 }
 
+#[cfg(feature = "http")]
 /// The type of the operation `request` selects, if its document parses and names one.
 pub(crate) fn operation_type(request: &Request) -> Option<OperationType> {
     let document = parse_query(&request.query).ok()?;

@@ -145,12 +145,15 @@ impl From<WsError> for WebSocketError {
             WsError::Capacity(_) => Self::TooBig,
             WsError::Utf8(_) => Self::InvalidUtf8,
             WsError::ConnectionClosed | WsError::AlreadyClosed => Self::Closed,
+            #[cfg(feature = "deflate")]
             WsError::Io(err) => match subscope_deflate::DeflateError::from_io(&err) {
                 // An inbound compressed message over the limit, found while inflating it.
                 Some(subscope_deflate::DeflateError::TooBig) => Self::TooBig,
                 Some(other) => Self::Other(Box::new(other)),
                 None => Self::Io(err),
             },
+            #[cfg(not(feature = "deflate"))]
+            WsError::Io(err) => Self::Io(err),
             other => Self::Other(Box::new(other)),
         }
     }

@@ -3,7 +3,7 @@
 //! [`HyperIo`] is also where an HTTP connection learns how it ended: a read EOF or error
 //! means the peer is gone, a write that makes no progress within `write_timeout` is cut
 //! (hyper has no write timeout of its own). Streaming bodies read that verdict from the
-//! shared [`Ending`] when hyper drops them, so `on_complete` gets the real reason.
+//! shared [`ConnectionEnd`] when hyper drops them, so `on_complete` gets the real reason.
 
 use std::io;
 use std::pin::Pin;
@@ -19,9 +19,9 @@ use crate::rt::{BoxSleep, Timer};
 
 /// How an HTTP connection ended, once it has: the first verdict wins.
 #[derive(Debug, Default)]
-pub(crate) struct Ending(Mutex<Option<CloseReason>>);
+pub(crate) struct ConnectionEnd(Mutex<Option<CloseReason>>);
 
-impl Ending {
+impl ConnectionEnd {
     pub(crate) fn set(&self, reason: CloseReason) {
         let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
@@ -46,7 +46,7 @@ pub(crate) struct HyperIo<S, R> {
     stall: Option<BoxSleep>,
     /// Whether `stall` is armed for the write or flush pending now.
     stalled: bool,
-    ending: Arc<Ending>,
+    ending: Arc<ConnectionEnd>,
 }
 
 // `R` is never pinned through the wrapper.
@@ -57,7 +57,7 @@ impl<S, R: Timer> HyperIo<S, R> {
         io: S,
         timer: R,
         write_timeout: Option<Duration>,
-        ending: Arc<Ending>,
+        ending: Arc<ConnectionEnd>,
     ) -> Self {
         Self {
             io,

@@ -29,7 +29,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-pub(crate) use io::{Ending, HyperIo, HyperTimer, Prefixed, UpgradedIo};
+pub(crate) use io::{ConnectionEnd, HyperIo, HyperTimer, Prefixed, UpgradedIo};
 pub(crate) use upgrade::{Outcome, accept_upgrade};
 
 use self::request::{Params, Refusal, Wants};
@@ -149,7 +149,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         self,
         request: Request<B>,
         peer: Option<SocketAddr>,
-        ending: Option<Arc<Ending>>,
+        ending: Option<Arc<ConnectionEnd>>,
     ) -> Response<HttpBody>
     where
         B: http_body::Body + Send + 'static,
@@ -205,7 +205,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         parts: &Parts,
         body: B,
         peer: Option<SocketAddr>,
-        ending: Option<Arc<Ending>>,
+        ending: Option<Arc<ConnectionEnd>>,
     ) -> Result<Response<HttpBody>, Refusal>
     where
         B: http_body::Body + Send + 'static,
@@ -387,7 +387,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         &self,
         reservation: Arc<reservations::Reservation<H>>,
         format: Format,
-        ending: Option<Arc<Ending>>,
+        ending: Option<Arc<ConnectionEnd>>,
     ) -> Response<HttpBody> {
         let inner = &self.inner;
         let body = EventStream::new(
@@ -418,7 +418,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         params: Params,
         parts: &Parts,
         peer: Option<SocketAddr>,
-        ending: Option<Arc<Ending>>,
+        ending: Option<Arc<ConnectionEnd>>,
     ) -> Result<Response<HttpBody>, Refusal> {
         let transport = match format {
             Format::Multipart => Transport::Multipart,
@@ -583,7 +583,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
     fn open_stream(
         &self,
         token: &str,
-        ending: Option<Arc<Ending>>,
+        ending: Option<Arc<ConnectionEnd>>,
     ) -> Result<Response<HttpBody>, Refusal> {
         let reservation = self.reservation(token)?;
         match reservation.open() {

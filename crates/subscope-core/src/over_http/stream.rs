@@ -3,7 +3,7 @@
 //! hyper drops a response body when its connection ends, however it ends, so a body that
 //! owns its operations gives HTTP the WebSocket guarantee: the operations are dropped, and
 //! `on_complete` has run, before the body's `drop` returns. The body also reads the
-//! connection's verdict ([`Ending`]) to report why.
+//! connection's verdict ([`ConnectionEnd`]) to report why.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -17,7 +17,7 @@ use http_body::Frame;
 use subscope_protocol::http_frame::{self as frame, Format};
 use subscope_protocol::policy::{self, OperationEvent, OperationState, Verdict};
 
-use super::io::Ending;
+use super::io::ConnectionEnd;
 use crate::bounds::{WRITE_BATCH, WRITE_BATCH_BYTES};
 use crate::operation::Operation;
 use crate::reservations::{Phase, Reservation};
@@ -39,7 +39,7 @@ pub(crate) struct EventStream<H: Hooks, R> {
     heartbeat: Option<Duration>,
     sleep: Option<BoxSleep>,
     stop: StopFuture,
-    ending: Option<Arc<Ending>>,
+    ending: Option<Arc<ConnectionEnd>>,
     max_response: usize,
     /// Why it ended, when the body itself decided.
     reason: Option<CloseReason>,
@@ -60,7 +60,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         timer: R,
         heartbeat: Option<Duration>,
         stop: StopFuture,
-        ending: Option<Arc<Ending>>,
+        ending: Option<Arc<ConnectionEnd>>,
         max_response: usize,
     ) -> Self {
         Self {

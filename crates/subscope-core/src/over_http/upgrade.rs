@@ -6,8 +6,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 
 use super::HttpBody;
+use crate::compression::Agreed;
 use crate::{Config, Subprotocol, UpgradeRequest, negotiate};
-use subscope_deflate::{self as deflate, Agreed};
 
 /// What an upgrade request left for the connection task, after hyper has answered it.
 pub(crate) enum Outcome {
@@ -103,6 +103,7 @@ pub(crate) fn accept_upgrade<B>(
 
 /// Accepts the client's permessage-deflate offer when the server has it on, answering in
 /// `out`; `None` when either side does not want it (the connection runs uncompressed).
+#[cfg(feature = "deflate")]
 pub(crate) fn negotiate_deflate(
     config: &Config,
     headers: &http::HeaderMap,
@@ -113,8 +114,18 @@ pub(crate) fn negotiate_deflate(
         .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
         .iter()
         .filter_map(|v| v.to_str().ok());
-    let agreed = deflate::negotiate(offers, settings)?;
+    let agreed = subscope_deflate::negotiate(offers, settings)?;
     let value = HeaderValue::from_str(&agreed.response()).ok()?;
     out.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
     Some(agreed)
+}
+
+/// Without the `deflate` feature no extension is ever agreed.
+#[cfg(not(feature = "deflate"))]
+pub(crate) fn negotiate_deflate(
+    _config: &Config,
+    _headers: &http::HeaderMap,
+    _out: &mut http::HeaderMap,
+) -> Option<Agreed> {
+    None
 }

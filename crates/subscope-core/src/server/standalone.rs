@@ -1,13 +1,11 @@
-//! The generic server: accept loop, handshake with subprotocol negotiation, connection
-//! tasks, and a graceful shutdown that returns only when every connection is gone.
-
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+//! The standalone server (feature `http`): the accept loop, one hyper HTTP/1 connection
+//! per accepted socket answering GraphQL over HTTP and the WebSocket upgrade, the upgraded
+//! socket's WebSocket stack, and entry points for other hyper-based servers.
 
 use std::convert::Infallible;
-use std::sync::{Mutex, PoisonError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_graphql::Executor;
 use async_tungstenite::WebSocketStream;
@@ -16,159 +14,19 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use tracing::Instrument;
 
+use super::{HandshakeError, Server};
 use crate::bounds::HTTP_BUFFER;
+use crate::compression::{Agreed, Deflated};
 use crate::over_http::{
-    Ending, Http, HttpBody, HyperIo, HyperTimer, Outcome, Prefixed, UpgradedIo, accept_upgrade,
+    ConnectionEnd, Http, HttpBody, HyperIo, HyperTimer, Outcome, Prefixed, UpgradedIo, accept_upgrade,
     is_websocket_upgrade,
 };
-use crate::state::State;
-use crate::websocket::WebSocketError;
-use subscope_deflate::{Agreed, Deflated, Side};
-
-use crate::operation::Sharing;
 use crate::rt::{Listener, Runtime};
-use crate::share::Shares;
-use crate::sync::Tracked;
-use crate::websocket::{Tungstenite, WebSocket, websocket_config};
-use crate::ws_session::{ConnectionParts, WsSession, close_frame, close_handshake};
-use crate::{
-    CloseReason, Config, ConnectionInfo, Gauges, Hooks, NoHooks, Subprotocol, UpgradeRequest,
-};
-use subscope_protocol::Machine;
-
-/// A GraphQL-over-WebSocket server for one GraphQL schema `E` (any
-/// [`async_graphql::Executor`]: a `Schema` or a `dynamic::Schema`), on runtime `R`.
-///
-/// Cheap to clone (an `Arc`); every clone serves and shuts down the same server.
-///
-/// # The guarantee
-/// When a connection's future returns, or is dropped, every operation it started has been
-/// dropped and `on_complete` has run once for it. When [`Server::shutdown`] returns, that
-/// holds for every connection of this server. Outside it: operations kept alive by
-/// `mem::forget`, tasks a resolver spawns itself, and `panic = "abort"`.
-pub struct Server<E, H: Hooks, R> {
-    pub(crate) inner: Arc<State<E, H, R>>,
-}
-
-impl<E, H: Hooks, R> Clone for Server<E, H, R> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
-    }
-}
-
-impl<E, H: Hooks, R> std::fmt::Debug for Server<E, H, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("config", &self.inner.config)
-            .field("gauges", &self.inner.gauges.snapshot())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Builds a [`Server`].
-#[derive(Debug)]
-#[must_use]
-pub struct ServerBuilder<E, H, R> {
-    executor: E,
-    hooks: H,
-    runtime: R,
-    config: Config,
-    gauges: Option<Arc<Gauges>>,
-}
-
-impl<E: Executor, R: Runtime> ServerBuilder<E, NoHooks, R> {
-    /// A builder for `schema` (a `Schema` or `dynamic::Schema`) on `runtime`.
-    pub fn new(runtime: R, schema: E) -> Self {
-        Self {
-            executor: schema,
-            hooks: NoHooks,
-            runtime,
-            config: Config::default(),
-            gauges: None,
-        }
-    }
-}
-
-impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
-    /// Lifecycle hooks (default: [`NoHooks`]).
-    pub fn hooks<H2: Hooks>(self, hooks: H2) -> ServerBuilder<E, H2, R> {
-        ServerBuilder {
-            executor: self.executor,
-            hooks,
-            runtime: self.runtime,
-            config: self.config,
-            gauges: self.gauges,
-        }
-    }
-
-    /// Timeouts and limits (default: [`Config::default`]).
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Count into these gauges (for example ones your schema also reads).
-    pub fn gauges(mut self, gauges: Arc<Gauges>) -> Self {
-        self.gauges = Some(gauges);
-        self
-    }
-
-    /// The server.
-    pub fn build(self) -> Server<E, H, R> {
-        let gauges = self.gauges.unwrap_or_default();
-        Server {
-            inner: Arc::new(State {
-                executor: self.executor,
-                hooks: Arc::new(self.hooks),
-                runtime: self.runtime,
-                sharing: Sharing {
-                    shares: Shares::new(self.config.shared_delivery, Arc::clone(&gauges)),
-                    identical: self.config.share_identical,
-                },
-                config: self.config,
-                gauges,
-                stop: Arc::default(),
-                force: Arc::default(),
-                tracker: Arc::default(),
-                next_id: AtomicU64::new(1),
-                reservations: Arc::default(),
-            }),
-        }
-    }
-}
-
-impl<E: Executor, R: Runtime> Server<E, NoHooks, R> {
-    /// Starts a [`ServerBuilder`] for `schema` on `runtime`.
-    pub fn builder(runtime: R, schema: E) -> ServerBuilder<E, NoHooks, R> {
-        ServerBuilder::new(runtime, schema)
-    }
-}
+use crate::websocket::{Tungstenite, WebSocketError, websocket_config};
+use crate::{CloseReason, Hooks};
 
 impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
-    /// The server's gauges.
-    pub fn gauges(&self) -> &Arc<Gauges> {
-        &self.inner.gauges
-    }
-
-    /// The runtime the server spawns connection tasks on.
-    pub fn runtime(&self) -> &R {
-        &self.inner.runtime
-    }
-
-    /// The server's configuration.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
-    }
-
-    /// Connection tasks alive now (including ones still in the HTTP upgrade).
-    pub fn live_tasks(&self) -> usize {
-        self.inner.tracker.live()
-    }
-
     /// Accepts connections from `listener` until [`Server::shutdown`] is called, serving
     /// each in its own task; resolves once shutdown was requested. Accept errors (out of
     /// file descriptors and the like) are logged and retried after 50 ms, never returned.
@@ -300,7 +158,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     {
         let server = self;
         let inner = &self.inner;
-        let ending = Arc::new(Ending::default());
+        let ending = Arc::new(ConnectionEnd::default());
         let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
         let io = HyperIo::new(
             io,
@@ -360,23 +218,6 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         (served, next)
     }
 
-    /// Serves a socket that is already a WebSocket (for servers that do the upgrade
-    /// themselves). `protocol` is the negotiated subprotocol; `None` closes 4406. Check the
-    /// Origin before upgrading with [`Server::check_origin`].
-    ///
-    /// # Cancel safety
-    /// Dropping the future drops every operation before `drop` returns.
-    pub fn serve_websocket<T: WebSocket>(
-        &self,
-        ws: T,
-        protocol: Option<Subprotocol>,
-        request: UpgradeRequest,
-    ) -> impl Future<Output = CloseReason> + Send + use<T, E, H, R> {
-        // Tracked like `serve_io`, so shutdown waits for sockets another server upgraded.
-        let connection = self.connection(ws, protocol, request);
-        self.track(async move { connection.await.0 }, CloseReason::Dropped)
-    }
-
     /// Answers a WebSocket upgrade request another hyper-based HTTP server received (axum,
     /// or hyper itself), exactly as the standalone server answers it: RFC 6455's checks,
     /// the Origin allow-list, the subprotocol, permessage-deflate when
@@ -429,16 +270,22 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let inner = &self.inner;
+        #[cfg(feature = "deflate")]
         let socket = match (agreed, &inner.config.deflate) {
             (Some(agreed), Some(settings)) => Deflated::new(
                 socket,
-                Side::Server,
+                subscope_deflate::Side::Server,
                 agreed,
                 settings,
                 inner.config.max_message_size,
             )
             .counting(Arc::clone(&inner.gauges) as Arc<dyn subscope_deflate::Stats>),
             _ => Deflated::plain(socket),
+        };
+        #[cfg(not(feature = "deflate"))]
+        let socket = {
+            let _: Option<&Agreed> = agreed; // uninhabited without the feature
+            Deflated::plain(socket)
         };
         let config = websocket_config(&inner.config);
         WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await
@@ -463,138 +310,6 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         Http::new(Arc::clone(&self.inner)).serve(request, peer, None)
-    }
-
-    /// Applies [`Config::allowed_origins`] to an upgrade request another HTTP server
-    /// received: `Err` means answer HTTP 403 and do not upgrade (the refusal is already
-    /// counted in [`crate::GaugeSnapshot::origins_refused`] and logged).
-    pub fn check_origin(&self, request: &UpgradeRequest) -> Result<(), HandshakeError> {
-        self.allow_origin(request.origin(), request.peer)
-    }
-
-    /// [`Server::check_origin`] for any request's `Origin`: upgrades and HTTP requests.
-    fn allow_origin(
-        &self,
-        origin: Option<&str>,
-        peer: Option<SocketAddr>,
-    ) -> Result<(), HandshakeError> {
-        if self.inner.allows_origin(origin, peer) {
-            Ok(())
-        } else {
-            let origin = origin.unwrap_or_default().to_owned();
-            Err(HandshakeError::OriginNotAllowed { origin })
-        }
-    }
-
-    /// Counts `task` for shutdown, and lets shutdown's forced phase drop it (the future then
-    /// resolves to `dropped`). The one place a connection future is tracked.
-    fn track<F>(
-        &self,
-        task: F,
-        dropped: F::Output,
-    ) -> Tracked<impl Future<Output = F::Output> + use<F, E, H, R>>
-    where
-        F: Future + Send,
-        F::Output: Send + 'static,
-    {
-        let force = Arc::clone(&self.inner.force).wait();
-        let forced = async move {
-            force.await;
-            dropped
-        };
-        Tracked::new(future::or(forced, task), self.inner.tracker.token())
-    }
-
-    /// Runs one WebSocket connection; returns why it ended and the socket.
-    fn connection<T: WebSocket>(
-        &self,
-        mut ws: T,
-        protocol: Option<Subprotocol>,
-        request: UpgradeRequest,
-    ) -> impl Future<Output = (CloseReason, T)> + Send + use<T, E, H, R> {
-        let inner = Arc::clone(&self.inner);
-        async move {
-            let refuse = match protocol {
-                None => Some(CloseReason::SubprotocolNotAcceptable),
-                Some(_) if inner.stop.is_raised() => Some(CloseReason::ServerShutdown),
-                Some(_)
-                    if !inner
-                        .gauges
-                        .try_open_connection(inner.config.max_connections) =>
-                {
-                    Some(CloseReason::ConnectionLimit)
-                }
-                Some(_) => None,
-            };
-            let (Some(protocol), None) = (protocol, &refuse) else {
-                let reason = refuse.unwrap_or(CloseReason::SubprotocolNotAcceptable);
-                inner.gauges.count_close(reason.kind());
-                let frame = Some(close_frame(&reason));
-                let deadline = inner.runtime.sleep(inner.config.close_timeout);
-                future::or(
-                    close_handshake(&mut ws, Default::default(), frame),
-                    deadline,
-                )
-                .await;
-                return (reason, ws);
-            };
-            let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-            let conn = Arc::new(ConnectionInfo::new(id, protocol, request));
-            let span = tracing::debug_span!(
-                "connection",
-                id,
-                subprotocol = %protocol,
-                peer = ?conn.peer,
-                close_code = tracing::field::Empty,
-                close_reason = tracing::field::Empty,
-            );
-            let machine = Machine::new(protocol, &inner.config.protocol, inner.runtime.now());
-            let parts = ConnectionParts {
-                executor: inner.executor.clone(),
-                hooks: Arc::clone(&inner.hooks),
-                gauges: Arc::clone(&inner.gauges),
-                timer: inner.runtime.clone(),
-                close_timeout: inner.config.close_timeout,
-                detect_leaks: inner.config.detect_leaks,
-                sharing: inner.sharing.clone(),
-                stop: Box::pin(Arc::clone(&inner.stop).wait()),
-                span: span.clone(),
-            };
-            WsSession::new(ws, machine, conn, parts)
-                .run()
-                .instrument(span)
-                .await
-        }
-    }
-
-    /// Graceful shutdown: stop accepting; close every connection 1001 `Going away` (each
-    /// drops its operations first); wait up to `grace` for them to finish; then drop
-    /// whatever remains. Returns only when every connection future of this server has been
-    /// dropped, so every operation's `Drop` and `on_complete` have run.
-    pub fn shutdown(&self, grace: Duration) -> impl Future<Output = ()> + Send + use<E, H, R> {
-        let inner = Arc::clone(&self.inner);
-        async move {
-            inner.stop.raise();
-            let drained = async {
-                inner.tracker.wait().await;
-                true
-            };
-            let waited = async {
-                inner.runtime.sleep(grace).await;
-                false
-            };
-            if !future::or(drained, waited).await {
-                tracing::info!(
-                    remaining = inner.tracker.live(),
-                    "grace period over: dropping remaining connections"
-                );
-                inner.force.raise();
-                // HTTP streams whose body hyper no longer polls (a stuck peer under
-                // another server): their operations are dropped from here.
-                inner.reservations.close_all(&CloseReason::ServerShutdown);
-                inner.tracker.wait().await;
-            }
-        }
     }
 
     /// [`Server::serve`] until `signal` completes, then [`Server::shutdown`] with `grace`;
@@ -666,29 +381,6 @@ async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
     }
     let mut sink = [0u8; 8192];
     while let Ok(1..) = io.read(&mut sink).await {}
-}
-
-/// Why a stream never became a connection.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HandshakeError {
-    /// The client did not finish the upgrade within the handshake timeout.
-    #[error("handshake timed out")]
-    TimedOut,
-    /// The upgrade came from a browser origin that [`Config::allowed_origins`] does not
-    /// list; it was answered with HTTP 403.
-    #[error("origin not allowed: {origin:?}")]
-    OriginNotAllowed {
-        /// The request's `Origin` header.
-        origin: String,
-    },
-    /// The upgrade request was invalid or the socket failed.
-    #[error("websocket handshake failed: {0}")]
-    WebSocket(#[source] WebSocketError),
-    /// The HTTP connection failed before it ended cleanly (a malformed request, a reset,
-    /// an I/O error); the message is hyper's.
-    #[error("http connection failed: {0}")]
-    Http(String),
 }
 
 /// What [`Server::serve_io`] served on one accepted stream.
