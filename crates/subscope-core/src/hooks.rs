@@ -82,7 +82,7 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     /// Describes connection `id`, opened by `request`, carried by `transport` (a
-    /// [`Subprotocol`] converts into [`Transport::WebSocket`]).
+    /// [`Subprotocol`](crate::Subprotocol) converts into [`Transport::WebSocket`]).
     pub fn new(id: u64, transport: impl Into<Transport>, request: UpgradeRequest) -> Self {
         Self {
             id,

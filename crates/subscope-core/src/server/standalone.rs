@@ -19,8 +19,8 @@ use super::{HandshakeError, Server};
 use crate::bounds::HTTP_BUFFER;
 use crate::compression::{Agreed, Deflated};
 use crate::over_http::{
-    ConnectionEnd, Http, HttpBody, HyperIo, HyperTimer, Outcome, Prefixed, UpgradedIo, accept_upgrade,
-    is_websocket_upgrade,
+    ConnectionEnd, Http, HttpBody, HyperIo, HyperTimer, Outcome, Prefixed, UpgradedIo,
+    accept_upgrade, is_websocket_upgrade,
 };
 use crate::rt::{Listener, Runtime};
 use crate::websocket::{Tungstenite, WebSocketError, websocket_config};
@@ -221,7 +221,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
     /// Answers a WebSocket upgrade request another hyper-based HTTP server received (axum,
     /// or hyper itself), exactly as the standalone server answers it: RFC 6455's checks,
     /// the Origin allow-list, the subprotocol, permessage-deflate when
-    /// [`Config::deflate`] is on. Send the returned response; when it is
+    /// [`Config::deflate`](crate::Config::deflate) is on. Send the returned response; when it is
     /// `101 Switching Protocols`, the connection runs on the server's runtime once the HTTP
     /// server hands the socket over (hyper's `OnUpgrade`, which hyper and axum put in the
     /// request's extensions when serving with upgrades).
