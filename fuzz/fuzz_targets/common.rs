@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use async_graphql::{Response, ServerError, Value};
-use subscope_protocol::{ConnectOutcome, Machine, Output, Settings, Subprotocol};
+use subscope_protocol::{ConnectOutcome, Machine, OperationEvent, Output, Settings, Subprotocol};
 
 /// Every close code PROTOCOL.md section 4 allows subscope to use (or report).
 const ALLOWED_CODES: &[u16] = &[
@@ -140,13 +140,13 @@ pub fn run(data: &[u8], raw_text: bool) {
                 } else {
                     Response::from_errors(vec![ServerError::new("bad", None)])
                 };
-                m.machine.handle_response(id, &response);
+                m.machine.handle_operation(id, OperationEvent::Response(&response));
             }
-            6 if m.live.remove(id) => m.machine.handle_finished(id),
-            7 if m.live.remove(id) => m.machine.handle_panicked(id),
+            6 if m.live.remove(id) => m.machine.handle_operation(id, OperationEvent::Finished),
+            7 if m.live.remove(id) => m.machine.handle_operation(id, OperationEvent::Panicked),
             8 if m.live.contains(id) => {
                 m.machine
-                    .handle_refused(id, &[ServerError::new("refused", None)]);
+                    .handle_operation(id, OperationEvent::Refused(&[ServerError::new("refused", None)]));
             }
             9 => match arg % 4 {
                 0 => m.machine.handle_write_blocked(m.now),

@@ -102,8 +102,8 @@ impl Recorder {
 /// Hooks recording into a [`Recorder`]. `on_connect` reads the init payload:
 /// `{"reject": "msg"}` refuses, `{"fail": true}` fails internally, `{"panic": true}`
 /// panics, `{"ack": {...}}` becomes the ack payload. `on_subscribe` refuses operations
-/// whose `operationName` is `Refused` (with an error) or `RefusedEmpty` (with none), and
-/// never resolves for `Hang`. A connection whose
+/// whose `operationName` is `Refused` (with an error) or `RefusedEmpty` (with none),
+/// panics for `Panic` and never resolves for `Hang`. A connection whose
 /// init payload has `{"panicInDropHooks": true}` gets `on_complete`, `on_disconnect` and
 /// `on_close` that record their call and then panic.
 #[derive(Debug, Clone, Default)]
@@ -165,6 +165,7 @@ impl Hooks for RecordingHooks {
                 return Err(vec![ServerError::new("refused by on_subscribe", None)]);
             }
             Some("RefusedEmpty") => return Err(Vec::new()),
+            Some("Panic") => panic!("on_subscribe panics on purpose"),
             Some("Hang") => {
                 self.recorder.hanging.fetch_add(1, Ordering::SeqCst);
                 let _alive = Hanging(Arc::clone(&self.recorder.hanging));

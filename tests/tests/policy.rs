@@ -222,7 +222,19 @@ fn a_panic_is_the_same_on_every_streaming_transport<R: TestRuntime>() {
     same_everywhere::<R>(&Config::default(), &streaming, q, None, &expected);
 }
 
+fn a_panic_in_user_code_is_the_same_everywhere<R: TestRuntime>() {
+    // `on_subscribe` panics: plain HTTP too answers it through the policy (once it
+    // unwound through the HTTP service instead).
+    let expected = Outcome {
+        messages: vec!["Internal server error".to_owned()],
+        reason: EndReason::Panicked,
+    };
+    let q = "query Panic { hello }";
+    same_everywhere::<R>(&Config::default(), &EVERY, q, Some("Panic"), &expected);
+}
+
 per_runtime!(
+    a_panic_in_user_code_is_the_same_everywhere,
     a_request_error_is_the_same_everywhere,
     a_refusal_is_the_same_everywhere,
     an_empty_refusal_is_an_internal_error_everywhere,

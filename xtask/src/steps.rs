@@ -81,6 +81,23 @@ pub(crate) fn lint_steps() -> Vec<Step> {
         ));
     }
     steps.push(step(
+        "clippy the runtime adapters without http and deflate",
+        &[
+            "clippy",
+            "-p",
+            "subscope-tokio",
+            "-p",
+            "subscope-smol",
+            "-p",
+            "subscope-async-std",
+            "--no-default-features",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ));
+    steps.push(step(
         "clippy subscope (no runtime feature)",
         &[
             "clippy",

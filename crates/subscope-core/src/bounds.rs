@@ -31,15 +31,26 @@ pub(crate) const ROUNDS: usize = 32;
 #[cfg(feature = "http")]
 pub(crate) const HTTP_BUFFER: usize = 64 * 1024;
 
+/// The largest outbound WebSocket frame: a result of `max_response_size` bytes (the most
+/// the operation policy lets through) in its envelope, whose id JSON-escapes to at most 6
+/// bytes per byte of `max_id_length`. tungstenite's write buffer is sized by it.
+pub(crate) fn largest_outbound_frame(max_response_size: usize, max_id_length: usize) -> usize {
+    max_response_size
+        .saturating_add(max_id_length.saturating_mul(6))
+        .saturating_add(64)
+}
+
 /// The most one WebSocket connection buffers, in bytes, with these limits: see
 /// [`Config::connection_buffer_bound`](crate::Config::connection_buffer_bound).
 pub(crate) fn connection_buffer_bound(
     max_message_size: usize,
     max_response_size: usize,
+    max_id_length: usize,
     #[cfg(feature = "deflate")] deflate: Option<&subscope_deflate::DeflateConfig>,
 ) -> usize {
     let m = max_message_size;
-    let largest_frame = max_response_size.max(m.saturating_add(256));
+    let largest_frame =
+        largest_outbound_frame(max_response_size, max_id_length).max(m.saturating_add(256));
     #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
     let mut read = READ_BUFFER + 2 * m;
     let held = HOLD_BYTES + m;

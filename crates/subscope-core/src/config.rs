@@ -309,7 +309,8 @@ impl Config {
     /// The most memory one connection's buffers can hold with this configuration,
     /// whatever the peer sends (operation state, i.e. what resolvers keep, comes on top and
     /// is bounded by [`Config::max_subscriptions`]). With `M` = `max_message_size` and
-    /// `R` = the largest outbound frame, `max(max_response_size, M + 256)`:
+    /// `R` = the largest outbound frame, `max(max_response_size + 6·max_id_length + 64,
+    /// M + 256)` (a result at the limit in its envelope, the id JSON-escaped):
     ///
     /// | buffer | bound |
     /// | --- | --- |
@@ -323,11 +324,12 @@ impl Config {
     /// responses) give about 137 MiB, almost all of it room for the two largest responses
     /// an operation may produce (lower `max_response_size` if your events are small). A
     /// peer flooding 15 KiB pings without reading, with 16 KiB limits, holds about 480 KiB
-    /// (bound 848 KiB), measured in `subscope-testbench`'s memory test.
+    /// (bound about 851 KiB), measured in `subscope-testbench`'s memory test.
     pub fn connection_buffer_bound(&self) -> usize {
         crate::bounds::connection_buffer_bound(
             self.max_message_size,
             self.protocol.max_response_size,
+            self.protocol.max_id_length,
             #[cfg(feature = "deflate")]
             self.deflate.as_ref(),
         )
@@ -364,14 +366,17 @@ mod tests {
         let small = Config::default()
             .max_message_size(16 * 1024)
             .max_response_size(16 * 1024);
-        // 8K + 32K + 80K + (64K + 64K + 16K + 16.25K) + (128K + 16.25K)
+        // R = 16K + 6·128 + 64 (the largest frame: a 16 KiB result, a 128-byte id escaped).
+        // 8K + 32K + 80K + (64K + 64K + 16K + R) + (128K + R)
+        let r = 16 * 1024 + 6 * 128 + 64;
         assert_eq!(
             small.connection_buffer_bound(),
-            2 * (8 * 1024
-                + 32 * 1024
-                + 80 * 1024
-                + (144 * 1024 + 16 * 1024 + 256)
-                + (128 * 1024 + 16 * 1024 + 256))
+            2 * (8 * 1024 + 32 * 1024 + 80 * 1024 + (144 * 1024 + r) + (128 * 1024 + r))
+        );
+        // A longer id allowed: a larger frame to hold.
+        assert!(
+            small.clone().max_id_length(1024).connection_buffer_bound()
+                > small.connection_buffer_bound()
         );
         let bigger = small.clone().max_message_size(64 * 1024);
         assert!(bigger.connection_buffer_bound() > small.connection_buffer_bound());

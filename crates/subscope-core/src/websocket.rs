@@ -228,9 +228,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Tungstenite<S> {
 /// [`Server::serve_websocket`](crate::Server::serve_websocket).
 pub fn websocket_config(config: &crate::Config) -> WebSocketConfig {
     let max = config.max_message_size;
-    // The driver refuses any response above `max_response_size` (the operation ends with
-    // an error), so one frame of that size always fits behind a full write batch.
-    let largest_frame = config.protocol.max_response_size.saturating_add(1024);
+    // The operation policy refuses any result above `max_response_size` (the operation
+    // ends with an error), so one frame of that size, in its envelope, always fits behind
+    // a full write batch.
+    let largest_frame = crate::bounds::largest_outbound_frame(
+        config.protocol.max_response_size,
+        config.protocol.max_id_length,
+    );
     WebSocketConfig::default()
         // tungstenite allocates its read buffer eagerly (128 KiB by default) for every
         // socket; subscription clients send small messages, and a larger one still fits

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use async_graphql::{Request, Response, ServerError};
+use async_graphql::{Request, ServerError};
 use serde_json::Value;
 
 use crate::bounds::{HOLD_BYTES, HOLD_LIMIT};
@@ -478,37 +478,6 @@ impl Machine {
                 self.text(frame);
             }
         }
-    }
-
-    /// One response of a running operation.
-    pub fn handle_response(&mut self, id: &str, response: &Response) {
-        self.handle_operation(id, OperationEvent::Response(response));
-    }
-
-    /// One event of a shared execution, serialized once (`payload` is the JSON of the
-    /// execution result).
-    pub fn handle_shared(&mut self, id: &str, payload: &str) {
-        self.handle_operation(id, OperationEvent::Serialized(payload));
-    }
-
-    /// A shared execution failed before executing (its first result was a request error).
-    pub fn handle_request_error(&mut self, id: &str, errors: &[ServerError]) {
-        self.handle_operation(id, OperationEvent::RequestError(errors));
-    }
-
-    /// `on_subscribe` refused the operation with these errors.
-    pub fn handle_refused(&mut self, id: &str, errors: &[ServerError]) {
-        self.handle_operation(id, OperationEvent::Refused(errors));
-    }
-
-    /// The operation's stream ended by itself (the driver already dropped it).
-    pub fn handle_finished(&mut self, id: &str) {
-        self.handle_operation(id, OperationEvent::Finished);
-    }
-
-    /// The operation's stream panicked (the driver already dropped it).
-    pub fn handle_panicked(&mut self, id: &str) {
-        self.handle_operation(id, OperationEvent::Panicked);
     }
 
     /// The write side could not take more (a write or flush is pending).

@@ -180,7 +180,8 @@ pub fn io<S>(stream: S) -> TokioAdapter<S> {
     TokioAdapter::new(stream)
 }
 
-#[cfg(test)]
+// The test serves over HTTP: it needs the `http` feature.
+#[cfg(all(test, feature = "http"))]
 mod tests {
     use super::*;
     use std::time::Duration;

@@ -37,6 +37,9 @@
 //! subscope should depend on `subscope-core` (or this crate with no runtime) and stay
 //! generic.
 //!
+//! - `http` (default): the standalone server on hyper (`Server::serve`, `serve_io`) and
+//!   the HTTP transports; without it, `Server::serve_websocket` only.
+//! - `deflate` (default): permessage-deflate (`Config::deflate`, the `deflate` module).
 //! - `tokio` (default): the `tokio` module, the tokio adapter.
 //! - `smol`: the `smol` module, the smol adapter.
 //! - `async-std`: the `async_std` module, the async-std adapter (async-std is discontinued
@@ -48,15 +51,23 @@
 
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![deny(rustdoc::broken_intra_doc_links)]
+#![cfg_attr(
+    not(all(feature = "http", feature = "deflate")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
+/// permessage-deflate (RFC 7692).
+#[cfg(feature = "deflate")]
+pub use subscope_core::deflate;
 pub use subscope_core::{
     Accept, CloseKind, CloseReason, Config, ConnectionInfo, Delivery, EndReason, Fanout,
-    GaugeSnapshot, Gauges, HandshakeError, Hooks, HttpBody, InvalidMessage, MemoryTopics, Missed,
-    NoHooks, OperationToken, Overflow, Rate, Reject, Served, Server, ServerBuilder, ShareKey,
-    Subprotocol, Subscription, Topics, Transport, UpgradeRequest, WebSocket, is_websocket_upgrade,
-    negotiate, truncate_reason,
+    GaugeSnapshot, Gauges, HandshakeError, Hooks, InvalidMessage, MemoryTopics, Missed, NoHooks,
+    OperationToken, Overflow, Rate, Reject, Server, ServerBuilder, ShareKey, Subprotocol,
+    Subscription, Topics, Transport, UpgradeRequest, WebSocket, negotiate, truncate_reason,
 };
-pub use subscope_core::{close, deflate, rt, topics, websocket};
+#[cfg(feature = "http")]
+pub use subscope_core::{HttpBody, Served, is_websocket_upgrade};
+pub use subscope_core::{close, rt, topics, websocket};
 
 /// The GraphQL engine subscope executes with (the version subscope uses).
 #[doc(no_inline)]

@@ -42,7 +42,7 @@ use crate::state::State;
 use crate::variables::operation_type;
 use crate::{CloseReason, ConnectionInfo, EndReason, Hooks, Transport};
 use subscope_protocol::http_frame::{self, Format};
-use subscope_protocol::policy::{self, OperationState, Verdict};
+use subscope_protocol::policy::{self, OperationEvent, OperationState, Verdict};
 
 pub use request::is_websocket_upgrade;
 
@@ -492,11 +492,19 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         };
         let mut op = self.operation("1", request, &session, &conn);
         let max = self.inner.config.max_response_size_bytes();
-        let item = op.next().await;
-        // One result decides: the same policy as every other transport.
-        let verdict = item
-            .as_ref()
-            .map(|item| policy::decide(&mut OperationState::new(), item.event(), max));
+        // One result decides: the same policy as every other transport, a panic included
+        // (on WebSocket and SSE the scope catches it; here nothing else would).
+        let item = std::panic::AssertUnwindSafe(op.next()).catch_unwind().await;
+        let mut state = OperationState::new();
+        let verdict = match &item {
+            Ok(item) => item
+                .as_ref()
+                .map(|item| policy::decide(&mut state, item.event(), max)),
+            Err(_panic) => {
+                tracing::warn!(conn = conn.id, "operation panicked");
+                Some(policy::decide(&mut state, OperationEvent::Panicked, max))
+            }
+        };
         let reason = match &verdict {
             Some(Verdict::Fail { reason, .. }) => reason.clone(),
             _ => EndReason::Completed,

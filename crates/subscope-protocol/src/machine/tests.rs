@@ -148,7 +148,7 @@ fn request_error_is_detected_only_on_the_first_response() {
     );
     drain(&mut m);
     let bad = Response::from_errors(vec![ServerError::new("Unknown field", None)]);
-    m.handle_response("1", &bad);
+    m.handle_operation("1", OperationEvent::Response(&bad));
     assert_eq!(
         drain(&mut m),
         [
@@ -163,8 +163,11 @@ fn request_error_is_detected_only_on_the_first_response() {
         r#"{"type":"subscribe","id":"2","payload":{"query":"{a}"}}"#,
     );
     drain(&mut m);
-    m.handle_response("2", &Response::new(async_graphql::Value::from(1)));
-    m.handle_response("2", &bad);
+    m.handle_operation(
+        "2",
+        OperationEvent::Response(&Response::new(async_graphql::Value::from(1))),
+    );
+    m.handle_operation("2", OperationEvent::Response(&bad));
     let out = drain(&mut m);
     assert!(
         out.iter().all(|o| o.contains(r#""type":"next""#)),
@@ -191,7 +194,7 @@ fn limit_counts_preparing_operations_and_frees_slots() {
             r#"{"id":"2","type":"error","payload":[{"message":"Subscription limit reached"}]}"#
         ]
     );
-    m.handle_finished("1");
+    m.handle_operation("1", OperationEvent::Finished);
     m.handle_text(
         t0,
         r#"{"type":"subscribe","id":"2","payload":{"query":"{a}"}}"#,
@@ -428,14 +431,17 @@ fn a_response_above_max_response_size_ends_only_its_operation() {
         assert_eq!(drain(&mut m), ["START big", "START small"]);
         let mut big = Response::new(async_graphql::Value::String("x".repeat(500)));
         big.errors.clear();
-        m.handle_response("big", &big);
+        m.handle_operation("big", OperationEvent::Response(&big));
         let out = drain(&mut m);
         assert_eq!(out[0], "STOP big ResponseTooLarge", "{protocol}");
         assert!(out[1].contains(r#""type":"error""#), "{out:?}");
         assert!(out[1].contains("Response too large"), "{out:?}");
         assert_eq!(out.len(), 2);
         // The other operation and the socket go on.
-        m.handle_response("small", &Response::new(async_graphql::Value::from(1)));
+        m.handle_operation(
+            "small",
+            OperationEvent::Response(&Response::new(async_graphql::Value::from(1))),
+        );
         let out = drain(&mut m);
         assert!(out[0].contains(&format!(r#""type":"{data}""#)), "{out:?}");
         assert!(!m.is_closed());
