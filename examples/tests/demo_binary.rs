@@ -2,7 +2,6 @@
 //! and Ctrl-C (SIGINT) as a graceful shutdown that closes sockets 1001.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 mod common;
 
@@ -58,23 +57,10 @@ fn serves_both_subprotocols_and_shuts_down_on_sigint(runtime: &str) {
     );
     assert_eq!(recv(&mut legacy)["payload"]["data"]["liveStreams"], 1);
 
-    let pid = demo.child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    demo.interrupt();
     assert_eq!(close_code(&mut modern), 1001);
     assert_eq!(close_code(&mut legacy), 1001);
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = demo.child.try_wait().expect("wait") {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(Instant::now() < end, "demo did not exit after SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    demo.wait_success();
 }
 
 fn cli_timeouts_and_limits_apply(runtime: &str) {

@@ -7,28 +7,13 @@
 
 #![cfg(unix)] // SIGINT through `kill`
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{DEADLINE, close_code, connect, init, recv, send};
-
-/// A running example; killed if the test fails before it exits.
-struct Example {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{DEADLINE, Demo, close_code, connect, init, recv, send};
 
 /// `target/<profile>/examples/NAME`, built by `cargo test` with this test.
 fn binary(name: &str) -> PathBuf {
@@ -47,26 +32,6 @@ fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn start(name: &str) -> Example {
-    let mut child = Command::new(binary(name))
-        .arg("127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn example");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the announcement");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ws://")
-        .and_then(|rest| rest.strip_suffix("/graphql"))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Example { child, addr }
 }
 
 /// A plain GraphQL-over-HTTP POST to `/graphql`; the response body.
@@ -89,11 +54,10 @@ fn post(addr: &str, query: &str) -> String {
 }
 
 fn serves_and_shuts_down_on_sigint(name: &str) {
-    let mut example = start(name);
-    let url = format!("ws://{}/graphql", example.addr);
-    assert!(post(&example.addr, "{ hello }").contains(r#"{"data":{"hello":"world"}}"#));
+    let mut example = Demo::spawn(binary(name), &["127.0.0.1:0"]);
+    assert!(post(example.addr(), "{ hello }").contains(r#"{"data":{"hello":"world"}}"#));
 
-    let mut ws = connect(&url, "graphql-transport-ws");
+    let mut ws = connect(&example.url, "graphql-transport-ws");
     init(&mut ws);
     send(
         &mut ws,
@@ -106,22 +70,9 @@ fn serves_and_shuts_down_on_sigint(name: &str) {
         assert_eq!(m["payload"]["data"]["ticks"], n, "{m}");
     }
 
-    let pid = example.child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    example.interrupt();
     assert_eq!(close_code(&mut ws), 1001);
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = example.child.try_wait().expect("wait") {
-            assert!(status.success(), "{name} exited with {status}");
-            break;
-        }
-        assert!(Instant::now() < end, "{name} did not exit after SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    example.wait_success();
 }
 
 #[cfg(feature = "tokio")]

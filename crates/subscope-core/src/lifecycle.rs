@@ -6,7 +6,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::hooks::{Accept, Reject};
-use crate::{CloseReason, ConnectionInfo, Gauges, Hooks};
+use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
 
 /// What `on_connect` decided, panics included, logged once here.
 pub(crate) enum Admission {
@@ -124,6 +124,15 @@ impl<H: Hooks> Drop for EndHooks<H> {
         run_guarded(&self.gauges, "on_close", conn.id, || {
             hooks.on_close(conn, reason);
         });
+    }
+}
+
+/// What the end of its connection (or HTTP stream) means to an operation still live:
+/// `Dropped` when the owning future was dropped from outside, else `ConnectionClosed`.
+pub(crate) fn operation_end(reason: &CloseReason) -> EndReason {
+    match reason {
+        CloseReason::Dropped => EndReason::Dropped,
+        r => EndReason::ConnectionClosed(r.clone()),
     }
 }
 

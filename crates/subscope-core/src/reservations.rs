@@ -31,7 +31,7 @@ use std::task::{Context, Poll};
 
 use async_graphql::Data;
 
-use crate::lifecycle::EndHooks;
+use crate::lifecycle::{EndHooks, operation_end};
 use crate::operation::Operation;
 use crate::scope::{Scope, ScopeEvent};
 use crate::sync::TrackerToken;
@@ -341,7 +341,7 @@ impl<H: Hooks> Reservation<H> {
         if state.phase == Phase::Closed {
             // Closed while we polled: everything is ours to drop, then the end hooks.
             let reason = state.reason.clone().unwrap_or(CloseReason::Dropped);
-            let op_reason = op_reason(&reason);
+            let op_reason = operation_end(&reason);
             let event_op = match polled {
                 Poll::Ready(ScopeEvent::Ended(_, op) | ScopeEvent::Panicked(_, op)) => Some(op),
                 _ => None,
@@ -412,7 +412,7 @@ impl<H: Hooks> Reservation<H> {
             // waiting to be added are not polled: finished here.
             let added = std::mem::take(&mut state.added);
             drop(state);
-            let op_reason = op_reason(&reason);
+            let op_reason = operation_end(&reason);
             for (_, op) in added {
                 op.finish(op_reason.clone());
             }
@@ -425,21 +425,13 @@ impl<H: Hooks> Reservation<H> {
         state.ids.clear();
         let (end, live) = (state.end.take(), state.live.take());
         drop(state);
-        let op_reason = op_reason(&reason);
+        let op_reason = operation_end(&reason);
         let ops = drained
             .into_iter()
             .flatten()
             .map(|op| (op, op_reason.clone()))
             .collect();
         Self::finish_all(ops, end, reason, live);
-    }
-}
-
-/// What a close means to each operation.
-fn op_reason(reason: &CloseReason) -> EndReason {
-    match reason {
-        CloseReason::Dropped => EndReason::Dropped,
-        r => EndReason::ConnectionClosed(r.clone()),
     }
 }
 

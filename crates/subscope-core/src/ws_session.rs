@@ -17,7 +17,7 @@ use async_graphql::{Data, Executor};
 
 use crate::bounds::{READ_BUDGET, ROUNDS, WRITE_BATCH, WRITE_BATCH_BYTES};
 use crate::hooks::{Accept, Reject};
-use crate::lifecycle::{Admission, EndHooks, Slot};
+use crate::lifecycle::{Admission, EndHooks, Slot, operation_end};
 use crate::operation::{Operation, Sharing};
 use crate::rt::{BoxSleep, Timer};
 use crate::scope::{Scope, ScopeEvent};
@@ -114,7 +114,7 @@ where
     /// The exit order of `docs/PROTOCOL.md` 4.4: operations first, then the network.
     async fn teardown(mut self, reason: CloseReason) -> (CloseReason, T) {
         for op in self.children.drain() {
-            op.finish(EndReason::ConnectionClosed(reason.clone()));
+            op.finish(operation_end(&reason));
         }
         self.connect = None;
         self.end.reason = Some(reason.clone());

@@ -1,11 +1,13 @@
-//! Helpers shared by the tests that run the `demo` binary as a user does.
+//! Helpers shared by the tests that run the `demo` binary and the runnable examples as a
+//! user does.
 
 #![allow(dead_code)] // each test file uses a different subset
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
@@ -27,18 +29,55 @@ impl Drop for Demo {
 impl Demo {
     /// Starts `demo --addr 127.0.0.1:0 ARGS` and reads its announcement.
     pub(crate) fn start(args: &[&str]) -> Self {
-        start(args)
+        let mut all = vec!["--addr", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::spawn(env!("CARGO_BIN_EXE_demo"), &all)
+    }
+
+    /// Starts `program ARGS`, a server that announces `listening on ws://HOST:PORT/graphql`
+    /// on its first line (the demo, or a runnable example), and reads that line.
+    pub(crate) fn spawn(program: impl AsRef<OsStr>, args: &[&str]) -> Self {
+        spawn(program.as_ref(), args)
+    }
+
+    /// `HOST:PORT` of the announced URL.
+    pub(crate) fn addr(&self) -> &str {
+        self.url
+            .trim_start_matches("ws://")
+            .trim_end_matches("/graphql")
+    }
+
+    /// Sends SIGINT (Ctrl-C), the graceful shutdown.
+    pub(crate) fn interrupt(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits, within the deadline, for the process to exit successfully.
+    pub(crate) fn wait_success(&mut self) {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < end, "did not exit after SIGINT");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
-fn start(args: &[&str]) -> Demo {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
-        .args(["--addr", "127.0.0.1:0"])
+fn spawn(program: &OsStr, args: &[&str]) -> Demo {
+    let mut child = Command::new(program)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn demo");
+        .expect("spawn the server");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout)

@@ -31,7 +31,8 @@ type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) struct EventStream<H: Hooks, R> {
     ops: Arc<Reservation<H>>,
     format: Format,
-    /// What the operation policy remembers of each live operation.
+    /// What the operation policy remembers of each live operation that has delivered a
+    /// result (absent: a fresh one).
     states: HashMap<String, OperationState>,
     started: bool,
     finished: bool,
@@ -105,10 +106,18 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
     /// Frames what the operation policy decided for `event` of operation `id`. `op` is
     /// the operation when its stream already ended by itself (finished or panicked).
     fn step(&mut self, id: &str, event: OperationEvent<'_>, op: Option<Operation<H>>) -> Step {
-        let state = self.states.entry(id.to_owned()).or_default();
-        let verdict = policy::decide(state, event, self.max_response);
+        // The state is `Copy`: read by `&str`, stored (the id copied) only when it changes,
+        // i.e. once per operation at its first result, not once per event.
+        let before = self.states.get(id).copied().unwrap_or_default();
+        let mut state = before;
+        let verdict = policy::decide(&mut state, event, self.max_response);
         match verdict {
-            Verdict::Next(json) => Step::Frame(frame::next(self.format, id, &json)),
+            Verdict::Next(json) => {
+                if state != before {
+                    self.states.insert(id.to_owned(), state);
+                }
+                Step::Frame(frame::next(self.format, id, &json))
+            }
             Verdict::Fail { reason, errors } => {
                 self.states.remove(id);
                 match op {
