@@ -28,6 +28,8 @@ pub struct Config {
     pub(crate) http_heartbeat: Option<Duration>,
     pub(crate) max_http_streams: Option<usize>,
     pub(crate) max_pending_reservations: usize,
+    pub(crate) sse_retry: Option<Duration>,
+    pub(crate) drain: Duration,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<subscope_deflate::DeflateConfig>,
 }
@@ -50,6 +52,8 @@ impl Default for Config {
             deflate: None,
             max_http_streams: None,
             max_pending_reservations: 10_000,
+            sse_retry: None,
+            drain: Duration::ZERO,
         }
     }
 }
@@ -145,6 +149,30 @@ impl Config {
     pub fn http_heartbeat(mut self, d: impl Into<Option<Duration>>) -> Self {
         self.http_heartbeat = d.into();
         self
+    }
+
+    /// The reconnection delay an SSE stream tells browsers (`retry:` at the start of the
+    /// stream), so a resuming `EventSource` comes back quickly (default `None`: the
+    /// browser's own, about 3 s). Set it when your topics keep history.
+    #[must_use]
+    pub fn sse_retry(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.sse_retry = d.into();
+        self
+    }
+
+    /// The drain window of a graceful shutdown (default zero: everything at once).
+    /// Readiness turns false and the listener stops at once; connections and HTTP streams
+    /// are then closed spread evenly over the window (WebSocket 1001, SSE streams end), so
+    /// a fleet's clients do not all reconnect in the same second; then the join.
+    #[must_use]
+    pub fn drain(mut self, window: Duration) -> Self {
+        self.drain = window;
+        self
+    }
+
+    /// The drain window ([`Config::drain`]).
+    pub fn drain_window(&self) -> Duration {
+        self.drain
     }
 
     /// At most this many HTTP event streams at once (SSE and multipart responses, and

@@ -33,6 +33,8 @@ pub struct Gauges {
     events_dropped: AtomicU64,
     subscriptions_lagged: AtomicU64,
     broker_gaps: AtomicU64,
+    resume_gaps: AtomicU64,
+    events_replayed: AtomicU64,
     origins_refused: AtomicU64,
     shared_upstreams: AtomicU64,
     shared_subscriptions: AtomicU64,
@@ -84,6 +86,10 @@ pub struct GaugeSnapshot {
     pub subscriptions_lagged: u64,
     /// Subscribers told of a broker gap (events lost while the broker was unreachable).
     pub broker_gaps: u64,
+    /// Resumed subscribers told `RESUME_GAP` (history did not reach back to their id).
+    pub resume_gaps: u64,
+    /// Retained events handed to resumed subscribers.
+    pub events_replayed: u64,
     /// Upgrades refused with HTTP 403 because their `Origin` is not allowed
     /// ([`crate::Config::allowed_origins`]).
     pub origins_refused: u64,
@@ -220,6 +226,18 @@ impl GaugeSnapshot {
             self.broker_gaps,
         );
         metric(
+            "resume_gaps_total",
+            "counter",
+            "Resumed subscribers told that history did not reach back to their id.",
+            self.resume_gaps,
+        );
+        metric(
+            "events_replayed_total",
+            "counter",
+            "Retained events handed to resumed subscribers.",
+            self.events_replayed,
+        );
+        metric(
             "origins_refused_total",
             "counter",
             "Upgrades refused because their Origin is not allowed.",
@@ -331,6 +349,8 @@ impl Gauges {
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             subscriptions_lagged: self.subscriptions_lagged.load(Ordering::Relaxed),
             broker_gaps: self.broker_gaps.load(Ordering::Relaxed),
+            resume_gaps: self.resume_gaps.load(Ordering::Relaxed),
+            events_replayed: self.events_replayed.load(Ordering::Relaxed),
             origins_refused: self.origins_refused.load(Ordering::Relaxed),
             shared_upstreams: self.shared_upstreams.load(Ordering::Relaxed),
             shared_subscriptions: self.shared_subscriptions.load(Ordering::Relaxed),
@@ -472,6 +492,15 @@ impl Gauges {
 
     pub(crate) fn count_gap(&self) {
         self.broker_gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_resume_gap(&self) {
+        self.resume_gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_replayed(&self, events: usize) {
+        self.events_replayed
+            .fetch_add(events as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn count_origin_refused(&self) {

@@ -197,7 +197,9 @@ pub use server::Served;
 pub use server::{HandshakeError, Server, ServerBuilder};
 pub use share_key::ShareKey;
 pub use token::OperationToken;
-pub use topics::{Delivery, Fanout, MemoryTopics, Missed, Overflow, Subscription, Topics};
+pub use topics::{
+    Delivery, EventId, Fanout, History, MemoryTopics, Missed, Overflow, Resume, Subscription, Topics,
+};
 pub use websocket::WebSocket;
 
 /// permessage-deflate (RFC 7692): the `subscope-deflate` crate.

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
-use async_graphql::{Data, Executor, Request, Response, ServerError};
+use async_graphql::{Data, ErrorExtensions, Executor, Pos, Request, Response, ServerError, Value};
 use futures_core::Stream;
 use futures_core::stream::BoxStream;
 
@@ -14,6 +14,7 @@ use crate::gauges::OperationKind;
 use crate::lifecycle::run_guarded;
 use crate::share::{SharedItem, SharedSubscription, Shares};
 use crate::token::{OperationToken, TokenInner, check_leak};
+use crate::topics::{Missed, Resume, resume_of};
 use crate::{ConnectionInfo, EndReason, Gauges, Hooks, ShareKey};
 
 /// What an operation stream yields to the connection.
@@ -38,6 +39,17 @@ impl OpItem {
             Self::RequestError(errors) => OperationEvent::RequestError(errors),
         }
     }
+
+    /// The id of the topic event a result came from (`extensions.eventId`).
+    pub(crate) fn event_id(&self) -> Option<&str> {
+        match self {
+            Self::Response(response) => match response.extensions.get("eventId") {
+                Some(Value::String(id)) => Some(id),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// How an operation may join a shared execution.
@@ -52,9 +64,43 @@ type HookFuture = Pin<Box<dyn Future<Output = Result<Request, Vec<ServerError>>>
 
 enum Stage {
     Subscribing(HookFuture),
-    Running(BoxStream<'static, Response>),
+    Running(Running),
     Shared(SharedSubscription),
     Done,
+}
+
+/// An executing operation's stream, and what it owes a client that asked to resume.
+struct Running {
+    stream: BoxStream<'static, Response>,
+    /// Set while a resume may still need the server to say a gap (no resolver handled it):
+    /// checked at the first result or the end, whichever comes first.
+    resume: Option<Resume>,
+    /// A result held back behind the gap said before it.
+    held: Option<Response>,
+    ended: bool,
+}
+
+/// Stamps each result with the id of the topic event it was resolved from
+/// (`extensions.eventId`), as the topic subscription recorded it in `resume`.
+fn stamped(stream: BoxStream<'static, Response>, resume: Resume) -> BoxStream<'static, Response> {
+    Box::pin(futures_lite::StreamExt::map(stream, move |mut response| {
+        if let Some(id) = resume.take_current() {
+            response
+                .extensions
+                .insert("eventId".to_owned(), Value::String(id.to_string()));
+        }
+        response
+    }))
+}
+
+/// What the server says for a resume no event source handled: `RESUME_GAP`, nothing
+/// retained, then the results.
+fn unhandled_gap(gauges: &Gauges) -> OpItem {
+    gauges.count_resume_gap();
+    tracing::info!("resume gap: the subscription has no history; said to the subscriber");
+    let error = Missed::ResumeGap { oldest: None }.extend().into_server_error(Pos::default());
+    let json = subscope_protocol::policy::result_json(&Response::from_errors(vec![error]));
+    OpItem::Shared(Arc::from(json))
 }
 
 /// A live operation. Field order matters: the stream is dropped before the guard, so
@@ -190,9 +236,24 @@ impl<H: Hooks> Stream for Operation<H> {
                                 missing,
                             ))));
                         }
+                        let after = match resume_of(&request) {
+                            Ok(after) => after,
+                            Err(err) => {
+                                // A request error, like a malformed variable: the id is
+                                // free again.
+                                this.stage = Stage::Done;
+                                return Poll::Ready(Some(OpItem::Response(Response::from_errors(
+                                    vec![ServerError::new(err.to_string(), None)],
+                                ))));
+                            }
+                        };
                         if let Some(kind) = checked.kind {
                             this.guard.gauges.count_kind(kind);
                             this.guard.subscription = kind == OperationKind::Subscription;
+                        }
+                        let resume = this.guard.subscription.then(|| Resume::new(after));
+                        if let Some(resume) = &resume {
+                            request.data.insert(resume.clone());
                         }
                         let execute = std::mem::replace(
                             &mut this.execute,
@@ -200,9 +261,8 @@ impl<H: Hooks> Stream for Operation<H> {
                         );
                         // Only subscriptions share: a query or mutation (side effects!)
                         // always executes by itself.
-                        let key = this
-                            .guard
-                            .subscription
+                        // A resume is the client's own: it never joins a shared execution.
+                        let key = (this.guard.subscription && after.is_none())
                             .then(|| {
                                 this.guard
                                     .hooks
@@ -218,9 +278,23 @@ impl<H: Hooks> Stream for Operation<H> {
                                 // joiner's request is never executed.
                                 let token = this.guard.token.take();
                                 let shares = Arc::clone(&this.sharing.shares);
-                                Stage::Shared(shares.join(key, token, move || execute(request)))
+                                Stage::Shared(shares.join(key, token, move || match resume {
+                                    Some(resume) => stamped(execute(request), resume),
+                                    None => execute(request),
+                                }))
                             }
-                            None => Stage::Running(execute(request)),
+                            None => {
+                                let stream = execute(request);
+                                Stage::Running(Running {
+                                    stream: match &resume {
+                                        Some(r) => stamped(stream, r.clone()),
+                                        None => stream,
+                                    },
+                                    resume: resume.filter(|_| after.is_some()),
+                                    held: None,
+                                    ended: false,
+                                })
+                            }
                         };
                     }
                     Poll::Ready(Err(errors)) => {
@@ -228,13 +302,41 @@ impl<H: Hooks> Stream for Operation<H> {
                         return Poll::Ready(Some(OpItem::Refused(errors)));
                     }
                 },
-                Stage::Running(stream) => {
-                    return match stream.as_mut().poll_next(cx) {
+                Stage::Running(run) => {
+                    if let Some(held) = run.held.take() {
+                        return Poll::Ready(Some(OpItem::Response(held)));
+                    }
+                    let polled = if run.ended {
+                        Poll::Ready(None)
+                    } else {
+                        run.stream.as_mut().poll_next(cx)
+                    };
+                    return match polled {
                         Poll::Pending => Poll::Pending,
-                        Poll::Ready(Some(r)) => Poll::Ready(Some(OpItem::Response(r))),
-                        Poll::Ready(None) => {
-                            this.stage = Stage::Done;
-                            Poll::Ready(None)
+                        Poll::Ready(item) => {
+                            // The resolver has run: if nothing took the resume, say the
+                            // gap before its first result (not before a request error).
+                            let gap = run.resume.take().is_some_and(|r| {
+                                r.unhandled()
+                                    && !item.as_ref().is_some_and(
+                                        subscope_protocol::policy::is_request_error,
+                                    )
+                            });
+                            match item {
+                                Some(r) if gap => {
+                                    run.held = Some(r);
+                                    Poll::Ready(Some(unhandled_gap(&this.guard.gauges)))
+                                }
+                                Some(r) => Poll::Ready(Some(OpItem::Response(r))),
+                                None if gap => {
+                                    run.ended = true;
+                                    Poll::Ready(Some(unhandled_gap(&this.guard.gauges)))
+                                }
+                                None => {
+                                    this.stage = Stage::Done;
+                                    Poll::Ready(None)
+                                }
+                            }
                         }
                     };
                 }

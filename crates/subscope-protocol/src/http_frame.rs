@@ -44,8 +44,17 @@ fn id_json(id: &str) -> String {
 
 /// One result (`payload` is an execution result's JSON).
 pub fn next(format: Format, id: &str, payload: &str) -> String {
+    next_event(format, id, payload, None)
+}
+
+/// One result with the id of the topic event it came from: on distinct SSE connections
+/// also an `id:` line, which a browser sends back as `Last-Event-ID` when it reconnects.
+pub fn next_event(format: Format, id: &str, payload: &str, event_id: Option<&str>) -> String {
     match format {
-        Format::Sse => format!("event: next\ndata: {payload}\n\n"),
+        Format::Sse => match event_id.filter(|e| !e.contains(['\n', '\r'])) {
+            Some(event_id) => format!("id: {event_id}\nevent: next\ndata: {payload}\n\n"),
+            None => format!("event: next\ndata: {payload}\n\n"),
+        },
         Format::SseSingle => format!(
             "event: next\ndata: {{\"id\":{},\"payload\":{payload}}}\n\n",
             id_json(id)
@@ -86,12 +95,14 @@ pub fn failed(format: Format, id: &str, reason: &EndReason, errors: &[ServerErro
     }
 }
 
-/// What opens a stream, so proxies and browsers see the headers at once.
-pub fn preamble(format: Format) -> &'static str {
-    match format {
-        Format::Sse | Format::SseSingle => heartbeat(format),
-        Format::Multipart => {
-            "\r\n--graphql\r\ncontent-type: application/json\r\n\r\n{}\r\n--graphql"
+/// What opens a stream, so proxies and browsers see the headers at once: on SSE with
+/// `retry` (milliseconds), the reconnection delay a browser should use.
+pub fn preamble(format: Format, retry: Option<u64>) -> std::borrow::Cow<'static, str> {
+    match (format, retry) {
+        (Format::Sse | Format::SseSingle, Some(ms)) => format!("retry: {ms}\n\n").into(),
+        (Format::Sse | Format::SseSingle, None) => heartbeat(format).into(),
+        (Format::Multipart, _) => {
+            "\r\n--graphql\r\ncontent-type: application/json\r\n\r\n{}\r\n--graphql".into()
         }
     }
 }
@@ -169,8 +180,17 @@ mod tests {
         );
         assert!(fatal(Format::Multipart, "", &[]).ends_with("\r\n--graphql--\r\n"));
         assert_eq!(complete(Format::Multipart, ""), "--\r\n");
+        assert_eq!(preamble(Format::Sse, Some(1000)), "retry: 1000\n\n");
         assert_eq!(
-            preamble(Format::Multipart),
+            next_event(Format::Sse, "", "{}", Some("1-2")),
+            "id: 1-2\nevent: next\ndata: {}\n\n"
+        );
+        assert_eq!(
+            next_event(Format::SseSingle, "a", "{}", Some("1-2")),
+            next(Format::SseSingle, "a", "{}")
+        );
+        assert_eq!(
+            preamble(Format::Multipart, None),
             format!("{DELIMITER}{PART}{{}}{DELIMITER}")
         );
         assert_eq!(

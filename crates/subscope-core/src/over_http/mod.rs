@@ -158,6 +158,17 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
     {
         let inner = &self.inner;
         inner.gauges.count_http_request();
+        if request.method() == Method::GET {
+            // Probes for orchestrators: alive while it serves; ready until shutdown begins.
+            match request.uri().path() {
+                "/healthz" => return response(StatusCode::OK, TEXT, "ok"),
+                "/readyz" if inner.is_ready() => return response(StatusCode::OK, TEXT, "ready"),
+                "/readyz" => {
+                    return response(StatusCode::SERVICE_UNAVAILABLE, TEXT, "shutting down");
+                }
+                _ => {}
+            }
+        }
         let (parts, body) = request.into_parts();
         let origin = crate::hooks::origin_of(&parts.headers);
         if !self.inner.allows_origin(origin, peer) {
@@ -390,14 +401,16 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         ending: Option<Arc<ConnectionEnd>>,
     ) -> Response<HttpBody> {
         let inner = &self.inner;
+        let stop = inner.stop_for(reservation.conn.id);
         let body = EventStream::new(
             reservation,
             format,
             inner.runtime.clone(),
             inner.config.http_heartbeat,
-            Box::pin(Arc::clone(&inner.stop).wait()),
+            stop,
             ending,
             inner.config.max_response_size_bytes(),
+            inner.config.sse_retry,
         );
         let mut response = Response::new(HttpBody(Kind::Stream(Box::pin(body))));
         let headers = response.headers_mut();
@@ -429,7 +442,19 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         let mut end = self.end_guard(&conn, true);
         let session = self.connect(&conn, &mut end).await?;
         let id = params.operation_id().unwrap_or_else(|| "1".to_owned());
-        let request = params.into_request();
+        let mut request = params.into_request();
+        if format == Format::Sse
+            && let Some(last) = parts.headers.get("last-event-id")
+        {
+            // What a browser's EventSource sends when it reconnects; it wins over
+            // `extensions.lastEventId`. A value that is not text fails as a malformed id.
+            let last = String::from_utf8_lossy(last.as_bytes()).trim().to_owned();
+            if !last.is_empty() {
+                request
+                    .extensions
+                    .insert("lastEventId".to_owned(), async_graphql::Value::String(last));
+            }
+        }
         if parts.method == Method::GET && is_mutation(&request) {
             end.reason = Some(CloseReason::Finished);
             return Err(mutation_over_get());

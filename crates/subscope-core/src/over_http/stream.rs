@@ -25,7 +25,7 @@ use crate::rt::{BoxSleep, Timer};
 use crate::scope::ScopeEvent;
 use crate::{CloseReason, EndReason, Hooks};
 
-type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+use crate::state::StopFuture;
 
 /// The response body of an event stream.
 pub(crate) struct EventStream<H: Hooks, R> {
@@ -42,6 +42,8 @@ pub(crate) struct EventStream<H: Hooks, R> {
     stop: StopFuture,
     ending: Option<Arc<ConnectionEnd>>,
     max_response: usize,
+    /// `retry:` for SSE, in milliseconds.
+    retry: Option<u64>,
     /// Why it ended, when the body itself decided.
     reason: Option<CloseReason>,
 }
@@ -63,6 +65,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         stop: StopFuture,
         ending: Option<Arc<ConnectionEnd>>,
         max_response: usize,
+        retry: Option<Duration>,
     ) -> Self {
         Self {
             ops,
@@ -76,6 +79,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
             stop,
             ending,
             max_response,
+            retry: retry.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             reason: None,
         }
     }
@@ -105,7 +109,13 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
 
     /// Frames what the operation policy decided for `event` of operation `id`. `op` is
     /// the operation when its stream already ended by itself (finished or panicked).
-    fn step(&mut self, id: &str, event: OperationEvent<'_>, op: Option<Operation<H>>) -> Step {
+    fn step(
+        &mut self,
+        id: &str,
+        event: OperationEvent<'_>,
+        event_id: Option<&str>,
+        op: Option<Operation<H>>,
+    ) -> Step {
         // The state is `Copy`: read by `&str`, stored (the id copied) only when it changes,
         // i.e. once per operation at its first result, not once per event.
         let before = self.states.get(id).copied().unwrap_or_default();
@@ -116,7 +126,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
                 if state != before {
                     self.states.insert(id.to_owned(), state);
                 }
-                Step::Frame(frame::next(self.format, id, &json))
+                Step::Frame(frame::next_event(self.format, id, &json, event_id))
             }
             Verdict::Fail { reason, errors } => {
                 self.states.remove(id);
@@ -138,11 +148,13 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
 
     fn on_event(&mut self, event: ScopeEvent<Operation<H>>) -> Step {
         match event {
-            ScopeEvent::Item(id, item) => self.step(&id, item.event(), None),
-            ScopeEvent::Ended(id, op) => self.step(&id, OperationEvent::Finished, Some(op)),
+            ScopeEvent::Item(id, item) => self.step(&id, item.event(), item.event_id(), None),
+            ScopeEvent::Ended(id, op) => {
+                self.step(&id, OperationEvent::Finished, None, Some(op))
+            }
             ScopeEvent::Panicked(id, op) => {
                 tracing::warn!(id = %id, "operation panicked");
-                self.step(&id, OperationEvent::Panicked, Some(op))
+                self.step(&id, OperationEvent::Panicked, None, Some(op))
             }
         }
     }
@@ -174,9 +186,11 @@ impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
         if !this.started {
             this.started = true;
             this.rearm();
-            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-                frame::preamble(this.format).as_bytes(),
-            )))));
+            let preamble = frame::preamble(this.format, this.retry);
+            return Poll::Ready(Some(Ok(Frame::data(match preamble {
+                std::borrow::Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
+                std::borrow::Cow::Owned(s) => Bytes::from(s),
+            }))));
         }
         if this.stop.as_mut().poll(cx).is_ready() {
             this.finished = true;

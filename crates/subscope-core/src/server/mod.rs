@@ -69,6 +69,17 @@ pub struct ServerBuilder<E, H, R> {
     runtime: R,
     config: Config,
     gauges: Option<Arc<Gauges>>,
+    /// Topics to bind to the server's gauges at `build`.
+    topics: Vec<TopicsBinding>,
+}
+
+/// Binds one topics instance to the server's gauges.
+struct TopicsBinding(Box<dyn FnOnce(Arc<Gauges>) + Send>);
+
+impl std::fmt::Debug for TopicsBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TopicsBinding")
+    }
 }
 
 impl<E: Executor, R: Runtime> ServerBuilder<E, NoHooks, R> {
@@ -80,6 +91,7 @@ impl<E: Executor, R: Runtime> ServerBuilder<E, NoHooks, R> {
             runtime,
             config: Config::default(),
             gauges: None,
+            topics: Vec::new(),
         }
     }
 }
@@ -93,6 +105,7 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
             runtime: self.runtime,
             config: self.config,
             gauges: self.gauges,
+            topics: self.topics,
         }
     }
 
@@ -108,9 +121,21 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
         self
     }
 
+    /// Topics your schema's resolvers use: their dropped events, lags, gaps and replays
+    /// count in this server's gauges (and its `/metrics`).
+    pub fn topics<T: crate::Topics>(mut self, topics: &T) -> Self {
+        let fanout = topics.fanout().clone();
+        self.topics
+            .push(TopicsBinding(Box::new(move |gauges| fanout.count_into(gauges))));
+        self
+    }
+
     /// The server.
     pub fn build(self) -> Server<E, H, R> {
         let gauges = self.gauges.unwrap_or_default();
+        for bind in self.topics {
+            (bind.0)(Arc::clone(&gauges));
+        }
         Server {
             inner: Arc::new(State {
                 executor: self.executor,
@@ -141,6 +166,12 @@ impl<E: Executor, R: Runtime> Server<E, NoHooks, R> {
 }
 
 impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
+    /// Whether the server accepts new work: `false` from the moment [`Server::shutdown`]
+    /// begins (what `/readyz` answers).
+    pub fn is_ready(&self) -> bool {
+        self.inner.is_ready()
+    }
+
     /// The server's gauges.
     pub fn gauges(&self) -> &Arc<Gauges> {
         &self.inner.gauges
@@ -270,7 +301,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 close_timeout: inner.config.close_timeout,
                 detect_leaks: inner.config.detect_leaks,
                 sharing: inner.sharing.clone(),
-                stop: Box::pin(Arc::clone(&inner.stop).wait()),
+                stop: inner.stop_for(id),
                 span: span.clone(),
             };
             WsSession::new(ws, machine, conn, parts)
@@ -280,9 +311,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         }
     }
 
-    /// Graceful shutdown: stop accepting; close every connection 1001 `Going away` (each
-    /// drops its operations first); wait up to `grace` for them to finish; then drop
-    /// whatever remains. Returns only when every connection future of this server has been
+    /// Graceful shutdown: stop accepting (readiness turns false); close every connection
+    /// 1001 `Going away` and end every HTTP stream (each drops its operations first),
+    /// spread over [`Config::drain`] if set; wait up to the drain window plus `grace` for
+    /// them to finish; then drop whatever remains. Returns only when every connection future of this server has been
     /// dropped, so every operation's `Drop` and `on_complete` have run.
     pub fn shutdown(&self, grace: Duration) -> impl Future<Output = ()> + Send + use<E, H, R> {
         let inner = Arc::clone(&self.inner);
@@ -293,7 +325,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 true
             };
             let waited = async {
-                inner.runtime.sleep(grace).await;
+                inner.runtime.sleep(inner.config.drain + grace).await;
                 false
             };
             if !future::or(drained, waited).await {
