@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use subscope::deflate::DeflateConfig;
-use subscope::{Config, Delivery, Overflow, Rate};
+use subscope::{Config, Delivery, History, Overflow, Rate};
 
 /// The runtimes the demo can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +60,8 @@ struct Cli {
     /// Require {"token": TOKEN} in connection_init (close 4403 otherwise) [default: open].
     #[arg(long, value_name = "TOKEN")]
     auth_token: Option<String>,
-    /// messages/publish through Redis pub/sub, e.g. redis://127.0.0.1:6379 (feature `redis`)
-    /// [default: in memory].
+    /// messages/publish through Redis, e.g. redis://127.0.0.1:6379 (feature `redis`): Redis
+    /// Streams with --history, else pub/sub [default: in memory].
     #[arg(long, value_name = "URL", value_parser = parse_redis)]
     redis: Option<String>,
     /// Events one messages() subscriber may have queued.
@@ -71,6 +71,14 @@ struct Cli {
     /// drop-oldest or drop-newest.
     #[arg(long, value_name = "POLICY", default_value = "end")]
     overflow: Overflow,
+    /// The last N events of each topic are kept (in memory, or in Redis Streams with
+    /// --redis), so a messages() subscriber resumes after the last event id it saw; 0 = off.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    history: usize,
+    /// Graceful shutdown's drain window, in ms: readiness turns false at once, then
+    /// connections and HTTP streams are closed spread over the window.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    drain_ms: u64,
     /// Inbound messages per second per connection, bursts of 2N; 0 = off.
     #[arg(long, value_name = "N", default_value_t = 0)]
     inbound_rate: u32,
@@ -118,13 +126,14 @@ pub struct DemoArgs {
     pub runtime: RuntimeChoice,
     /// Server settings from `--init-timeout-ms`, `--keepalive-ms`, `--write-timeout-ms`,
     /// `--max-subscriptions`, `--inbound-rate`, `--max-message-size`, `--max-connections`,
-    /// `--allowed-origin`, `--share`, `--deflate` and its `--deflate-*` settings.
+    /// `--allowed-origin`, `--share`, `--drain-ms`, `--deflate` and its `--deflate-*`
+    /// settings (and the SSE `retry:` of 1 s with `--history`).
     pub config: Config,
-    /// Topic delivery from `--subscriber-buffer` and `--overflow`.
+    /// Topic delivery from `--subscriber-buffer`, `--overflow` and `--history`.
     pub delivery: Delivery,
     /// `--auth-token TOKEN`: require `{"token": TOKEN}` in `connection_init`.
     pub auth_token: Option<String>,
-    /// `--redis URL`: back `messages`/`publish` with Redis pub/sub.
+    /// `--redis URL`: back `messages`/`publish` with Redis (Streams with `--history`).
     pub redis: Option<String>,
 }
 
@@ -184,7 +193,12 @@ impl DemoArgs {
             .inbound_rate(rate)
             .max_message_size(cli.max_message_size)
             .max_connections(cli.max_connections)
-            .share_identical(cli.share);
+            .share_identical(cli.share)
+            .drain(Duration::from_millis(cli.drain_ms));
+        if cli.history > 0 {
+            // Browsers resuming with Last-Event-ID come back after 1 s, not their ~3 s.
+            config = config.sse_retry(Duration::from_millis(1000));
+        }
         if !cli.allowed_origins.is_empty() {
             config = config.allowed_origins(&cli.allowed_origins);
         }
@@ -199,7 +213,8 @@ impl DemoArgs {
         }
         let delivery = Delivery::default()
             .buffer(usize::try_from(cli.subscriber_buffer).unwrap_or(usize::MAX))
-            .overflow(cli.overflow);
+            .overflow(cli.overflow)
+            .history(History::last(cli.history));
         Ok(Self {
             addr: cli.addr,
             runtime: cli.runtime,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_graphql::{Context, Error, Object, Result, Schema, SimpleObject, Subscription};
 use futures_core::Stream;
 use futures_lite::stream;
-use subscope::Gauges;
+use subscope::{Gauges, Missed};
 use subscope::rt::Timer;
 
 use crate::{Broker, LiveCounter, LiveGuard};
@@ -63,6 +63,10 @@ pub struct ServerStats {
     subscriptions_lagged: u64,
     /// Subscribers told of a broker gap (Redis connection lost and back).
     broker_gaps: u64,
+    /// Resumed subscribers told `RESUME_GAP` (`--history` did not reach back).
+    resume_gaps: u64,
+    /// Retained events handed to resumed subscribers.
+    events_replayed: u64,
     /// Shared executions alive now (`--share`).
     shared_upstreams: u64,
     /// Operations alive now that subscribe to a shared execution (`--share`).
@@ -103,6 +107,8 @@ impl Query {
             events_dropped: s.events_dropped,
             subscriptions_lagged: s.subscriptions_lagged,
             broker_gaps: s.broker_gaps,
+            resume_gaps: s.resume_gaps,
+            events_replayed: s.events_replayed,
             shared_upstreams: s.shared_upstreams,
             shared_subscriptions: s.shared_subscriptions,
             deflate_connections_total: s.deflate_connections_total,
@@ -122,7 +128,7 @@ impl Mutation {
     /// Publishes `message` to `topic`; returns how many subscribers it reached.
     async fn publish(&self, ctx: &Context<'_>, topic: String, message: String) -> Result<usize> {
         ctx.data::<Broker>()?
-            .publish(&topic, &message)
+            .publish(&topic, message)
             .await
             .map_err(Error::new)
     }
@@ -187,25 +193,24 @@ impl Subscription {
         }))
     }
 
-    /// Everything published to `topic` from now on, in order. A subscriber that falls
-    /// `--subscriber-buffer` events behind is treated under `--overflow`: with `end`, it
-    /// gets one last item with an error whose `extensions.code` is `SUBSCRIBER_LAGGED`
-    /// (or `BROKER_GAP` after a Redis outage), then `complete`.
+    /// Everything published to `topic` from now on, in order; with `--history`, resumed
+    /// after the `lastEventId` the client sends (each result has its `extensions.eventId`).
+    /// A subscriber that falls `--subscriber-buffer` events behind is treated under
+    /// `--overflow`: with `end`, it gets one last item with an error whose
+    /// `extensions.code` is `SUBSCRIBER_LAGGED` (or `BROKER_GAP` after a Redis outage),
+    /// then `complete`. A resume that history no longer covers starts with `RESUME_GAP`.
     async fn messages(
         &self,
         ctx: &Context<'_>,
         topic: String,
-    ) -> Result<impl Stream<Item = Result<String>> + use<>> {
+    ) -> Result<impl Stream<Item = Result<String, Missed>> + use<>> {
         let guard = ctx.data::<LiveCounter>()?.guard();
-        let inner = ctx.data::<Broker>()?.subscribe(&topic);
-        Ok(futures_lite::StreamExt::map(
-            inner,
-            move |m| -> Result<String> {
-                let _ = &guard;
-                // `?` keeps a `Missed`'s `extensions.code` (and `dropped`).
-                Ok(m?.to_string())
-            },
-        ))
+        let events = ctx.data::<Broker>()?.resume(ctx, &topic);
+        // The guard lives as long as the stream.
+        Ok(futures_lite::StreamExt::map(events, move |event| {
+            let _ = &guard;
+            event
+        }))
     }
 
     /// `after` items, then an item with a resolver error, then ends.

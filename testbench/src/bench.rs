@@ -136,6 +136,7 @@ pub struct BenchBuilder {
     gate: bool,
     panic_in: PanicIn,
     upgrade: bool,
+    delivery: subscope::Delivery,
 }
 
 impl BenchBuilder {
@@ -157,6 +158,12 @@ impl BenchBuilder {
         self
     }
 
+    /// The demo topics' delivery (history on, for resumed streams).
+    pub fn delivery(mut self, delivery: subscope::Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
     /// Serve the pipe as a raw socket, HTTP upgrade included ([`Server::serve_io`]); the
     /// test then writes the upgrade request itself.
     pub fn with_upgrade(mut self) -> Self {
@@ -169,7 +176,7 @@ impl BenchBuilder {
         let clock = ManualClock::new();
         let gauges = Arc::new(Gauges::new());
         let live = LiveCounter::default();
-        let broker = Broker::memory(Default::default(), Arc::clone(&gauges));
+        let broker = Broker::memory(self.delivery);
         let schema = build_schema(
             Arc::new(clock.clone()),
             Arc::clone(&gauges),
@@ -183,11 +190,11 @@ impl BenchBuilder {
             panic_in: self.panic_in,
         };
         let record = Arc::clone(&hooks.record);
-        let server = Server::builder(clock.clone(), schema)
+        let builder = Server::builder(clock.clone(), schema)
             .hooks(hooks)
             .config(self.config.clone())
-            .gauges(Arc::clone(&gauges))
-            .build();
+            .gauges(Arc::clone(&gauges));
+        let server = broker.bind(builder).build();
         let pipe = Pipe::new();
         // Like a socket: the peer's receive window is finite, so a flood blocks.
         pipe.set_outbound_capacity(DEFAULT_WINDOW);
@@ -288,6 +295,7 @@ impl Bench {
             gate: false,
             panic_in: PanicIn::default(),
             upgrade: false,
+            delivery: subscope::Delivery::default(),
         }
     }
 

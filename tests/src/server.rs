@@ -84,7 +84,7 @@ pub trait TestRuntime: Sized + 'static {
         TestServer {
             addr,
             live: LiveCounter::default(),
-            broker: Broker::memory(Delivery::default(), Arc::clone(&gauges)),
+            broker: Broker::memory(Delivery::default()),
             gauges,
             recorder,
             control: Box::new(Controlled::<Self, _> { guard, server }),
@@ -128,7 +128,7 @@ pub fn demo_server_with<Rt: Runtime>(
     let config = suite_config(config);
     let state = DemoState {
         live: LiveCounter::default(),
-        broker: Broker::memory(delivery, Arc::clone(&gauges)),
+        broker: Broker::memory(delivery),
         gauges,
         recorder: hooks.recorder.clone(),
     };
@@ -138,11 +138,11 @@ pub fn demo_server_with<Rt: Runtime>(
         state.broker.clone(),
         state.live.clone(),
     );
-    let server = Server::builder(rt, schema)
+    let builder = Server::builder(rt, schema)
         .hooks(hooks)
         .config(config)
-        .gauges(Arc::clone(&state.gauges))
-        .build();
+        .gauges(Arc::clone(&state.gauges));
+    let server = state.broker.bind(builder).build();
     (server, state)
 }
 

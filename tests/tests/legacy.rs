@@ -178,7 +178,7 @@ fn messages_fan_out_and_refusals_are_errors<R: TestRuntime>() {
     c.start("m", r#"subscription { messages(topic: "news") }"#);
     s.wait_live(1);
     assert_eq!(
-        futures_lite::future::block_on(s.broker.publish("news", "hi")),
+        futures_lite::future::block_on(s.broker.publish("news", "hi".to_owned())),
         Ok(1)
     );
     assert_eq!(c.recv_json_skip_ka()["payload"]["data"]["messages"], "hi");

@@ -44,11 +44,15 @@ async fn main() -> std::io::Result<()> {
 
 async fn async_graphql_handler(listener: tokio::net::TcpListener) -> std::io::Result<()> {
     // The same topics (and delivery rules) as the demo, so only the server differs.
+    let broker = Broker::memory(Default::default());
     let gauges = Arc::new(Gauges::new());
+    if let Broker::Memory(topics) = &broker {
+        topics.fanout().count_into(Arc::clone(&gauges));
+    }
     let schema = build_schema(
         Arc::new(TokioRuntime::new()),
-        Arc::clone(&gauges),
-        Broker::memory(Default::default(), gauges),
+        gauges,
+        broker,
         LiveCounter::default(),
     );
     let app = axum::Router::new().route_service(

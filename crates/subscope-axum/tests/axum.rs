@@ -63,7 +63,7 @@ fn start_app(
     let schema = build_schema(
         Arc::new(TokioRuntime::new()),
         Arc::clone(&gauges),
-        Broker::memory(Default::default(), Arc::clone(&gauges)),
+        Broker::memory(Default::default()),
         live.clone(),
     );
     let hooks = RecordingHooks::default();

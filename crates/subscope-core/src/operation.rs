@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
-use async_graphql::{Data, ErrorExtensions, Executor, Pos, Request, Response, ServerError, Value};
+use async_graphql::{Data, ErrorExtensions, Executor, Request, Response, ServerError, Value};
 use futures_core::Stream;
 use futures_core::stream::BoxStream;
 
@@ -41,6 +41,7 @@ impl OpItem {
     }
 
     /// The id of the topic event a result came from (`extensions.eventId`).
+    #[cfg(feature = "http")]
     pub(crate) fn event_id(&self) -> Option<&str> {
         match self {
             Self::Response(response) => match response.extensions.get("eventId") {
@@ -98,7 +99,9 @@ fn stamped(stream: BoxStream<'static, Response>, resume: Resume) -> BoxStream<'s
 fn unhandled_gap(gauges: &Gauges) -> OpItem {
     gauges.count_resume_gap();
     tracing::info!("resume gap: the subscription has no history; said to the subscriber");
-    let error = Missed::ResumeGap { oldest: None }.extend().into_server_error(Pos::default());
+    let gap = Missed::ResumeGap { oldest: None };
+    let mut error = ServerError::new(gap.message(), None);
+    error.extensions = gap.extend().extensions;
     let json = subscope_protocol::policy::result_json(&Response::from_errors(vec![error]));
     OpItem::Shared(Arc::from(json))
 }

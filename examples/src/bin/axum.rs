@@ -38,15 +38,19 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let gauges = Arc::new(Gauges::new());
+    let broker = Broker::memory(Default::default());
     let schema = build_schema(
         Arc::new(TokioRuntime::new()),
         Arc::clone(&gauges),
-        Broker::memory(Default::default(), Arc::clone(&gauges)),
+        broker.clone(),
         LiveCounter::default(),
     );
-    let server = subscope::tokio::server(schema.clone())
-        .hooks(auth.clone())
-        .gauges(Arc::clone(&gauges))
+    let server = broker
+        .bind(
+            subscope::tokio::server(schema.clone())
+                .hooks(auth.clone())
+                .gauges(Arc::clone(&gauges)),
+        )
         .build();
     let app = axum_app::router(schema, server.clone(), gauges, auth);
     let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -63,29 +63,24 @@ fn demo_server<R: Runtime>(
     let gauges = Arc::new(Gauges::new());
     let broker = match &args.redis {
         #[cfg(feature = "redis")]
-        Some(url) => Broker::Redis(subscope_redis::RedisTopics::new(
-            &rt,
-            url,
-            args.delivery,
-            Arc::clone(&gauges),
-        )?),
-        _ => Broker::memory(args.delivery, Arc::clone(&gauges)),
+        Some(url) => Broker::Redis(subscope_redis::RedisTopics::new(&rt, url, args.delivery)?),
+        _ => Broker::memory(args.delivery),
     };
     let schema = build_schema(
         Arc::new(rt.clone()),
         Arc::clone(&gauges),
-        broker,
+        broker.clone(),
         LiveCounter::default(),
     );
     let auth = match &args.auth_token {
         Some(token) => TokenAuth::new([(token.as_str(), "demo")]),
         None => TokenAuth::open(),
     };
-    Ok(Server::builder(rt, schema)
+    let builder = Server::builder(rt, schema)
         .hooks(auth)
         .config(args.config.clone())
-        .gauges(gauges)
-        .build())
+        .gauges(gauges);
+    Ok(broker.bind(builder).build())
 }
 
 fn announce(addr: SocketAddr) {

@@ -47,6 +47,9 @@ struct SlotState<T> {
     /// Waiting for its replay ([`Resumer`]): live events are not queued, the replay will
     /// hold them.
     paused: bool,
+    /// Live events up to this id are already the subscriber's (a resume after an id the
+    /// broker's reader had not reached yet).
+    skip_through: Option<EventId>,
     waker: Option<Waker>,
     /// Set once the subscription must end after what is queued (policy `End`).
     ending: Option<Ending>,
@@ -62,6 +65,7 @@ impl<T> Slot<T> {
                 replay: VecDeque::new(),
                 queue: VecDeque::new(),
                 paused,
+                skip_through: None,
                 waker: None,
                 ending: None,
                 dropped: 0,
@@ -356,8 +360,8 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
         let mut delivered = 0;
         for (_, slot) in subs.iter() {
             let mut s = slot.lock();
-            if s.paused {
-                // Its broker replays this event.
+            if s.paused || entry.id.is_some_and(|id| s.skip_through.is_some_and(|t| id <= t)) {
+                // Its broker replays this event, or it has it already.
                 continue;
             }
             if s.ending.is_none() && s.queue.len() >= delivery.buffer {
@@ -399,12 +403,26 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
     /// current subscriber is treated under the policy. `End` ends each with
     /// [`Missed::BrokerGap`] after what is queued; the drop policies count the gap.
     pub fn broker_gap(&self) {
+        self.gap(None);
+    }
+
+    /// Like [`Fanout::broker_gap`], for the subscribers of one topic only (its stream was
+    /// trimmed past what they had).
+    pub fn broker_gap_in(&self, topic: &str) {
+        self.gap(Some(topic));
+    }
+
+    fn gap(&self, only: Option<&str>) {
         let mut wake = Vec::new();
         let mut told = 0;
         let gauges = self.inner.gauges();
         {
             let topics = self.inner.topics();
-            for (_, slot) in topics.values().flat_map(|t| t.subs.iter()) {
+            let subs = topics
+                .iter()
+                .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
+                .flat_map(|(_, t)| t.subs.iter());
+            for (_, slot) in subs {
                 told += 1;
                 gauges.count_gap();
                 if self.inner.delivery.overflow == Overflow::End {
@@ -418,6 +436,7 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
         }
         tracing::warn!(
             subscribers = told,
+            topic = only,
             overflow = %self.inner.delivery.overflow,
             "broker gap: events published meanwhile may be lost"
         );
@@ -503,17 +522,30 @@ impl<T> Resumer<T> {
     }
 
     /// Starts the subscriber: `gap` first (if any), then `replay` in order, then the live
-    /// events delivered from now on. The caller must deliver nothing live for this topic
+    /// events delivered from now on, skipping those up to `skip_through` (ids the
+    /// subscriber already has). The caller must deliver nothing live for this topic
     /// between reading `replay` and this call.
-    pub fn resume(mut self, gap: Option<Missed>, replay: impl IntoIterator<Item = (EventId, T)>) {
+    pub fn resume(
+        mut self,
+        gap: Option<Missed>,
+        replay: impl IntoIterator<Item = (EventId, T)>,
+        skip_through: Option<EventId>,
+    ) {
         if let Some(slot) = self.slot.take() {
-            self.start(&slot, gap, replay);
+            self.start(&slot, gap, replay, skip_through);
         }
     }
 
-    fn start(&self, slot: &Slot<T>, gap: Option<Missed>, replay: impl IntoIterator<Item = (EventId, T)>) {
+    fn start(
+        &self,
+        slot: &Slot<T>,
+        gap: Option<Missed>,
+        replay: impl IntoIterator<Item = (EventId, T)>,
+        skip_through: Option<EventId>,
+    ) {
         let waker = {
             let mut s = slot.lock();
+            s.skip_through = skip_through;
             s.replay = replay
                 .into_iter()
                 .map(|(id, value)| {
@@ -539,7 +571,7 @@ impl<T> Drop for Resumer<T> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
             tracing::warn!(topic = %self.topic, "a resume was abandoned: the subscriber is told");
-            self.start(&slot, Some(Missed::ResumeGap { oldest: None }), []);
+            self.start(&slot, Some(Missed::ResumeGap { oldest: None }), [], None);
         }
     }
 }

@@ -1,0 +1,420 @@
+//! Streams mode (history on): one reading connection per process, `XREAD` from the last id
+//! delivered per topic, replays handed over between two reads.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use subscope_core::rt::Timer;
+use subscope_core::{EventId, Missed};
+
+use crate::{
+    BACKOFF_MAX, BACKOFF_START, COMMAND_TIMEOUT, Command, Event, Inner, decode, stream_key,
+    topic_of,
+};
+
+/// How long one `XREAD` waits for new entries before it is issued again.
+const BLOCK: Duration = Duration::from_secs(5);
+/// Entries read (or replayed) per command.
+const PAGE: usize = 512;
+
+/// What the reader knows: the last id delivered per topic with local subscribers.
+type Cursors = HashMap<String, EventId>;
+
+/// The reader task. Ends when every `RedisTopics` clone is gone.
+pub(crate) async fn read<T: Event, R: Timer>(
+    inner: Weak<Inner<T>>,
+    rx: async_channel::Receiver<Command<T>>,
+    rt: R,
+) {
+    let mut cursors = Cursors::new();
+    let mut pending: VecDeque<Command<T>> = VecDeque::new();
+    let mut backoff = BACKOFF_START;
+    let mut lost = false;
+    loop {
+        let Some(client) = inner.upgrade().map(|i| i.client.clone()) else {
+            return;
+        };
+        let connected = async {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(BLOCK + COMMAND_TIMEOUT));
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            let id: u64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
+            Ok::<_, redis::RedisError>((conn, id))
+        };
+        let (mut conn, id) = match connected.await {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::warn!(error = %err, ?backoff, "redis stream reader: connection failed");
+                rt.sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        let Some(i) = inner.upgrade() else { return };
+        i.reader_id.store(id, Ordering::Relaxed);
+        if lost {
+            // Back: reading on from each cursor replays what was published meanwhile,
+            // unless the stream was trimmed past it. Only that is a gap.
+            for (topic, cursor) in &cursors {
+                match trimmed_past(&mut conn, topic, *cursor).await {
+                    Ok(false) => {}
+                    Ok(true) => i.fanout.broker_gap_in(topic),
+                    Err(_) => continue,
+                }
+            }
+            tracing::info!(topics = cursors.len(), "redis stream reader: back, reading on from the last ids delivered");
+        }
+        drop(i);
+        backoff = BACKOFF_START;
+        match serve(&inner, &rx, &mut conn, &mut cursors, &mut pending).await {
+            Ok(()) => return,
+            Err(err) => {
+                let Some(i) = inner.upgrade() else { return };
+                lost = true;
+                i.reconnects.fetch_add(1, Ordering::Relaxed);
+                i.subscribed.store(0, Ordering::Relaxed);
+                drop(i);
+                tracing::warn!(error = %err, ?backoff, "redis stream reader: connection lost; reconnecting");
+                rt.sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Commands and reads on one healthy connection; `Ok` when the topics are gone.
+async fn serve<T: Event>(
+    inner: &Weak<Inner<T>>,
+    rx: &async_channel::Receiver<Command<T>>,
+    conn: &mut MultiplexedConnection,
+    cursors: &mut Cursors,
+    pending: &mut VecDeque<Command<T>>,
+) -> Result<(), redis::RedisError> {
+    loop {
+        while let Ok(c) = rx.try_recv() {
+            pending.push_back(c);
+        }
+        while let Some(command) = pending.pop_front() {
+            let Some(i) = inner.upgrade() else {
+                return Ok(());
+            };
+            if let Err((command, err)) = handle(&i, conn, cursors, command).await {
+                // Kept for the next connection: a resume is never abandoned by a blip.
+                pending.push_front(command);
+                return Err(err);
+            }
+            i.subscribed.store(cursors.len(), Ordering::Relaxed);
+        }
+        if cursors.is_empty() {
+            match rx.recv().await {
+                Ok(c) => pending.push_back(c),
+                Err(_) => return Ok(()),
+            }
+            continue;
+        }
+        let reader_id = match inner.upgrade() {
+            Some(i) => i.reader_id.load(Ordering::Relaxed),
+            None => return Ok(()),
+        };
+        // The read stays in flight when a command arrives: it is unblocked
+        // (`CLIENT UNBLOCK`), and what it returns is delivered before the command runs, so
+        // the cursors stay exact.
+        let mut read = pin!(xread(conn.clone(), cursors.clone()));
+        let mut recv = pin!(rx.recv());
+        let first = futures_lite::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                return Poll::Ready(Ok(r));
+            }
+            if let Poll::Ready(c) = recv.as_mut().poll(cx) {
+                return Poll::Ready(Err(c));
+            }
+            Poll::Pending
+        })
+        .await;
+        let reply = match first {
+            Ok(reply) => reply?,
+            Err(command) => {
+                match command {
+                    Ok(c) => pending.push_back(c),
+                    Err(_) => return Ok(()),
+                }
+                if let Some(i) = inner.upgrade() {
+                    let mut unblock = i.publisher().await?;
+                    let _: Value = redis::cmd("CLIENT")
+                        .arg("UNBLOCK")
+                        .arg(reader_id)
+                        .query_async(&mut unblock)
+                        .await?;
+                }
+                read.await?
+            }
+        };
+        let Some(i) = inner.upgrade() else {
+            return Ok(());
+        };
+        for (key, entries) in reply {
+            let topic = topic_of(&key);
+            for (id, payload) in entries {
+                if let Some(cursor) = cursors.get_mut(topic) {
+                    *cursor = (*cursor).max(id);
+                }
+                if let Some(event) = payload.and_then(|p| decode::<T>(topic, &p)) {
+                    i.fanout.deliver(topic, Some(id), event);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one command; gives it back with the error if Redis failed meanwhile.
+async fn handle<T: Event>(
+    inner: &Inner<T>,
+    conn: &mut MultiplexedConnection,
+    cursors: &mut Cursors,
+    command: Command<T>,
+) -> Result<(), (Command<T>, redis::RedisError)> {
+    match command {
+        Command::Reconcile(topic, at_ms) => {
+            if inner.fanout.subscribers(&topic) == 0 {
+                cursors.remove(&topic);
+            } else {
+                // A new stream is read from the moment its first subscriber came (the
+                // same host's clock as Redis's ids): nothing published after it is missed.
+                cursors
+                    .entry(topic)
+                    .or_insert_with(|| EventId::new(at_ms.saturating_sub(1), u64::MAX));
+            }
+            Ok(())
+        }
+        Command::Resume(resumer, after) => {
+            let topic = resumer.topic().to_owned();
+            if inner.fanout.subscribers(&topic) == 0 {
+                // Gone already; nothing to hand over.
+                drop(resumer);
+                return Ok(());
+            }
+            let cursor = *cursors
+                .entry(topic.clone())
+                .or_insert_with(|| EventId::new(crate::now_ms().saturating_sub(1), u64::MAX));
+            match replay::<T>(conn, &topic, after, cursor).await {
+                Ok((gap, events)) => {
+                    // Live ids up to `after` are the subscriber's already (it came from a
+                    // process whose reader was ahead of this one).
+                    let skip = gap.is_none().then_some(after);
+                    resumer.resume(gap, events, skip);
+                    Ok(())
+                }
+                Err(err) => Err((Command::Resume(resumer, after), err)),
+            }
+        }
+    }
+}
+
+/// The stream's facts for a resume: `None` if the key does not exist.
+struct StreamInfo {
+    first: Option<EventId>,
+    last_generated: EventId,
+    max_deleted: EventId,
+}
+
+async fn info(
+    conn: &mut MultiplexedConnection,
+    topic: &str,
+) -> Result<Option<StreamInfo>, redis::RedisError> {
+    let reply: Result<Value, _> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(stream_key(topic))
+        .query_async(conn)
+        .await;
+    let reply = match reply {
+        Ok(v) => v,
+        // "ERR no such key": the stream does not exist (never written, or deleted).
+        Err(err) if err.code() == Some("ERR") && !err.is_io_error() => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let mut info = StreamInfo {
+        first: None,
+        last_generated: EventId::new(0, 0),
+        max_deleted: EventId::new(0, 0),
+    };
+    for (name, value) in pairs(reply) {
+        match name.as_str() {
+            "last-generated-id" => info.last_generated = id_of(&value).unwrap_or(info.last_generated),
+            "max-deleted-entry-id" => info.max_deleted = id_of(&value).unwrap_or(info.max_deleted),
+            "first-entry" => info.first = entry(value).map(|(id, _)| id),
+            _ => {}
+        }
+    }
+    Ok(Some(info))
+}
+
+/// Whether the stream of `topic` lost entries after `cursor` (trimmed while the reader was
+/// away).
+async fn trimmed_past(
+    conn: &mut MultiplexedConnection,
+    topic: &str,
+    cursor: EventId,
+) -> Result<bool, redis::RedisError> {
+    Ok(info(conn, topic)
+        .await?
+        .is_some_and(|info| info.max_deleted > cursor))
+}
+
+/// What a subscriber resuming after `after` gets, up to `cursor` (the last id the reader
+/// delivered live): the gap to say (if the stream does not reach back to `after`, or the
+/// id is not from it) and the events.
+async fn replay<T: Event>(
+    conn: &mut MultiplexedConnection,
+    topic: &str,
+    after: EventId,
+    cursor: EventId,
+) -> Result<(Option<Missed>, Vec<(EventId, T)>), redis::RedisError> {
+    let Some(info) = info(conn, topic).await? else {
+        return Ok((Some(Missed::ResumeGap { oldest: None }), Vec::new()));
+    };
+    // Redis's own record of what trimming removed: an entry after `after` is gone if the
+    // largest deleted id is past it. An id beyond anything this stream generated is from
+    // another stream (Redis was flushed or replaced).
+    let gap = after < info.max_deleted || after > info.last_generated;
+    let mut events = Vec::new();
+    let mut from = if gap { None } else { Some(after) };
+    loop {
+        let start = from.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let page: Value = redis::cmd("XRANGE")
+            .arg(stream_key(topic))
+            .arg(start)
+            .arg(cursor.to_string())
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async(conn)
+            .await?;
+        let page = entries(page);
+        let full = page.len() == PAGE;
+        for (id, payload) in page {
+            from = Some(id);
+            if let Some(event) = payload.and_then(|p| decode::<T>(topic, &p)) {
+                events.push((id, event));
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    let gap = gap.then(|| Missed::ResumeGap {
+        oldest: events.first().map(|(id, _)| *id).or(info.first),
+    });
+    Ok((gap, events))
+}
+
+/// `XREAD COUNT .. BLOCK .. STREAMS k.. id..`: per stream key, its new entries.
+async fn xread(
+    mut conn: MultiplexedConnection,
+    cursors: Cursors,
+) -> Result<Vec<(String, Vec<(EventId, Option<Vec<u8>>)>)>, redis::RedisError> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT")
+        .arg(PAGE)
+        .arg("BLOCK")
+        .arg(BLOCK.as_millis() as u64)
+        .arg("STREAMS");
+    for topic in cursors.keys() {
+        cmd.arg(stream_key(topic));
+    }
+    for id in cursors.values() {
+        cmd.arg(id.to_string());
+    }
+    let reply: Value = cmd.query_async(&mut conn).await?;
+    let streams: Vec<(String, Value)> = match reply {
+        // RESP2: `[[key, entries], ...]`; nil when the block timed out.
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let entries = kv.pop()?;
+                    Some((text(&kv.pop()?)?, entries))
+                }
+                _ => None,
+            })
+            .collect(),
+        map @ Value::Map(_) => pairs(map),
+        _ => Vec::new(),
+    };
+    Ok(streams
+        .into_iter()
+        .map(|(key, value)| (key, entries(value)))
+        .collect())
+}
+
+/// `[k, v, k, v]` (RESP2) or a map (RESP3) as name/value pairs; nil as none.
+fn pairs(value: Value) -> Vec<(String, Value)> {
+    match value {
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let Some(k) = text(&k) {
+                    out.push((k, v));
+                }
+            }
+            out
+        }
+        Value::Map(items) => items
+            .into_iter()
+            .filter_map(|(k, v)| Some((text(&k)?, v)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn id_of(value: &Value) -> Option<EventId> {
+    text(value)?.parse().ok()
+}
+
+/// `[id, [field, value, ...]]`: the id and the payload field `p`.
+fn entry(value: Value) -> Option<(EventId, Option<Vec<u8>>)> {
+    let Value::Array(mut parts) = value else {
+        return None;
+    };
+    if parts.len() != 2 {
+        return None;
+    }
+    let fields = parts.pop()?;
+    let id = id_of(&parts.pop()?)?;
+    let mut payload = None;
+    if let Value::Array(fields) = fields {
+        let mut it = fields.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if text(&k).as_deref() == Some("p")
+                && let Value::BulkString(bytes) = v
+            {
+                payload = Some(bytes);
+            }
+        }
+    }
+    Some((id, payload))
+}
+
+/// An array of entries.
+fn entries(value: Value) -> Vec<(EventId, Option<Vec<u8>>)> {
+    match value {
+        Value::Array(items) => items.into_iter().filter_map(entry).collect(),
+        _ => Vec::new(),
+    }
+}
