@@ -198,8 +198,8 @@ pub use server::{HandshakeError, Server, ServerBuilder};
 pub use share_key::ShareKey;
 pub use token::OperationToken;
 pub use topics::{
-    Delivery, EventId, Fanout, History, MemoryTopics, Missed, Overflow, Resume, Resumer, Subscription,
-    Topics,
+    Delivery, EventId, Fanout, History, MemoryTopics, Missed, Overflow, Resume, Resumer,
+    Subscription, Topics,
 };
 pub use websocket::WebSocket;
 

@@ -321,9 +321,9 @@ impl<H: Hooks> Stream for Operation<H> {
                             // gap before its first result (not before a request error).
                             let gap = run.resume.take().is_some_and(|r| {
                                 r.unhandled()
-                                    && !item.as_ref().is_some_and(
-                                        subscope_protocol::policy::is_request_error,
-                                    )
+                                    && !item
+                                        .as_ref()
+                                        .is_some_and(subscope_protocol::policy::is_request_error)
                             });
                             match item {
                                 Some(r) if gap => {

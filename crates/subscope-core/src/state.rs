@@ -12,8 +12,8 @@ use std::sync::atomic::AtomicU64;
 use crate::operation::Sharing;
 #[cfg(feature = "http")]
 use crate::reservations::Reservations;
-use crate::sync::{Signal, Tracker};
 use crate::rt::Timer;
+use crate::sync::{Signal, Tracker};
 use crate::{Config, Gauges, Hooks};
 
 /// The state of one server.

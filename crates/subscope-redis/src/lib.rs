@@ -206,7 +206,10 @@ impl<T: Event> RedisTopics<T> {
             (Some(after), Some(_)) => {
                 let (subscription, resumer) = self.inner.fanout.subscribe_paused(topic);
                 // If the reader is gone, the resumer's drop tells the subscriber.
-                let _ = self.inner.commands.try_send(Command::Resume(resumer, after));
+                let _ = self
+                    .inner
+                    .commands
+                    .try_send(Command::Resume(resumer, after));
                 subscription
             }
             _ => self.inner.fanout.subscribe_after(topic, after),

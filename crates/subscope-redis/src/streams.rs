@@ -47,7 +47,10 @@ pub(crate) async fn read<T: Event, R: Timer>(
             let mut conn = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            let id: u64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
+            let id: u64 = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut conn)
+                .await?;
             Ok::<_, redis::RedisError>((conn, id))
         };
         let (mut conn, id) = match connected.await {
@@ -71,7 +74,10 @@ pub(crate) async fn read<T: Event, R: Timer>(
                     Err(_) => continue,
                 }
             }
-            tracing::info!(topics = cursors.len(), "redis stream reader: back, reading on from the last ids delivered");
+            tracing::info!(
+                topics = cursors.len(),
+                "redis stream reader: back, reading on from the last ids delivered"
+            );
         }
         drop(i);
         backoff = BACKOFF_START;
@@ -248,7 +254,9 @@ async fn info(
     };
     for (name, value) in pairs(reply) {
         match name.as_str() {
-            "last-generated-id" => info.last_generated = id_of(&value).unwrap_or(info.last_generated),
+            "last-generated-id" => {
+                info.last_generated = id_of(&value).unwrap_or(info.last_generated)
+            }
             "max-deleted-entry-id" => info.max_deleted = id_of(&value).unwrap_or(info.max_deleted),
             "first-entry" => info.first = entry(value).map(|(id, _)| id),
             _ => {}

@@ -149,9 +149,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
     fn on_event(&mut self, event: ScopeEvent<Operation<H>>) -> Step {
         match event {
             ScopeEvent::Item(id, item) => self.step(&id, item.event(), item.event_id(), None),
-            ScopeEvent::Ended(id, op) => {
-                self.step(&id, OperationEvent::Finished, None, Some(op))
-            }
+            ScopeEvent::Ended(id, op) => self.step(&id, OperationEvent::Finished, None, Some(op)),
             ScopeEvent::Panicked(id, op) => {
                 tracing::warn!(id = %id, "operation panicked");
                 self.step(&id, OperationEvent::Panicked, None, Some(op))

@@ -125,8 +125,9 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
     /// count in this server's gauges (and its `/metrics`).
     pub fn topics<T: crate::Topics>(mut self, topics: &T) -> Self {
         let fanout = topics.fanout().clone();
-        self.topics
-            .push(TopicsBinding(Box::new(move |gauges| fanout.count_into(gauges))));
+        self.topics.push(TopicsBinding(Box::new(move |gauges| {
+            fanout.count_into(gauges)
+        })));
         self
     }
 

@@ -102,7 +102,17 @@ mod tests {
         let b: EventId = "6-0".parse().unwrap();
         assert!(a < b);
         assert_eq!(a, EventId::new(5, 9));
-        for bad in ["", "-", "1-", "-1", "1-2-3", "+1-2", "a-1", "1 -2", "99999999999999999999-1"] {
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "1-2-3",
+            "+1-2",
+            "a-1",
+            "1 -2",
+            "99999999999999999999-1",
+        ] {
             assert!(bad.parse::<EventId>().is_err(), "{bad:?}");
         }
         assert!(fresh_epoch() < fresh_epoch());

@@ -268,7 +268,13 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
         (self.registered(topic, slot, key, first), resumer)
     }
 
-    fn registered(&self, topic: &str, slot: Arc<Slot<T>>, key: usize, first: bool) -> Subscription<T> {
+    fn registered(
+        &self,
+        topic: &str,
+        slot: Arc<Slot<T>>,
+        key: usize,
+        first: bool,
+    ) -> Subscription<T> {
         if first && let Some(f) = &self.inner.on_change {
             f(topic, true);
         }
@@ -360,7 +366,11 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
         let mut delivered = 0;
         for (_, slot) in subs.iter() {
             let mut s = slot.lock();
-            if s.paused || entry.id.is_some_and(|id| s.skip_through.is_some_and(|t| id <= t)) {
+            if s.paused
+                || entry
+                    .id
+                    .is_some_and(|id| s.skip_through.is_some_and(|t| id <= t))
+            {
                 // Its broker replays this event, or it has it already.
                 continue;
             }
@@ -475,7 +485,10 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
 
     /// Events `topic` retains now.
     pub fn retained(&self, topic: &str) -> usize {
-        self.inner.topics().get(topic).map_or(0, |t| t.history.len())
+        self.inner
+            .topics()
+            .get(topic)
+            .map_or(0, |t| t.history.len())
     }
 }
 
@@ -708,5 +721,21 @@ impl<T: Clone> Stream for Subscription<T> {
             }
             Err(None) => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+impl<T> Subscription<T> {
+    /// The live queue's allocated capacity.
+    pub(super) fn queue_capacity(&self) -> usize {
+        self.slot.lock().queue.capacity()
+    }
+}
+
+#[cfg(test)]
+impl<T> Fanout<T> {
+    /// Topics in the registry, with or without subscribers.
+    pub(super) fn registered_topics(&self) -> usize {
+        self.inner.topics().len()
     }
 }

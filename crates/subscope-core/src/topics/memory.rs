@@ -68,7 +68,11 @@ impl<T: Clone + Send + Sync + 'static> Topics for MemoryTopics<T> {
         self.fanout.subscribe_after(topic, after)
     }
 
-    fn publish(&self, topic: &str, event: T) -> impl Future<Output = Result<usize, Infallible>> + Send {
+    fn publish(
+        &self,
+        topic: &str,
+        event: T,
+    ) -> impl Future<Output = Result<usize, Infallible>> + Send {
         std::future::ready(Ok(self.fanout.publish(topic, event)))
     }
 }

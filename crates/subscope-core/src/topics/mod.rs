@@ -38,7 +38,6 @@
 //! instance to the server it serves with `ServerBuilder::topics`, so its drops, lags and
 //! gaps count in that server's gauges.
 
-
 mod event_id;
 mod fanout;
 mod memory;
@@ -249,8 +248,7 @@ impl Missed {
                     .to_owned()
             }
             Self::ResumeGap { oldest: None } => {
-                "resume gap: no history reaches back to the given id; live events follow"
-                    .to_owned()
+                "resume gap: no history reaches back to the given id; live events follow".to_owned()
             }
         }
     }
@@ -281,7 +279,6 @@ impl ErrorExtensions for Missed {
         })
     }
 }
-
 
 /// A topic pub/sub backend for resolvers: [`MemoryTopics`] in one process,
 /// `subscope_redis::RedisTopics` across processes, or your own (NATS, Kafka, Postgres
@@ -356,3 +353,6 @@ pub trait Topics: Send + Sync + 'static {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,7 +46,11 @@ impl Resume {
 
     /// Records the id of the event being resolved now (`None`: the item has none).
     pub fn record(&self, id: Option<EventId>) {
-        *self.shared.current.lock().unwrap_or_else(PoisonError::into_inner) = id;
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = id;
     }
 
     pub(crate) fn new(after: Option<EventId>) -> Self {
