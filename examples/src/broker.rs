@@ -45,7 +45,10 @@ impl Broker {
     }
 
     /// Binds the topics to `builder`'s server, so they count into its gauges.
-    pub fn bind<E, H, R>(&self, builder: subscope::ServerBuilder<E, H, R>) -> subscope::ServerBuilder<E, H, R>
+    pub fn bind<E, H, R>(
+        &self,
+        builder: subscope::ServerBuilder<E, H, R>,
+    ) -> subscope::ServerBuilder<E, H, R>
     where
         E: async_graphql::Executor,
         H: subscope::Hooks,

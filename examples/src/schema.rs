@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_graphql::{Context, Error, Object, Result, Schema, SimpleObject, Subscription};
 use futures_core::Stream;
 use futures_lite::stream;
-use subscope::{Gauges, Missed};
 use subscope::rt::Timer;
+use subscope::{Gauges, Missed};
 
 use crate::{Broker, LiveCounter, LiveGuard};
 

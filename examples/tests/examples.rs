@@ -98,3 +98,81 @@ fn serve_async_std() {
 fn axum_route() {
     serves_and_shuts_down_on_sigint("axum_route");
 }
+
+/// The resume example: a client that reconnects with the last `eventId` it saw gets every
+/// bid it missed exactly once, then live ones; a resume from before history says the gap.
+#[cfg(feature = "tokio")]
+#[test]
+fn resume() {
+    let mut example = Demo::spawn(binary("resume"), &["127.0.0.1:0"]);
+    let subscribe = |ws: &mut _, last: Option<&str>| {
+        let mut payload =
+            serde_json::json!({"query": "subscription { bids(item: \"lamp\") { cents } }"});
+        if let Some(last) = last {
+            payload["extensions"] = serde_json::json!({ "lastEventId": last });
+        }
+        send(
+            ws,
+            serde_json::json!({"id": "b", "type": "subscribe", "payload": payload}),
+        );
+    };
+    let bid = |cents: u64| {
+        let body = post(
+            example.addr(),
+            &format!("mutation {{ bid(item: \"lamp\", cents: {cents}) }}"),
+        );
+        assert!(body.contains("\"data\""), "{body}");
+    };
+    let next = |ws: &mut _| -> (u64, String) {
+        let m = recv(ws);
+        assert_eq!(m["type"], "next", "{m}");
+        let cents = m["payload"]["data"]["bids"]["cents"]
+            .as_u64()
+            .expect("cents");
+        let id = m["payload"]["extensions"]["eventId"]
+            .as_str()
+            .expect("eventId");
+        (cents, id.to_owned())
+    };
+
+    let gap_code = |m: &serde_json::Value| m["payload"]["errors"][0]["extensions"].clone();
+    bid(100);
+    // Resuming after an id from no process (`0-0`) replays everything kept, so the bid
+    // published before the subscription existed arrives too, after the gap is said.
+    let mut ws = connect(&example.url, "graphql-transport-ws");
+    init(&mut ws);
+    subscribe(&mut ws, Some("0-0"));
+    let gap = recv(&mut ws);
+    assert_eq!(gap_code(&gap)["code"], "RESUME_GAP", "{gap}");
+    let first = next(&mut ws);
+    assert_eq!(first.0, 100);
+    assert_eq!(gap_code(&gap)["oldestEventId"], first.1.as_str(), "{gap}");
+    bid(101);
+    let (_, seen) = next(&mut ws);
+    drop(ws); // gone without a word
+    bid(102);
+    bid(103);
+
+    let mut ws = connect(&example.url, "graphql-transport-ws");
+    init(&mut ws);
+    subscribe(&mut ws, Some(&seen));
+    assert_eq!(next(&mut ws).0, 102);
+    assert_eq!(next(&mut ws).0, 103);
+    bid(104);
+    let (cents, last) = next(&mut ws);
+    assert_eq!(cents, 104);
+    assert!(last > seen, "ids increase: {seen} then {last}");
+
+    // An id from another process: the gap is said first, then everything kept.
+    let mut again = connect(&example.url, "graphql-transport-ws");
+    init(&mut again);
+    subscribe(&mut again, Some("1-1"));
+    let gap = recv(&mut again);
+    assert_eq!(gap_code(&gap)["code"], "RESUME_GAP", "{gap}");
+    assert_eq!(gap_code(&gap)["oldestEventId"], first.1.as_str(), "{gap}");
+    assert_eq!(next(&mut again).0, 100);
+
+    example.interrupt();
+    assert_eq!(close_code(&mut ws), 1001);
+    example.wait_success();
+}
