@@ -772,3 +772,90 @@ fn shared_upstreams_end_with_the_connection_future_and_on_timeouts() {
         }
     }
 }
+
+// ---- resumed streams ------------------------------------------------------------------
+
+/// A stream resumed after an event id (a gap said, the replay, then live) ends on every
+/// path at every step with nothing leaked and `on_complete` once.
+#[test]
+fn resumed_streams_end_at_every_step_with_nothing_leaked_and_one_completion() {
+    use subscope::{Delivery, History};
+    for p in both() {
+        for step in ["before polling", "after the replay", "in live"] {
+            for end in ["stop", "drop", "reset"] {
+                let delivery = Delivery::default().history(History::last(100));
+                let mut b = Bench::builder(p)
+                    .config(Config::default().detect_leaks(true))
+                    .delivery(delivery)
+                    .build();
+                b.init();
+                for i in 0..50 {
+                    futures_lite::future::block_on(b.broker.publish("t", format!("m{i}")))
+                        .expect("publish");
+                }
+                let resume = |b: &Bench, id: &str, after: &str| {
+                    let mut m = b.operation(id, "subscription { messages(topic: \"t\") }");
+                    m["payload"]["extensions"] = json!({ "lastEventId": after });
+                    m
+                };
+                // After an id of no process: the gap, then all 50, each with its id.
+                let m = resume(&b, "a", "0-0");
+                b.send(m);
+                let got = b.messages();
+                assert_eq!(
+                    got[0]["payload"]["errors"][0]["extensions"]["code"],
+                    "RESUME_GAP"
+                );
+                let id10 = got[11]["payload"]["extensions"]["eventId"]
+                    .as_str()
+                    .expect("an event id")
+                    .to_owned();
+                assert_eq!(got[11]["payload"]["data"]["messages"], "m10");
+                let stop = b.stop_message("a");
+                b.send(stop);
+                b.messages();
+
+                let m = resume(&b, "r", &id10);
+                b.send(m);
+                match step {
+                    "before polling" => {}
+                    "after the replay" => {
+                        let got = b.messages();
+                        assert_eq!(got.len(), 39, "{p}: m11..m49");
+                        assert_eq!(got[0]["payload"]["data"]["messages"], "m11");
+                    }
+                    _ => {
+                        b.messages();
+                        futures_lite::future::block_on(b.broker.publish("t", "live".to_owned()))
+                            .expect("publish");
+                        b.poll();
+                        let got = b.messages();
+                        assert_eq!(got[0]["payload"]["data"]["messages"], "live", "{p}");
+                    }
+                }
+                match end {
+                    "stop" => {
+                        let stop = b.stop_message("r");
+                        b.send(stop);
+                        b.poll();
+                    }
+                    "drop" => b.drop_connection(),
+                    _ => {
+                        b.pipe.reset();
+                        b.poll();
+                    }
+                }
+                assert_eq!(b.live_children(), (0, 0), "{p} {step} {end}");
+                let completes: Vec<_> = b
+                    .record
+                    .completes()
+                    .into_iter()
+                    .filter(|c| c.0 == "r")
+                    .collect();
+                assert_eq!(completes.len(), 1, "{p} {step} {end}: {completes:?}");
+                assert_eq!(b.gauges.snapshot().leaked_operations, 0, "{p} {step} {end}");
+                assert_eq!(b.broker.subscribers("t"), 0, "{p} {step} {end}");
+            }
+        }
+    }
+}

@@ -182,8 +182,8 @@ pub(crate) struct Scenario {
     /// Which contenders run it ([`Contender::group`]).
     group: &'static str,
     title: &'static str,
-    quick: &'static [&'static str],
-    full: &'static [&'static str],
+    pub(crate) quick: &'static [&'static str],
+    pub(crate) full: &'static [&'static str],
     metrics: &'static [Metric],
 }
 
@@ -441,20 +441,8 @@ pub(crate) fn memory_fanout_line(json: &str) -> String {
 
 /// Two demo processes (tokio) behind one redis-server: subscribers on one, the publisher on
 /// the other. Returns the load generator's JSON line.
-pub(crate) fn redis_fanout(bin: &str, quick: bool, window: u64) -> Option<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let mut redis = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let url = format!("redis://127.0.0.1:{port}");
+pub(crate) fn redis_fanout(bin: &str, quick: bool, window: u64, extra: &[&str]) -> Option<String> {
+    let (mut redis, url) = start_redis()?;
     let demo = |name| Contender {
         name,
         binary: "demo",
@@ -464,7 +452,11 @@ pub(crate) fn redis_fanout(bin: &str, quick: bool, window: u64) -> Option<String
         group: "ws",
     };
     let result = (|| {
-        let with_redis = |c: &Contender| start_contender(bin, c, &["--redis", &url]);
+        let with_redis = |c: &Contender| {
+            let mut args = vec!["--redis", url.as_str()];
+            args.extend_from_slice(extra);
+            start_contender(bin, c, &args)
+        };
         let (mut subs, sub_url) = with_redis(&demo("subscribers"))?;
         let (mut publ, pub_url) = with_redis(&demo("publisher"))?;
         let params = if quick {
@@ -490,6 +482,28 @@ pub(crate) fn redis_fanout(bin: &str, quick: bool, window: u64) -> Option<String
     let _ = redis.kill();
     let _ = redis.wait();
     result
+}
+
+/// A redis-server on a free loopback port (no persistence), and its URL.
+pub(crate) fn start_redis() -> Option<(std::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let url = format!("redis://127.0.0.1:{port}");
+    // Ready when it accepts a connection.
+    let end = Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some((redis, url))
 }
 
 /// A load-generator result that lost events: `Some((lost, expected))`.
@@ -750,7 +764,7 @@ pub(crate) fn bench(quick: bool, window: u64, only: Option<&[&str]>) -> ExitCode
         json.push('}');
     }
     let redis = if only.is_none_or(|names| names.contains(&"fanout")) {
-        redis_fanout(&bin, quick, window)
+        redis_fanout(&bin, quick, window, &[])
     } else {
         None
     };
@@ -787,6 +801,14 @@ pub(crate) fn bench(quick: bool, window: u64, only: Option<&[&str]>) -> ExitCode
                 "\n## Cross-process fan-out through Redis\n\nskipped: redis-server not available\n",
             );
         }
+    }
+    if only.is_none_or(|names| names.contains(&"resume")) {
+        let resume = crate::bench_resume::run(&bin, quick, window);
+        markdown.push_str(&resume.markdown);
+        let sep = if json.len() > 1 { "," } else { "" };
+        json.push_str(&format!("{sep}\"resume\":{}", resume.json));
+        summary.extend(resume.summary);
+        failed |= resume.failed;
     }
     json.push_str("}\n");
     let _ = std::fs::write(format!("{out_dir}/results.md"), &markdown);

@@ -3,6 +3,7 @@
 //! Only `std`: xtask must build in seconds on a fresh machine. One module per command.
 
 mod bench;
+mod bench_resume;
 mod fuzz;
 mod interop;
 mod setup;

@@ -44,11 +44,10 @@ async fn main() -> std::io::Result<()> {
 
 async fn async_graphql_handler(listener: tokio::net::TcpListener) -> std::io::Result<()> {
     // The same topics (and delivery rules) as the demo, so only the server differs.
-    let broker = Broker::memory(Default::default());
     let gauges = Arc::new(Gauges::new());
-    if let Broker::Memory(topics) = &broker {
-        topics.fanout().count_into(Arc::clone(&gauges));
-    }
+    let topics = subscope::MemoryTopics::new(Default::default());
+    topics.fanout().count_into(Arc::clone(&gauges));
+    let broker = Broker::Memory(topics);
     let schema = build_schema(
         Arc::new(TokioRuntime::new()),
         gauges,

@@ -812,6 +812,218 @@ async fn cleanup(url: &str, a: &Args, graphql: bool) -> Value {
     json!({"p50_ms": percentile(&times, 0.5), "p99_ms": percentile(&times, 0.99)})
 }
 
+/// Reads one subscription's `messages` results off `ws`: `(index, eventId)` each, until
+/// `want` arrived (or the connection ended).
+async fn read_indexed(ws: &mut Ws, want: u64) -> Vec<(u64, String)> {
+    let mut got = Vec::new();
+    while (got.len() as u64) < want {
+        let t = match tokio::time::timeout(DEADLINE, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(_))) => continue,
+            _ => break,
+        };
+        let m: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+        if let (Some(v), Some(id)) = (
+            m["payload"]["data"]["messages"].as_str(),
+            m["payload"]["extensions"]["eventId"].as_str(),
+        ) && let Some(i) = leading_index(v)
+        {
+            got.push((i as u64, id.to_owned()));
+        }
+    }
+    got
+}
+
+fn subscribe_after(id: &str, last: Option<&str>) -> Value {
+    let mut payload = json!({"query": "subscription { messages(topic: \"bench\") }"});
+    if let Some(last) = last {
+        payload["extensions"] = json!({ "lastEventId": last });
+    }
+    json!({"id": id, "type": "subscribe", "payload": payload})
+}
+
+/// Replay speed against the live rate, in one run (the server keeps history): one live
+/// subscriber receives `--messages` pipelined publishes (the live rate); then a new
+/// subscriber resumes after the first one's id and catches up on the rest (the replay
+/// rate). Both count delivered/expected.
+async fn replay(url: &str, a: &Args) -> Value {
+    let p = a.num("--messages", 10_000);
+    let window = a.num("--window", 64).max(1);
+    let mut live = connect(url).await;
+    send(&mut live, subscribe_after("live", None)).await;
+    let mut obs = Observer::new(url).await;
+    let base = obs.live_streams().await;
+    obs.wait_live(true, base.saturating_sub(1), 1).await;
+    let sent = Mutex::new(vec![None; p as usize]);
+    let mut publisher = connect(url).await;
+    let started = Instant::now();
+    let reading = read_indexed(&mut live, p);
+    let publishing = publish_windowed(&mut publisher, p, window, 0, &sent);
+    let (got, ()) = tokio::join!(reading, publishing);
+    let live_secs = started.elapsed().as_secs_f64();
+    let live_ok = got.iter().map(|g| g.0).eq(0..p);
+    let first = got.first().map(|g| g.1.clone()).unwrap_or_default();
+    let mut resumed = connect(url).await;
+    let started = Instant::now();
+    send(&mut resumed, subscribe_after("r", Some(&first))).await;
+    let replayed = read_indexed(&mut resumed, p - 1).await;
+    let replay_secs = started.elapsed().as_secs_f64();
+    let replay_ok = replayed.iter().map(|g| g.0).eq(1..p);
+    json!({
+        "live_events_per_s": live_ok.then(|| p as f64 / live_secs),
+        "replay_events_per_s": replay_ok.then(|| (p - 1) as f64 / replay_secs),
+        "delivered": got.len() + replayed.len(),
+        "expected": p + p - 1,
+        "lost": (p + p - 1).saturating_sub((got.len() + replayed.len()) as u64),
+    })
+}
+
+/// A rolling restart: subscribers on process A (`--url`), the publisher on process B
+/// (`--publish-url`), both behind Redis Streams; A is killed (SIGKILL, `--kill-pid`) when
+/// half is published; every subscriber reconnects to B with its last event id. Counts, per
+/// subscription, events received exactly once and in order across the fleet.
+async fn rolling(url: &str, a: &Args) -> Value {
+    let (c, s, p) = (
+        a.num("--connections", 10),
+        a.num("--subs", 10),
+        a.num("--messages", 500),
+    );
+    let window = a.num("--window", 64).max(1);
+    let publish_url = a.get("--publish-url", url);
+    let kill_pid = a.num("--kill-pid", 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed_flag = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..c {
+        let mut ws = connect(url).await;
+        for i in 0..s {
+            send(&mut ws, subscribe_after(&format!("s{i}"), None)).await;
+        }
+        let (publish_url, stop, killed_flag, received) = (
+            publish_url.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&killed_flag),
+            Arc::clone(&received),
+        );
+        readers.push(tokio::spawn(async move {
+            // Per subscription: indices in arrival order, and the last id.
+            let mut seen: HashMap<String, (Vec<u64>, Option<String>)> = HashMap::new();
+            let mut ws = Some(ws);
+            while !stop.load(Ordering::Relaxed) {
+                let Some(conn) = ws.as_mut() else { break };
+                let t = match tokio::time::timeout(Duration::from_millis(50), conn.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) => t,
+                    Ok(Some(Ok(_))) | Err(_) => continue,
+                    Ok(_) => {
+                        // A is gone: resume every subscription on B after its last id.
+                        if !killed_flag.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                        let mut b = connect(&publish_url).await;
+                        for i in 0..s {
+                            let id = format!("s{i}");
+                            let last = seen.get(&id).and_then(|e| e.1.clone());
+                            send(&mut b, subscribe_after(&id, last.as_deref())).await;
+                        }
+                        ws = Some(b);
+                        continue;
+                    }
+                };
+                let m: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                let id = m["id"].as_str().unwrap_or_default().to_owned();
+                if let (Some(v), Some(eid)) = (
+                    m["payload"]["data"]["messages"].as_str(),
+                    m["payload"]["extensions"]["eventId"].as_str(),
+                ) && let Some(i) = leading_index(v)
+                {
+                    let e = seen.entry(id).or_default();
+                    e.0.push(i as u64);
+                    e.1 = Some(eid.to_owned());
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            seen
+        }));
+    }
+    let mut obs = Observer::new(url).await;
+    obs.wait_live(true, 0, c * s).await;
+    let mut publisher = connect(&publish_url).await;
+    let sent = Mutex::new(vec![None; p as usize]);
+    let started = Instant::now();
+    publish_windowed(&mut publisher, p / 2, window, 0, &sent).await;
+    // SIGKILL: no drain, no close frames.
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &kill_pid.to_string()])
+        .status();
+    killed_flag.store(true, Ordering::Relaxed);
+    publish_rest(&mut publisher, p / 2, p, window).await;
+    let expected = p * c * s;
+    // Until everything arrived, or nothing has for a while (events were lost).
+    let end = Instant::now() + DEADLINE;
+    let (mut seen, mut quiet_since) = (0, Instant::now());
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < end {
+        let now = received.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+        } else if quiet_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (mut exact, mut duplicates, mut delivered) = (0u64, 0u64, 0u64);
+    for r in readers {
+        for (_, (indices, _)) in r.await.expect("reader") {
+            delivered += indices.len() as u64;
+            let mut unique = indices.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            duplicates += (indices.len() - unique.len()) as u64;
+            if indices.iter().copied().eq(0..p) {
+                exact += 1;
+            }
+        }
+    }
+    json!({
+        "subscriptions_exact": exact,
+        "subscriptions": c * s,
+        "delivered": delivered,
+        "expected": expected,
+        "duplicates": duplicates,
+        "lost": expected.saturating_sub(delivered - duplicates.min(delivered)),
+        "seconds": seconds,
+    })
+}
+
+/// Publishes messages `from..to` to `bench` with `window` in flight.
+async fn publish_rest(ws: &mut Ws, from: u64, to: u64, window: u64) {
+    let (mut next, mut done, mut in_flight) = (from, from, 0);
+    while done < to {
+        while in_flight < window && next < to {
+            let q = format!("mutation {{ publish(topic: \"bench\", message: \"{next}\") }}");
+            send(
+                ws,
+                json!({"id": format!("p{next}"), "type": "subscribe", "payload": {"query": q}}),
+            )
+            .await;
+            next += 1;
+            in_flight += 1;
+        }
+        let m = recv(ws).await;
+        match m["type"].as_str() {
+            Some("complete") => {
+                done += 1;
+                in_flight -= 1;
+            }
+            Some("next") => {}
+            _ => panic!("publisher got {m}"),
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -830,6 +1042,8 @@ async fn main() {
         s if s.starts_with("idle") => idle(&url, &args, pid, graphql).await,
         "churn" => churn(&url, &args, pid, graphql).await,
         "cleanup" => cleanup(&url, &args, graphql).await,
+        "replay" => replay(&url, &args).await,
+        "rolling" => rolling(&url, &args).await,
         other => panic!("unknown scenario {other}"),
     };
     println!("{result}");
