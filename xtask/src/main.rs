@@ -34,7 +34,9 @@ commands:
                      contenders (subscope per runtime, async-graphql's handler, a raw-frame
                      limit) under one load generator whose publishers keep N mutations in
                      flight (default 64); a run that loses events shows as lost, and the
-                     command fails if a subscope contender lost one; writes target/bench/
+                     command fails if a subscope contender lost one; `resume` (also a
+                     scenario name for --only) adds history's cost, replay vs live rate,
+                     Redis Streams vs pub/sub and a rolling restart; writes target/bench/
   interop            npm graphql-ws, subscriptions-transport-ws, Python gql and headless
                      Chromium against the demo server on every runtime (installs them)
   fuzz [--seconds N]  every fuzz target for N seconds each (default 20; needs cargo-fuzz),

@@ -21,6 +21,8 @@ use crate::{
 
 /// How long one `XREAD` waits for new entries before it is issued again.
 const BLOCK: Duration = Duration::from_secs(5);
+/// How long a read may take to answer `CLIENT UNBLOCK` before it is sent again.
+const UNBLOCK_RETRY: Duration = Duration::from_millis(20);
 /// Entries read (or replayed) per command.
 const PAGE: usize = 512;
 
@@ -81,7 +83,7 @@ pub(crate) async fn read<T: Event, R: Timer>(
         }
         drop(i);
         backoff = BACKOFF_START;
-        match serve(&inner, &rx, &mut conn, &mut cursors, &mut pending).await {
+        match serve(&inner, &rx, &rt, &mut conn, &mut cursors, &mut pending).await {
             Ok(()) => return,
             Err(err) => {
                 let Some(i) = inner.upgrade() else { return };
@@ -98,9 +100,10 @@ pub(crate) async fn read<T: Event, R: Timer>(
 }
 
 /// Commands and reads on one healthy connection; `Ok` when the topics are gone.
-async fn serve<T: Event>(
+async fn serve<T: Event, R: Timer>(
     inner: &Weak<Inner<T>>,
     rx: &async_channel::Receiver<Command<T>>,
+    rt: &R,
     conn: &mut MultiplexedConnection,
     cursors: &mut Cursors,
     pending: &mut VecDeque<Command<T>>,
@@ -153,15 +156,32 @@ async fn serve<T: Event>(
                     Ok(c) => pending.push_back(c),
                     Err(_) => return Ok(()),
                 }
-                if let Some(i) = inner.upgrade() {
-                    let mut unblock = i.publisher().await?;
+                let Some(i) = inner.upgrade() else {
+                    return Ok(());
+                };
+                let mut unblock = i.publisher().await?;
+                drop(i);
+                // `CLIENT UNBLOCK` only wakes a read Redis has already blocked; one that
+                // is still on its way blocks after it. So it is repeated until the read
+                // returns.
+                loop {
                     let _: Value = redis::cmd("CLIENT")
                         .arg("UNBLOCK")
                         .arg(reader_id)
                         .query_async(&mut unblock)
                         .await?;
+                    let mut retry = rt.sleep(UNBLOCK_RETRY);
+                    let done = futures_lite::future::poll_fn(|cx| {
+                        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                            return Poll::Ready(Some(r));
+                        }
+                        retry.as_mut().poll(cx).map(|()| None)
+                    })
+                    .await;
+                    if let Some(reply) = done {
+                        break reply?;
+                    }
                 }
-                read.await?
             }
         };
         let Some(i) = inner.upgrade() else {
