@@ -36,6 +36,9 @@ pub struct SseEvent {
     pub event: String,
     /// The `data:` field.
     pub data: String,
+    /// The `id:` field, if the event has one (the event id a browser's `EventSource`
+    /// sends back as `Last-Event-ID` when it reconnects).
+    pub id: Option<String>,
 }
 
 impl SseEvent {
@@ -141,7 +144,21 @@ pub fn open_stream(addr: SocketAddr, token: &str) -> HttpResponse {
 /// POSTs operation `id` running `query` to reservation `token` (the caller checks the
 /// status: 202 when accepted).
 pub fn post_operation(addr: SocketAddr, token: &str, id: &str, query: &str) -> HttpResponse {
-    let body = serde_json::json!({ "query": query, "extensions": { "operationId": id } });
+    post_operation_with(addr, token, id, query, &serde_json::Map::new())
+}
+
+/// Like [`post_operation`], with more `extensions` (e.g. `lastEventId`) beside the
+/// `operationId`.
+pub fn post_operation_with(
+    addr: SocketAddr,
+    token: &str,
+    id: &str,
+    query: &str,
+    extensions: &serde_json::Map<String, Value>,
+) -> HttpResponse {
+    let mut ext = extensions.clone();
+    ext.insert("operationId".to_owned(), Value::from(id));
+    let body = serde_json::json!({ "query": query, "extensions": ext });
     post_json(addr, "application/json", &body, &[(TOKEN_HEADER, token)])
 }
 
@@ -316,6 +333,7 @@ impl HttpResponse {
             let mut event = SseEvent {
                 event: String::new(),
                 data: String::new(),
+                id: None,
             };
             let mut any = false;
             for line in text.lines() {
@@ -325,12 +343,21 @@ impl HttpResponse {
                 } else if let Some(v) = line.strip_prefix("data:") {
                     event.data = v.trim().to_owned();
                     any = true;
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    event.id = Some(v.trim().to_owned());
                 }
             }
             if any {
                 return Some(event);
             }
         }
+    }
+
+    /// The next raw SSE block (up to and including its blank line), whatever it holds:
+    /// an event, a heartbeat comment, a `retry:` field; `None` when the stream ended.
+    pub fn next_block(&mut self) -> Option<String> {
+        self.take_until(b"\n\n")
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     /// The next heartbeat comment of an SSE stream (events before it are an error).
