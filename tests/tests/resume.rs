@@ -253,12 +253,6 @@ impl Sub {
     /// The next result, which must be one `messages` event carrying its event id (on
     /// distinct SSE also as the event's `id:` field): `(message, eventId)`.
     fn message(&mut self) -> (String, String) {
-        self.message_with_id_line(true)
-    }
-
-    /// [`Sub::message`]; with `id_line` false, a missing SSE `id:` field is let through
-    /// (a present one must still match).
-    fn message_with_id_line(&mut self, id_line: bool) -> (String, String) {
         let via = self.via;
         let (payload, sse_id) = self.result();
         assert!(payload.get("errors").is_none(), "{via:?}: {payload}");
@@ -271,9 +265,7 @@ impl Sub {
             .unwrap_or_else(|| panic!("{via:?}: a result without its eventId: {payload}"))
             .to_owned();
         if via == Via::SseDistinct {
-            if id_line || sse_id.is_some() {
-                assert_eq!(sse_id.as_deref(), Some(id.as_str()), "the SSE id: field");
-            }
+            assert_eq!(sse_id.as_deref(), Some(id.as_str()), "the SSE id: field");
         } else {
             assert_eq!(sse_id, None, "{via:?}: only distinct SSE has id: fields");
         }
@@ -831,11 +823,9 @@ fn a_resume_never_joins_a_shared_execution<R: TestRuntime>() {
         publish_pipelined(&mut p, &topic, &messages, 64);
         let seen: Vec<(String, String)> = (0..10).map(|_| a.message()).collect();
         for event in &seen {
-            // Known library bug: a distinct SSE stream that joined a shared execution gets
-            // no `id:` field (`OpItem::event_id` reads only unshared results), although the
-            // payload carries `extensions.eventId`. Make this `message()` once fixed.
+            // Shared results carry the ids too (distinct SSE: the `id:` line as well).
             assert_eq!(
-                &b.message_with_id_line(false),
+                &b.message(),
                 event,
                 "{via:?}: shared results carry the event ids"
             );

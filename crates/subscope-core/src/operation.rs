@@ -22,8 +22,8 @@ use crate::{ConnectionInfo, EndReason, Gauges, Hooks, ShareKey};
 pub(crate) enum OpItem {
     Response(Response),
     Refused(Vec<ServerError>),
-    /// A shared execution's event, serialized once.
-    Shared(Arc<str>),
+    /// A shared execution's event, serialized once, with its topic event id.
+    Shared(Arc<str>, Option<Arc<str>>),
     /// A shared execution's first result was a request error.
     RequestError(Arc<[ServerError]>),
 }
@@ -35,7 +35,7 @@ impl OpItem {
         match self {
             Self::Response(response) => OperationEvent::Response(response),
             Self::Refused(errors) => OperationEvent::Refused(errors),
-            Self::Shared(payload) => OperationEvent::Serialized(payload),
+            Self::Shared(payload, _) => OperationEvent::Serialized(payload),
             Self::RequestError(errors) => OperationEvent::RequestError(errors),
         }
     }
@@ -48,6 +48,7 @@ impl OpItem {
                 Some(Value::String(id)) => Some(id),
                 _ => None,
             },
+            Self::Shared(_, id) => id.as_deref(),
             _ => None,
         }
     }
@@ -65,7 +66,8 @@ type HookFuture = Pin<Box<dyn Future<Output = Result<Request, Vec<ServerError>>>
 
 enum Stage {
     Subscribing(HookFuture),
-    Running(Running),
+    /// Boxed: the other stages are a pointer or two.
+    Running(Box<Running>),
     Shared(SharedSubscription),
     Done,
 }
@@ -103,7 +105,7 @@ fn unhandled_gap(gauges: &Gauges) -> OpItem {
     let mut error = ServerError::new(gap.message(), None);
     error.extensions = gap.extend().extensions;
     let json = subscope_protocol::policy::result_json(&Response::from_errors(vec![error]));
-    OpItem::Shared(Arc::from(json))
+    OpItem::Shared(Arc::from(json), None)
 }
 
 /// A live operation. Field order matters: the stream is dropped before the guard, so
@@ -288,7 +290,7 @@ impl<H: Hooks> Stream for Operation<H> {
                             }
                             None => {
                                 let stream = execute(request);
-                                Stage::Running(Running {
+                                Stage::Running(Box::new(Running {
                                     stream: match &resume {
                                         Some(r) => stamped(stream, r.clone()),
                                         None => stream,
@@ -296,7 +298,7 @@ impl<H: Hooks> Stream for Operation<H> {
                                     resume: resume.filter(|_| after.is_some()),
                                     held: None,
                                     ended: false,
-                                })
+                                }))
                             }
                         };
                     }
@@ -346,8 +348,8 @@ impl<H: Hooks> Stream for Operation<H> {
                 Stage::Shared(sub) => {
                     return match Pin::new(sub).poll_next(cx) {
                         Poll::Pending => Poll::Pending,
-                        Poll::Ready(Some(SharedItem::Next(p))) => {
-                            Poll::Ready(Some(OpItem::Shared(p)))
+                        Poll::Ready(Some(SharedItem::Next(p, id))) => {
+                            Poll::Ready(Some(OpItem::Shared(p, id)))
                         }
                         Poll::Ready(Some(SharedItem::RequestError(e))) => {
                             Poll::Ready(Some(OpItem::RequestError(e)))

@@ -29,8 +29,9 @@ use crate::topics::{Delivery, Missed, Overflow};
 /// One shared event, as every subscriber receives it.
 #[derive(Debug, Clone)]
 pub(crate) enum SharedItem {
-    /// An execution result, serialized once.
-    Next(Arc<str>),
+    /// An execution result, serialized once, and its topic event id
+    /// (`extensions.eventId`, for SSE's `id:` line).
+    Next(Arc<str>, Option<Arc<str>>),
     /// The first result was a request error (no data, pathless errors).
     RequestError(Arc<[ServerError]>),
     /// This subscriber's buffer overflowed under `Overflow::End`: its final item.
@@ -365,6 +366,13 @@ fn serialize(first: bool, response: Response) -> SharedItem {
     if first && subscope_protocol::policy::is_request_error(&response) {
         return SharedItem::RequestError(response.errors.into());
     }
+    let event_id = match response.extensions.get("eventId") {
+        Some(async_graphql::Value::String(id)) => Some(Arc::from(id.as_str())),
+        _ => None,
+    };
     // Serialising plain data into a String cannot fail.
-    SharedItem::Next(serde_json::to_string(&response).unwrap_or_default().into())
+    SharedItem::Next(
+        serde_json::to_string(&response).unwrap_or_default().into(),
+        event_id,
+    )
 }
