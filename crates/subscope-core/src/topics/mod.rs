@@ -17,7 +17,7 @@
 //! A broker that lost its connection calls [`Fanout::broker_gap`]: under `End` every
 //! subscriber then ends with [`Missed::BrokerGap`] (`extensions.code = "BROKER_GAP"`);
 //! under the drop policies the gap is counted. Drops, lag endings and gaps are counted in
-//! the server's [`Gauges`] and logged through `tracing`.
+//! the server's [`Gauges`](crate::Gauges) and logged through `tracing`.
 //!
 //! **History and resumption** (PROTOCOL.md 4.7). With [`History`] on, every event gets an
 //! [`EventId`] and a topic keeps its last N events (optionally no older than an age). A

@@ -310,7 +310,7 @@ fn the_seam_between_replay_and_live_loses_and_repeats_nothing_under_a_racing_pub
         assert_eq!(item, Ok(seen.to_string()));
         let id = resume.take_current().expect("an id");
         seen += 1;
-        if seen % 500 == 0 {
+        if seen.is_multiple_of(500) {
             // Resume after `id` while the publisher races on.
             let mut sub = f.subscribe_after("t", Some(id));
             let mut next = seen;
