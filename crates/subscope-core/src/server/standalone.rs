@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -197,7 +198,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             // request head.
             .max_buf_size(HTTP_BUFFER);
         let mut conn = std::pin::pin!(builder.serve_connection(io, service).with_upgrades());
-        let stop = Arc::clone(&inner.stop).wait();
+        // Its own point of the drain window: an idle keep-alive connection stays open until
+        // then, so a probe on it reads `/readyz` 503 rather than a closed socket.
+        let stop = inner.stop_for(inner.next_id.fetch_add(1, Ordering::Relaxed));
         let served = future::or(async { Some(conn.as_mut().await) }, async {
             stop.await;
             None
