@@ -305,6 +305,20 @@ mod tests {
     }
 
     #[test]
+    fn history_and_drain_flags() {
+        let a = parse(&["--history", "500", "--drain-ms", "2500"]).expect("values");
+        assert_eq!(a.delivery.history, History::last(500));
+        assert_eq!(a.config.drain_window(), Duration::from_millis(2500));
+        let shown = format!("{:?}", a.config);
+        assert!(shown.contains("sse_retry: Some(1s)"), "{shown}");
+        let off = parse(&[]).expect("defaults");
+        assert!(!off.delivery.history.is_on());
+        assert_eq!(off.config.drain_window(), Duration::ZERO);
+        assert!(format!("{:?}", off.config).contains("sse_retry: None"));
+        assert_eq!(kind(&["--history", "-1"]), ErrorKind::UnknownArgument);
+    }
+
+    #[test]
     fn delivery_and_limit_flags() {
         let a = parse(&[
             "--subscriber-buffer",
@@ -415,6 +429,8 @@ mod tests {
             "--max-connections",
             "--allowed-origin",
             "--share",
+            "--history",
+            "--drain-ms",
         ] {
             assert!(help.contains(flag), "{flag} missing from\n{help}");
         }
