@@ -296,13 +296,12 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
     pub fn publish(&self, topic: &str, event: T) -> usize {
         let history = self.inner.delivery.history;
         let mut topics = self.inner.topics();
-        let t = if history.is_on() {
-            topics.entry(topic.to_owned()).or_default()
-        } else {
-            match topics.get_mut(topic) {
-                Some(t) => t,
-                None => return 0,
-            }
+        if history.is_on() && !topics.contains_key(topic) {
+            // The name is copied once, when the topic first gets history.
+            topics.insert(topic.to_owned(), Topic::default());
+        }
+        let Some(t) = topics.get_mut(topic) else {
+            return 0;
         };
         let entry = if history.is_on() {
             t.last_seq += 1;
