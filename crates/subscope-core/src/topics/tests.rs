@@ -292,7 +292,12 @@ fn history_expires_by_age_too() {
 #[test]
 fn the_seam_between_replay_and_live_loses_and_repeats_nothing_under_a_racing_publisher() {
     const EVENTS: u32 = 20_000;
-    let (f, _) = history(EVENTS as usize);
+    // Buffers that hold everything: the publisher may run far ahead of this thread, and a
+    // lag is not what is tested here.
+    let delivery = Delivery::default()
+        .buffer(EVENTS as usize)
+        .history(History::last(EVENTS as usize));
+    let f = Fanout::new(delivery);
     let resume = Resume::new(None);
     let mut probe = f.subscribe("t").tracked_by(resume.clone());
     let publisher = {
