@@ -581,12 +581,23 @@ async fn publish_windowed(
     pad: u64,
     sent: &Mutex<Vec<Option<Instant>>>,
 ) {
-    let mut next = 0;
-    let mut done = 0;
-    let mut in_flight = 0;
-    while done < p {
-        while in_flight < window && next < p {
-            sent.lock().await[next as usize] = Some(Instant::now());
+    publish_range(ws, 0..p, window, pad, sent).await;
+}
+
+/// Publishes messages `range` as [`publish_windowed`] does.
+async fn publish_range(
+    ws: &mut Ws,
+    range: std::ops::Range<u64>,
+    window: u64,
+    pad: u64,
+    sent: &Mutex<Vec<Option<Instant>>>,
+) {
+    let (mut next, mut done, mut in_flight) = (range.start, range.start, 0);
+    while done < range.end {
+        while in_flight < window && next < range.end {
+            if let Some(at) = sent.lock().await.get_mut(next as usize) {
+                *at = Some(Instant::now());
+            }
             let q = format!(
                 "mutation {{ publish(topic: \"bench\", message: \"{next}{}\") }}",
                 padding(next, pad)
@@ -980,13 +991,13 @@ async fn rolling(url: &str, a: &Args) -> Value {
     }
     let sent = Mutex::new(vec![None; p as usize]);
     let started = Instant::now();
-    publish_windowed(&mut publisher, p / 2, window, 0, &sent).await;
+    publish_range(&mut publisher, 0..p / 2, window, 0, &sent).await;
     // SIGKILL: no drain, no close frames.
     let _ = std::process::Command::new("kill")
         .args(["-9", &kill_pid.to_string()])
         .status();
     killed_flag.store(true, Ordering::Relaxed);
-    publish_rest(&mut publisher, p / 2, p, window).await;
+    publish_range(&mut publisher, p / 2..p, window, 0, &sent).await;
     let expected = p * c * s;
     // Until everything arrived, or nothing has for a while (events were lost).
     let end = Instant::now() + DEADLINE;
@@ -1031,32 +1042,6 @@ async fn rolling(url: &str, a: &Args) -> Value {
         "lost": expected.saturating_sub(delivered - duplicates.min(delivered)),
         "seconds": seconds,
     })
-}
-
-/// Publishes messages `from..to` to `bench` with `window` in flight.
-async fn publish_rest(ws: &mut Ws, from: u64, to: u64, window: u64) {
-    let (mut next, mut done, mut in_flight) = (from, from, 0);
-    while done < to {
-        while in_flight < window && next < to {
-            let q = format!("mutation {{ publish(topic: \"bench\", message: \"{next}\") }}");
-            send(
-                ws,
-                json!({"id": format!("p{next}"), "type": "subscribe", "payload": {"query": q}}),
-            )
-            .await;
-            next += 1;
-            in_flight += 1;
-        }
-        let m = recv(ws).await;
-        match m["type"].as_str() {
-            Some("complete") => {
-                done += 1;
-                in_flight -= 1;
-            }
-            Some("next") => {}
-            _ => panic!("publisher got {m}"),
-        }
-    }
 }
 
 #[tokio::main(flavor = "current_thread")]
