@@ -108,7 +108,8 @@ impl http_body::Body for HttpBody {
 }
 
 const ALLOW: &str = "GET, POST, PUT, DELETE";
-const ALLOW_HEADERS: &str = "content-type, authorization, x-graphql-event-stream-token";
+const ALLOW_HEADERS: &str =
+    "content-type, authorization, x-graphql-event-stream-token, last-event-id";
 
 /// A whole response: `status`, `Content-Type`, `body`.
 fn response(
