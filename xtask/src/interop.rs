@@ -4,8 +4,15 @@ use std::env;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use crate::setup::{interop_setup, sh};
+use crate::bench::start_redis;
+use crate::setup::{interop_setup, redis_setup};
 use crate::steps::RUNTIMES;
+
+/// In a client's demo flags: the URL of a redis-server xtask starts for that client. Such
+/// a client also gets what it needs to kill and restart the demo itself:
+/// `SUBSCOPE_DEMO_PID`, `SUBSCOPE_DEMO` (the binary), `SUBSCOPE_DEMO_ARGS` (one a line)
+/// and `SUBSCOPE_REDIS_URL`.
+const REDIS_URL: &str = "{redis-url}";
 
 /// The interop clients: (name, program, script, extra demo flags).
 pub(crate) const CLIENTS: &[(&str, &str, &str, &[&str])] = &[
@@ -36,6 +43,12 @@ pub(crate) const CLIENTS: &[(&str, &str, &str, &[&str])] = &[
         &[],
     ),
     ("chromium EventSource (SSE)", "node", "browser-sse.mjs", &[]),
+    (
+        "chromium EventSource resumes across SIGKILL + restart (Redis Streams)",
+        "node",
+        "browser-sse-resume.mjs",
+        &["--redis", REDIS_URL, "--history", "1000"],
+    ),
     (
         "npm ws, perMessageDeflate",
         "node",
@@ -80,11 +93,15 @@ pub(crate) fn spawn_server(program: &str, args: &[&str]) -> Option<(std::process
     }
 }
 
-/// Starts the demo server on `runtime` with the interop settings and `extra` flags;
-/// returns it and its URL.
-pub(crate) fn start_demo(runtime: &str, extra: &[&str]) -> Option<(std::process::Child, String)> {
+/// The demo binary (an absolute path: clients run in `interop/`) and its arguments on
+/// `runtime` with the interop settings and `extra` flags.
+fn demo_command(runtime: &str, extra: &[String]) -> (String, Vec<String>) {
     let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
-    let mut args = vec![
+    let bin = env::current_dir()
+        .unwrap_or_default()
+        .join(target)
+        .join("debug/demo");
+    let mut args: Vec<String> = [
         "--addr",
         "127.0.0.1:0",
         "--runtime",
@@ -93,9 +110,58 @@ pub(crate) fn start_demo(runtime: &str, extra: &[&str]) -> Option<(std::process:
         "interop",
         "--keepalive-ms",
         "300",
-    ];
+    ]
+    .map(str::to_owned)
+    .to_vec();
     args.extend_from_slice(extra);
-    spawn_server(&format!("{target}/debug/demo"), &args)
+    (bin.to_string_lossy().into_owned(), args)
+}
+
+/// Runs one client against a fresh demo server (and redis-server, if its flags name one).
+fn run_client(runtime: &str, program: &str, script: &str, extra: &[&str]) -> bool {
+    let mut extra: Vec<String> = extra.iter().map(|&a| a.to_owned()).collect();
+    let mut redis = None;
+    if extra.iter().any(|a| a == REDIS_URL) {
+        let Some((child, url)) = redis_setup().then(start_redis).flatten() else {
+            eprintln!("interop: {script} needs redis-server");
+            return false;
+        };
+        for a in &mut extra {
+            if a == REDIS_URL {
+                a.clone_from(&url);
+            }
+        }
+        redis = Some((child, url));
+    }
+    let (bin, args) = demo_command(runtime, &extra);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ok = match spawn_server(&bin, &argv) {
+        Some((mut demo, url)) => {
+            eprintln!("==> (interop) {program} {script} {url}");
+            let mut client = Command::new(program);
+            client
+                .args([script, &url])
+                .current_dir("interop")
+                .stdin(std::process::Stdio::null());
+            if let Some((_, redis_url)) = &redis {
+                client
+                    .env("SUBSCOPE_REDIS_URL", redis_url)
+                    .env("SUBSCOPE_DEMO_PID", demo.id().to_string())
+                    .env("SUBSCOPE_DEMO", &bin)
+                    .env("SUBSCOPE_DEMO_ARGS", args.join("\n"));
+            }
+            let ok = client.status().map(|s| s.success()).unwrap_or(false);
+            let _ = demo.kill();
+            let _ = demo.wait();
+            ok
+        }
+        None => false,
+    };
+    if let Some((mut child, _)) = redis {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    ok
 }
 
 /// Every interop client against the demo server on every runtime.
@@ -117,15 +183,7 @@ pub(crate) fn interop() -> ExitCode {
     for runtime in RUNTIMES {
         for (name, program, script, extra) in CLIENTS {
             let t = Instant::now();
-            let ok = match start_demo(runtime, extra) {
-                Some((mut demo, url)) => {
-                    let ok = sh("interop", program, &[script, &url]);
-                    let _ = demo.kill();
-                    let _ = demo.wait();
-                    ok
-                }
-                None => false,
-            };
+            let ok = run_client(runtime, program, script, extra);
             results.push((format!("{name} on {runtime}"), ok, t.elapsed()));
         }
     }

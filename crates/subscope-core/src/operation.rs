@@ -40,8 +40,8 @@ impl OpItem {
         }
     }
 
-    /// The id of the topic event a result came from (`extensions.eventId`).
-    #[cfg(feature = "http")]
+    /// The id of the topic event a result came from (`extensions.eventId`): SSE's `id:`.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn event_id(&self) -> Option<&str> {
         match self {
             Self::Response(response) => match response.extensions.get("eventId") {

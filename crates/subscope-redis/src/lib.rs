@@ -16,8 +16,10 @@
 //! (`XREAD` on every stream with local subscribers, from the last id it delivered) fans out
 //! locally. A resuming subscriber gets `XRANGE` from its id up to the last id the reader
 //! delivered, handed over by the reader itself between two reads, so the seam between
-//! replay and live is exact; whether the stream was trimmed past its id is read from the
-//! stream's own record (`XINFO STREAM`'s `max-deleted-entry-id`), and said as `RESUME_GAP`.
+//! replay and live is exact; whether the stream lost entries past its id is read from the
+//! stream's own record (`XINFO STREAM`: trimming removes everything before `first-entry`,
+//! and `entries-added` > `length` says it removed something; `max-deleted-entry-id` records
+//! only `XDEL`), and said as `RESUME_GAP`.
 //! When Redis goes away the reader reconnects and reads on from the last id it delivered:
 //! a blip is a replay, not a gap; only a stream trimmed past that id is a `BROKER_GAP`
 //! (for that topic's subscribers).

@@ -90,6 +90,9 @@ pub(crate) async fn read<T: Event, R: Timer>(
                 lost = true;
                 i.reconnects.fetch_add(1, Ordering::Relaxed);
                 i.subscribed.store(0, Ordering::Relaxed);
+                // The shared command connection (`CLIENT UNBLOCK`, publishes) most likely
+                // died with this one: made anew on its next use, not failed with.
+                *i.publisher.lock().await = None;
                 drop(i);
                 tracing::warn!(error = %err, ?backoff, "redis stream reader: connection lost; reconnecting");
                 rt.sleep(backoff).await;
@@ -249,7 +252,24 @@ async fn handle<T: Event>(
 struct StreamInfo {
     first: Option<EventId>,
     last_generated: EventId,
+    /// The largest id `XDEL` removed. Trimming (`MAXLEN`) does not record here: it removes
+    /// a prefix, so what it removed is everything before `first`.
     max_deleted: EventId,
+    /// Whether any entry was ever removed (`entries-added` > `length`).
+    any_deleted: bool,
+}
+
+impl StreamInfo {
+    /// Whether entries after `id` are gone: deleted past it, or trimmed past it (`id`
+    /// before the first retained entry, with entries removed; said even when only `id`
+    /// itself was trimmed, which the stream cannot tell apart).
+    fn lost_after(&self, id: EventId) -> bool {
+        id < self.max_deleted
+            || (self.any_deleted
+                && self
+                    .first
+                    .map_or(id < self.last_generated, |first| id < first))
+    }
 }
 
 async fn info(
@@ -271,9 +291,13 @@ async fn info(
         first: None,
         last_generated: EventId::new(0, 0),
         max_deleted: EventId::new(0, 0),
+        any_deleted: false,
     };
+    let (mut length, mut added) = (0, 0);
     for (name, value) in pairs(reply) {
         match name.as_str() {
+            "length" => length = int(&value),
+            "entries-added" => added = int(&value),
             "last-generated-id" => {
                 info.last_generated = id_of(&value).unwrap_or(info.last_generated)
             }
@@ -282,6 +306,7 @@ async fn info(
             _ => {}
         }
     }
+    info.any_deleted = added > length;
     Ok(Some(info))
 }
 
@@ -294,7 +319,7 @@ async fn trimmed_past(
 ) -> Result<bool, redis::RedisError> {
     Ok(info(conn, topic)
         .await?
-        .is_some_and(|info| info.max_deleted > cursor))
+        .is_some_and(|info| info.lost_after(cursor)))
 }
 
 /// What a subscriber resuming after `after` gets, up to `cursor` (the last id the reader
@@ -309,10 +334,11 @@ async fn replay<T: Event>(
     let Some(info) = info(conn, topic).await? else {
         return Ok((Some(Missed::ResumeGap { oldest: None }), Vec::new()));
     };
-    // Redis's own record of what trimming removed: an entry after `after` is gone if the
-    // largest deleted id is past it. An id beyond anything this stream generated is from
-    // another stream (Redis was flushed or replaced).
-    let gap = after < info.max_deleted || after > info.last_generated;
+    // The stream's own record of what was removed (see `lost_after`); an id before the
+    // first entry of a stream that never lost one, or beyond anything it generated, is
+    // from another stream (Redis was flushed or replaced).
+    let foreign = info.first.is_some_and(|first| after < first) || after > info.last_generated;
+    let gap = info.lost_after(after) || foreign;
     let mut events = Vec::new();
     let mut from = if gap { None } else { Some(after) };
     loop {
@@ -408,6 +434,14 @@ fn text(value: &Value) -> Option<String> {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
+    }
+}
+
+/// An integer field (`0` if absent or not one).
+fn int(value: &Value) -> u64 {
+    match value {
+        Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+        _ => 0,
     }
 }
 
