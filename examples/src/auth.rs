@@ -114,7 +114,9 @@ impl Hooks for TokenAuth {
                 tracing::debug!(conn = conn.id, user = %user.0, "authenticated");
                 Ok(Accept::new().data(user))
             }
-            None => Err(Reject::forbidden("invalid or missing token")),
+            // No credentials: HTTP asks for them (401); a WebSocket closes 4403 either way.
+            None if token.is_none() => Err(Reject::unauthorized("missing token", "Bearer")),
+            None => Err(Reject::forbidden("invalid token")),
         }
     }
 }

@@ -57,9 +57,11 @@ struct Cli {
     /// Live operations per connection.
     #[arg(long, value_name = "N", default_value_t = 100)]
     max_subscriptions: usize,
-    /// Require {"token": TOKEN} in connection_init (close 4403 otherwise) [default: open].
+    /// A valid token (repeatable): required in connection_init ({"token": TOKEN}), an
+    /// Authorization: Bearer header or the access_token parameter (4403 / HTTP 403 for a
+    /// wrong one, HTTP 401 for none) [default: open].
     #[arg(long, value_name = "TOKEN")]
-    auth_token: Option<String>,
+    auth_token: Vec<String>,
     /// messages/publish through Redis, e.g. redis://127.0.0.1:6379 (feature `redis`): Redis
     /// Streams with --history, else pub/sub [default: in memory].
     #[arg(long, value_name = "URL", value_parser = parse_redis)]
@@ -131,8 +133,10 @@ pub struct DemoArgs {
     pub config: Config,
     /// Topic delivery from `--subscriber-buffer`, `--overflow` and `--history`.
     pub delivery: Delivery,
-    /// `--auth-token TOKEN`: require `{"token": TOKEN}` in `connection_init`.
-    pub auth_token: Option<String>,
+    /// `--auth-token TOKEN` (repeatable): any listed token is valid, in `connection_init`
+    /// (`{"token": TOKEN}`), an `Authorization: Bearer` header or the `access_token`
+    /// parameter. Empty: every connection is accepted.
+    pub auth_tokens: Vec<String>,
     /// `--redis URL`: back `messages`/`publish` with Redis (Streams with `--history`).
     pub redis: Option<String>,
 }
@@ -220,7 +224,7 @@ impl DemoArgs {
             runtime: cli.runtime,
             config,
             delivery,
-            auth_token: cli.auth_token,
+            auth_tokens: cli.auth_token,
             redis: cli.redis,
         })
     }

@@ -129,6 +129,124 @@ fn allowed_origin_flag_refuses_foreign_browsers(runtime: &str) {
     init(&mut ws);
 }
 
+/// One HTTP/1.1 request on a fresh connection: the status, the head and the body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    tcp.write_all(request.as_bytes()).expect("write");
+    // To the end of the response; a 101 stops at its head (a WebSocket follows).
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tcp.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+        }
+        if bytes.starts_with(b"HTTP/1.1 101") && bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let response = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// The port: GraphQL on `/graphql` only (404 elsewhere, upgrades included), the probes
+/// and `/metrics` beside it; any of several `--auth-token`s is valid, a missing one is 401
+/// with a challenge, a wrong one 403.
+fn the_port_routes_by_path_and_refuses_by_credentials(runtime: &str) {
+    let demo = Demo::start(&[
+        "--runtime",
+        runtime,
+        "--auth-token",
+        "one",
+        "--auth-token",
+        "two",
+    ]);
+    let addr = demo.addr();
+    let query = r#"{"query":"{ hello }"}"#;
+    let json = "content-type: application/json";
+    for (token, status) in [
+        (None, 401),
+        (Some("three"), 403),
+        (Some("one"), 200),
+        (Some("two"), 200),
+    ] {
+        let auth = token.map(|t| format!("authorization: Bearer {t}"));
+        let mut headers = vec![json];
+        headers.extend(auth.as_deref());
+        let (got, head, body) = http(addr, "POST", "/graphql", &headers, query);
+        assert_eq!(got, status, "token {token:?}: {head}\n{body}");
+        if status == 401 {
+            assert!(head.contains("www-authenticate: bearer"), "{head}");
+        }
+        if status == 200 {
+            assert!(body.contains(r#""hello":"world""#), "{body}");
+        }
+    }
+    let bearer = "authorization: Bearer one";
+    let (status, _, body) = http(addr, "POST", "/elsewhere", &[json, bearer], query);
+    assert_eq!(status, 404, "{body}");
+    let (status, _, _) = http(addr, "GET", "/", &[], "");
+    assert_eq!(status, 404);
+    let upgrade = [
+        "upgrade: websocket",
+        "connection: upgrade",
+        "sec-websocket-version: 13",
+        "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-protocol: graphql-transport-ws",
+    ];
+    let (status, _, _) = http(addr, "GET", "/elsewhere", &upgrade, "");
+    assert_eq!(status, 404, "an upgrade elsewhere is not a WebSocket");
+    let (status, _, _) = http(addr, "GET", "/graphql", &upgrade, "");
+    assert_eq!(status, 101, "the GraphQL path upgrades");
+    for (path, body) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let (status, _, got) = http(addr, "GET", path, &[], "");
+        assert_eq!((status, got.as_str()), (200, body), "{path}");
+    }
+    let (status, head, metrics) = http(addr, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(
+        metrics.contains("subscope_http_requests_total"),
+        "{metrics}"
+    );
+    // The WebSocket side takes either token, and refuses a wrong one with 4403.
+    let mut ws = connect(&demo.url, "graphql-transport-ws");
+    send(
+        &mut ws,
+        serde_json::json!({"type": "connection_init", "payload": {"token": "two"}}),
+    );
+    assert_eq!(recv(&mut ws)["type"], "connection_ack");
+    let mut ws = connect(&demo.url, "graphql-transport-ws");
+    send(
+        &mut ws,
+        serde_json::json!({"type": "connection_init", "payload": {"token": "no"}}),
+    );
+    assert_eq!(close_code(&mut ws), 4403);
+}
+
 macro_rules! per_runtime {
     ($($rt:ident => $name:literal, $feature:literal;)*) => {
         $(
@@ -147,6 +265,11 @@ macro_rules! per_runtime {
                 #[test]
                 fn allowed_origin_flag_refuses_foreign_browsers() {
                     super::allowed_origin_flag_refuses_foreign_browsers($name);
+                }
+
+                #[test]
+                fn the_port_routes_by_path_and_refuses_by_credentials() {
+                    super::the_port_routes_by_path_and_refuses_by_credentials($name);
                 }
             }
         )*

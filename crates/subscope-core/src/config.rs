@@ -30,6 +30,8 @@ pub struct Config {
     pub(crate) max_pending_reservations: usize,
     pub(crate) sse_retry: Option<Duration>,
     pub(crate) drain: Duration,
+    pub(crate) graphql_path: String,
+    pub(crate) metrics: bool,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<subscope_deflate::DeflateConfig>,
 }
@@ -54,6 +56,8 @@ impl Default for Config {
             max_pending_reservations: 10_000,
             sse_retry: None,
             drain: Duration::ZERO,
+            graphql_path: "/graphql".to_owned(),
+            metrics: false,
         }
     }
 }
@@ -168,6 +172,33 @@ impl Config {
     pub fn drain(mut self, window: Duration) -> Self {
         self.drain = window;
         self
+    }
+
+    /// The path the standalone server serves GraphQL on, every transport (default
+    /// `/graphql`). Other paths answer 404, except `GET /healthz`, `GET /readyz` and, when
+    /// on, `GET /metrics`. Under another HTTP server (axum) that server routes instead.
+    #[must_use]
+    pub fn graphql_path(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        self.graphql_path = if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        };
+        self
+    }
+
+    /// Serve the gauges in Prometheus text format on `GET /metrics` of the standalone
+    /// server (default off).
+    #[must_use]
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// The path GraphQL is served on ([`Config::graphql_path`]).
+    pub fn graphql_path_str(&self) -> &str {
+        &self.graphql_path
     }
 
     /// The drain window ([`Config::drain`]).

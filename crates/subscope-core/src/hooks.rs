@@ -141,6 +141,8 @@ impl Accept {
 pub struct Reject {
     message: String,
     internal: bool,
+    /// No credentials were given: HTTP answers 401 with this `WWW-Authenticate` challenge.
+    challenge: Option<String>,
 }
 
 impl Reject {
@@ -149,6 +151,18 @@ impl Reject {
         Self {
             message: message.into(),
             internal: false,
+            challenge: None,
+        }
+    }
+
+    /// The client gave no credentials: over HTTP, 401 with a `WWW-Authenticate` header
+    /// carrying `challenge` (e.g. `Bearer`, or `Bearer realm="api"`); over WebSocket the
+    /// same as [`Reject::forbidden`] (4403; the upgrade has happened already).
+    pub fn unauthorized(message: impl Into<String>, challenge: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            internal: false,
+            challenge: Some(challenge.into()),
         }
     }
 
@@ -158,7 +172,13 @@ impl Reject {
         Self {
             message: message.into(),
             internal: true,
+            challenge: None,
         }
+    }
+
+    /// The `WWW-Authenticate` challenge of an [`Reject::unauthorized`] refusal.
+    pub fn challenge(&self) -> Option<&str> {
+        self.challenge.as_deref()
     }
 
     /// The message given to the constructor.

@@ -12,8 +12,9 @@ use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
 pub(crate) enum Admission {
     /// Accepted: the session data, and the ack payload (WebSocket only).
     Accepted(Accept),
-    /// Refused with this message: 4403 (legacy: `connection_error` + 1011), HTTP 403.
-    Refused(String),
+    /// Refused with this message: 4403 (legacy: `connection_error` + 1011), HTTP 403, or
+    /// 401 with the `WWW-Authenticate` challenge when there is one.
+    Refused(String, Option<String>),
     /// The hook failed or panicked: 4500 (legacy: `connection_error` + 1011), HTTP 500.
     Failed,
 }
@@ -32,7 +33,10 @@ impl Admission {
             }
             Ok(Err(reject)) => {
                 tracing::debug!(conn, reason = %reject, "on_connect refused");
-                Self::Refused(reject.message().to_owned())
+                Self::Refused(
+                    reject.message().to_owned(),
+                    reject.challenge().map(str::to_owned),
+                )
             }
             Err(_panic) => {
                 tracing::error!(conn, "on_connect panicked");
@@ -46,7 +50,7 @@ impl Admission {
     pub(crate) fn close_reason(&self) -> Option<CloseReason> {
         match self {
             Self::Accepted(_) => None,
-            Self::Refused(_) => Some(CloseReason::Forbidden),
+            Self::Refused(..) => Some(CloseReason::Forbidden),
             Self::Failed => Some(CloseReason::InternalError),
         }
     }

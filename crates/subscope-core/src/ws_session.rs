@@ -242,7 +242,7 @@ where
                 self.session = Some(Arc::new(accept.data));
                 ConnectOutcome::Accepted(accept.payload)
             }
-            Admission::Refused(message) => ConnectOutcome::Rejected(message),
+            Admission::Refused(message, _) => ConnectOutcome::Rejected(message),
             Admission::Failed => ConnectOutcome::Failed,
         };
         self.connect = None;

@@ -72,13 +72,14 @@ fn demo_server<R: Runtime>(
         broker.clone(),
         LiveCounter::default(),
     );
-    let auth = match &args.auth_token {
-        Some(token) => TokenAuth::new([(token.as_str(), "demo")]),
-        None => TokenAuth::open(),
+    let auth = if args.auth_tokens.is_empty() {
+        TokenAuth::open()
+    } else {
+        TokenAuth::new(args.auth_tokens.iter().map(|t| (t.as_str(), "demo")))
     };
     let builder = Server::builder(rt, schema)
         .hooks(auth)
-        .config(args.config.clone())
+        .config(args.config.clone().metrics(true))
         .gauges(gauges);
     Ok(broker.bind(builder).build())
 }

@@ -108,6 +108,8 @@ impl http_body::Body for HttpBody {
 }
 
 const ALLOW: &str = "GET, POST, PUT, DELETE";
+/// Prometheus's text exposition format.
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 const ALLOW_HEADERS: &str =
     "content-type, authorization, x-graphql-event-stream-token, last-event-id";
 
@@ -167,8 +169,19 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
                 "/readyz" => {
                     return response(StatusCode::SERVICE_UNAVAILABLE, TEXT, "shutting down");
                 }
+                "/metrics" if inner.config.metrics => {
+                    return response(
+                        StatusCode::OK,
+                        PROMETHEUS,
+                        inner.gauges.snapshot().to_prometheus(),
+                    );
+                }
                 _ => {}
             }
+        }
+        // The standalone server routes by path; under another server, that server did.
+        if ending.is_some() && request.uri().path() != inner.config.graphql_path {
+            return self.refuse(Refusal::new(StatusCode::NOT_FOUND, "Not found"));
         }
         let (parts, body) = request.into_parts();
         let origin = crate::hooks::origin_of(&parts.headers);
@@ -205,6 +218,13 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         let headers = response.headers_mut();
         if let Some(allow) = refusal.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(challenge) = refusal
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -366,7 +386,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
                 end.accepted = true;
                 Ok(Arc::new(accept.data))
             }
-            Admission::Refused(message) => Err(Refusal::new(StatusCode::FORBIDDEN, &message)),
+            Admission::Refused(message, None) => Err(Refusal::new(StatusCode::FORBIDDEN, &message)),
+            Admission::Refused(message, Some(challenge)) => {
+                Err(Refusal::unauthorized(&message, challenge))
+            }
             Admission::Failed => Err(Refusal::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal server error",

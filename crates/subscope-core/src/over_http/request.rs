@@ -92,6 +92,8 @@ pub(crate) struct Refusal {
     pub(crate) message: String,
     /// The `Allow` header of a 405.
     pub(crate) allow: Option<&'static str>,
+    /// The `WWW-Authenticate` header of a 401.
+    pub(crate) challenge: Option<String>,
 }
 
 impl Refusal {
@@ -100,6 +102,15 @@ impl Refusal {
             status,
             message: message.into(),
             allow: None,
+            challenge: None,
+        }
+    }
+
+    /// A 401 with its `WWW-Authenticate` challenge.
+    pub(crate) fn unauthorized(message: impl Into<String>, challenge: String) -> Self {
+        Self {
+            challenge: Some(challenge),
+            ..Self::new(StatusCode::UNAUTHORIZED, message)
         }
     }
 

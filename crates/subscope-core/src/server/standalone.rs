@@ -174,7 +174,11 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 let (server, ending, outcome) =
                     (server.clone(), Arc::clone(&ending), Arc::clone(&outcome));
                 async move {
-                    if is_websocket_upgrade(request.headers()) {
+                    // An upgrade elsewhere than the GraphQL path is answered like any
+                    // request there (404, or a probe).
+                    if is_websocket_upgrade(request.headers())
+                        && request.uri().path() == server.inner.config.graphql_path
+                    {
                         let (response, next) = accept_upgrade(&server.inner.config, &mut request);
                         if let Some(next) = next {
                             *outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
