@@ -14,7 +14,11 @@ pub(crate) enum Admission {
     Accepted(Accept),
     /// Refused with this message: 4403 (legacy: `connection_error` + 1011), HTTP 403, or
     /// 401 with the `WWW-Authenticate` challenge when there is one.
-    Refused(String, Option<String>),
+    Refused(
+        String,
+        // Read by the HTTP side only.
+        #[cfg_attr(not(feature = "http"), allow(dead_code))] Option<String>,
+    ),
     /// The hook failed or panicked: 4500 (legacy: `connection_error` + 1011), HTTP 500.
     Failed,
 }
