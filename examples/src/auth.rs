@@ -11,29 +11,52 @@
 //! without passing this hook, on either subprotocol: an operation before the ack closes
 //! the socket 4401.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use serde_json::Value;
-use subscope::{Accept, ConnectionInfo, Hooks, Reject};
+use subscope::{Accept, ConnectionInfo, Hooks, Reject, Renewal};
 
 /// The authenticated user, in every resolver's context data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User(pub String);
 
+/// The token a connection was authorized with, in its session data (what a revocation
+/// matches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthToken(pub String);
+
+/// Ends the live sessions authorized by a token; returns how many (see
+/// [`TokenAuth::set_revoker`]).
+type Revoker = Box<dyn Fn(&str) -> usize + Send + Sync>;
+
 /// Accepts connections whose init payload carries a known token.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TokenAuth {
     users: Arc<HashMap<String, String>>,
     open: bool,
+    /// How long an authorization lasts (`None`: as long as the connection).
+    ttl: Option<Duration>,
+    revoked: Arc<Mutex<HashSet<String>>>,
+    revoker: Arc<OnceLock<Revoker>>,
+}
+
+impl std::fmt::Debug for TokenAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAuth")
+            .field("open", &self.open)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenAuth {
     /// Accepts every connection (as user `anonymous`), token or not.
     pub fn open() -> Self {
         Self {
-            users: Arc::default(),
             open: true,
+            ..Self::default()
         }
     }
 
@@ -51,8 +74,38 @@ impl TokenAuth {
                     .map(|(t, u)| (t.into(), u.into()))
                     .collect(),
             ),
-            open: false,
+            ..Self::default()
         }
+    }
+
+    /// Authorizations last `ttl` from when they are granted (or renewed by a `ping` that
+    /// carries a valid `{"token": ...}`).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How the server ends a token's sessions (`Server::revoke`); set once it is built.
+    pub fn set_revoker(&self, revoker: impl Fn(&str) -> usize + Send + Sync + 'static) {
+        let _ = self.revoker.set(Box::new(revoker));
+    }
+
+    /// Makes `token` invalid from now on and ends every session it authorized; returns how
+    /// many ended (`None` when no revoker is set).
+    pub fn revoke(&self, token: &str) -> Option<usize> {
+        self.revoked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.to_owned());
+        self.revoker.get().map(|revoke| revoke(token))
+    }
+
+    fn is_revoked(&self, token: &str) -> bool {
+        self.revoked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(token)
     }
 
     fn token(payload: &Value) -> Option<&str> {
@@ -73,6 +126,7 @@ impl TokenAuth {
             return Some(User("anonymous".into()));
         }
         token
+            .filter(|t| !self.is_revoked(t))
             .and_then(|t| self.users.get(t))
             .map(|user| User(user.clone()))
     }
@@ -112,11 +166,33 @@ impl Hooks for TokenAuth {
         match self.authenticate(token) {
             Some(user) => {
                 tracing::debug!(conn = conn.id, user = %user.0, "authenticated");
-                Ok(Accept::new().data(user))
+                let mut accept = Accept::new()
+                    .data(user)
+                    .data(AuthToken(token.unwrap_or_default().to_owned()));
+                if let Some(ttl) = self.ttl {
+                    accept = accept.valid_for(ttl);
+                }
+                Ok(accept)
             }
             // No credentials: HTTP asks for them (401); a WebSocket closes 4403 either way.
             None if token.is_none() => Err(Reject::unauthorized("missing token", "Bearer")),
             None => Err(Reject::forbidden("invalid token")),
+        }
+    }
+
+    /// A `ping` with `{"token": ...}`: any currently valid token renews the authorization
+    /// for the TTL; an invalid one closes 4403. Without a token, nothing changes.
+    async fn on_renew(&self, conn: &ConnectionInfo, payload: Value) -> Renewal {
+        let Some(token) = Self::token(&payload) else {
+            return Renewal::Keep;
+        };
+        match (self.authenticate(Some(token)), self.ttl) {
+            (Some(_), Some(ttl)) => {
+                tracing::debug!(conn = conn.id, "authorization renewed");
+                Renewal::Renew(ttl)
+            }
+            (Some(_), None) => Renewal::Keep,
+            (None, _) => Renewal::Refuse,
         }
     }
 }

@@ -62,6 +62,10 @@ struct Cli {
     /// wrong one, HTTP 401 for none) [default: open].
     #[arg(long, value_name = "TOKEN")]
     auth_token: Vec<String>,
+    /// With --auth-token: an authorization lasts N ms from when it was granted (renewed by a
+    /// graphql-transport-ws ping carrying {"token": TOKEN}); 0 = never expires.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    auth_ttl_ms: u64,
     /// messages/publish through Redis, e.g. redis://127.0.0.1:6379 (feature `redis`): Redis
     /// Streams with --history, else pub/sub [default: in memory].
     #[arg(long, value_name = "URL", value_parser = parse_redis)]
@@ -137,6 +141,9 @@ pub struct DemoArgs {
     /// (`{"token": TOKEN}`), an `Authorization: Bearer` header or the `access_token`
     /// parameter. Empty: every connection is accepted.
     pub auth_tokens: Vec<String>,
+    /// `--auth-ttl-ms N`: how long an authorization lasts (`None`: as long as its
+    /// connection).
+    pub auth_ttl: Option<Duration>,
     /// `--redis URL`: back `messages`/`publish` with Redis (Streams with `--history`).
     pub redis: Option<String>,
 }
@@ -225,6 +232,7 @@ impl DemoArgs {
             config,
             delivery,
             auth_tokens: cli.auth_token,
+            auth_ttl: millis(cli.auth_ttl_ms),
             redis: cli.redis,
         })
     }

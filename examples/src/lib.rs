@@ -10,7 +10,10 @@
 //!   connections: Int!  subscriptions: Int!  connectionsTotal: Int!  subscriptionsTotal: Int!
 //!   eventsDropped: Int!  subscriptionsLagged: Int!  brokerGaps: Int!
 //! }
-//! type Mutation { publish(topic: String!, message: String!): Int! }
+//! type Mutation {
+//!   publish(topic: String!, message: String!): Int!
+//!   revokeToken(token: String!): Int!
+//! }
 //! type Subscription {
 //!   ticks(everyMs: Int! = 1000, count: Int): Int!
 //!   delayed(ms: Int!, value: String! = "done"): String!
@@ -34,6 +37,7 @@ mod schema;
 pub use broker::Broker;
 pub use schema::{
     DemoSchema, LiveStreams, Mutation, Query, ServerStats, Subscription, build_schema,
+    build_schema_with_auth,
 };
 
 use std::sync::Arc;

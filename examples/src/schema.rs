@@ -9,6 +9,7 @@ use futures_lite::stream;
 use subscope::rt::Timer;
 use subscope::{Gauges, Missed};
 
+use crate::auth::TokenAuth;
 use crate::{Broker, LiveCounter, LiveGuard};
 
 /// The demo schema type.
@@ -27,12 +28,26 @@ pub fn build_schema(
     broker: Broker,
     live: LiveCounter,
 ) -> DemoSchema {
-    Schema::build(Query, Mutation, Subscription)
+    build_schema_with_auth(timer, gauges, broker, live, None)
+}
+
+/// [`build_schema`], with the hooks' token authority, which `revokeToken` uses.
+pub fn build_schema_with_auth(
+    timer: Arc<dyn Timer>,
+    gauges: Arc<Gauges>,
+    broker: Broker,
+    live: LiveCounter,
+    auth: Option<TokenAuth>,
+) -> DemoSchema {
+    let mut schema = Schema::build(Query, Mutation, Subscription)
         .data(timer)
         .data(gauges)
         .data(broker)
-        .data(live)
-        .finish()
+        .data(live);
+    if let Some(auth) = auth {
+        schema = schema.data(auth);
+    }
+    schema.finish()
 }
 
 /// Root query.
@@ -125,6 +140,14 @@ pub struct Mutation;
 
 #[Object]
 impl Mutation {
+    /// Makes `token` invalid from now on and ends every WebSocket connection and HTTP stream
+    /// it authorized (the caller's own too, after this result); returns how many.
+    async fn revoke_token(&self, ctx: &Context<'_>, token: String) -> Result<usize> {
+        ctx.data::<TokenAuth>()?
+            .revoke(&token)
+            .ok_or_else(|| Error::new("revocation is not set up on this server"))
+    }
+
     /// Publishes `message` to `topic`; returns how many subscribers it reached.
     async fn publish(&self, ctx: &Context<'_>, topic: String, message: String) -> Result<usize> {
         ctx.data::<Broker>()?

@@ -68,6 +68,7 @@ impl Model {
                     self.live.clear();
                 }
                 Output::Ping | Output::Connect { .. } => {}
+                Output::Renew(_) => assert!(self.acked, "a renewal before the ack"),
                 other => panic!("an output the model does not know: {other:?}"),
             }
         }

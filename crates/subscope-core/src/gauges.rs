@@ -34,6 +34,9 @@ pub struct Gauges {
     subscriptions_lagged: AtomicU64,
     broker_gaps: AtomicU64,
     resume_gaps: AtomicU64,
+    renewals: AtomicU64,
+    revocations: AtomicU64,
+    http_streams_expired: AtomicU64,
     events_replayed: AtomicU64,
     origins_refused: AtomicU64,
     shared_upstreams: AtomicU64,
@@ -90,6 +93,13 @@ pub struct GaugeSnapshot {
     pub resume_gaps: u64,
     /// Retained events handed to resumed subscribers.
     pub events_replayed: u64,
+    /// Authorizations renewed by a `ping` ([`crate::Hooks::on_renew`]).
+    pub renewals: u64,
+    /// Connections and HTTP streams ended by [`crate::Server::revoke`].
+    pub revocations: u64,
+    /// HTTP streams ended because their authorization expired (WebSocket connections that
+    /// expired are counted by `closes_of(CloseKind::Expired)`).
+    pub http_streams_expired: u64,
     /// Upgrades refused with HTTP 403 because their `Origin` is not allowed
     /// ([`crate::Config::allowed_origins`]).
     pub origins_refused: u64,
@@ -232,6 +242,24 @@ impl GaugeSnapshot {
             self.resume_gaps,
         );
         metric(
+            "renewals_total",
+            "counter",
+            "Authorizations renewed by a ping.",
+            self.renewals,
+        );
+        metric(
+            "revocations_total",
+            "counter",
+            "Connections and HTTP streams ended by a revocation.",
+            self.revocations,
+        );
+        metric(
+            "http_streams_expired_total",
+            "counter",
+            "HTTP streams ended because their authorization expired.",
+            self.http_streams_expired,
+        );
+        metric(
             "events_replayed_total",
             "counter",
             "Retained events handed to resumed subscribers.",
@@ -351,6 +379,9 @@ impl Gauges {
             broker_gaps: self.broker_gaps.load(Ordering::Relaxed),
             resume_gaps: self.resume_gaps.load(Ordering::Relaxed),
             events_replayed: self.events_replayed.load(Ordering::Relaxed),
+            renewals: self.renewals.load(Ordering::Relaxed),
+            revocations: self.revocations.load(Ordering::Relaxed),
+            http_streams_expired: self.http_streams_expired.load(Ordering::Relaxed),
             origins_refused: self.origins_refused.load(Ordering::Relaxed),
             shared_upstreams: self.shared_upstreams.load(Ordering::Relaxed),
             shared_subscriptions: self.shared_subscriptions.load(Ordering::Relaxed),
@@ -492,6 +523,19 @@ impl Gauges {
 
     pub(crate) fn count_gap(&self) {
         self.broker_gaps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_renewal(&self) {
+        self.renewals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_revoked(&self, ended: usize) {
+        self.revocations.fetch_add(ended as u64, Ordering::Relaxed);
+    }
+
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn count_http_expired(&self) {
+        self.http_streams_expired.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_resume_gap(&self) {

@@ -99,12 +99,14 @@ impl ConnectionInfo {
 pub struct Accept {
     pub(crate) payload: Option<Value>,
     pub(crate) data: Data,
+    pub(crate) valid_for: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Accept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accept")
             .field("payload", &self.payload)
+            .field("valid_for", &self.valid_for)
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +131,27 @@ impl Accept {
         self.data.insert(value);
         self
     }
+
+    /// The authorization lasts `ttl` from now: then a WebSocket closes 4403 `Token expired`
+    /// and each HTTP stream's operations end with a `TOKEN_EXPIRED` error (PROTOCOL.md 4.11).
+    /// A graphql-transport-ws `ping` may renew it ([`Hooks::on_renew`]).
+    #[must_use]
+    pub fn valid_for(mut self, ttl: std::time::Duration) -> Self {
+        self.valid_for = Some(ttl);
+        self
+    }
+}
+
+/// What [`Hooks::on_renew`] decided about a credential a client sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Renewal {
+    /// Nothing changes (the payload carried no credential).
+    Keep,
+    /// The credential is valid: the authorization now lasts this long from now.
+    Renew(std::time::Duration),
+    /// The credential is not valid: the connection closes 4403 `Forbidden`.
+    Refuse,
 }
 
 /// `on_connect` refused the connection.
@@ -257,6 +280,19 @@ pub trait Hooks: Send + Sync + 'static {
     fn share_key(&self, conn: &ConnectionInfo, request: &Request) -> Option<crate::ShareKey> {
         let _ = (conn, request);
         None
+    }
+
+    /// A graphql-transport-ws client sent a `ping` with `payload` while acknowledged (the
+    /// `pong` echoing it goes out regardless): renew the authorization if the payload
+    /// carries a valid credential, refuse it (close 4403) if it carries an invalid one, or
+    /// keep it (the default).
+    fn on_renew(
+        &self,
+        conn: &ConnectionInfo,
+        payload: Value,
+    ) -> impl Future<Output = Renewal> + Send {
+        let _ = (conn, payload);
+        async { Renewal::Keep }
     }
 
     /// Exactly once per accepted operation, right after its stream was dropped.

@@ -177,6 +177,7 @@ mod reservations;
 pub mod rt;
 mod scope;
 mod server;
+mod sessions;
 mod share;
 mod share_key;
 mod state;
@@ -189,12 +190,13 @@ mod ws_session;
 
 pub use config::Config;
 pub use gauges::{GaugeSnapshot, Gauges};
-pub use hooks::{Accept, ConnectionInfo, Hooks, NoHooks, Reject, UpgradeRequest};
+pub use hooks::{Accept, ConnectionInfo, Hooks, NoHooks, Reject, Renewal, UpgradeRequest};
 #[cfg(feature = "http")]
 pub use over_http::{HttpBody, is_websocket_upgrade};
 #[cfg(feature = "http")]
 pub use server::Served;
 pub use server::{HandshakeError, Server, ServerBuilder};
+pub use sessions::Session;
 pub use share_key::ShareKey;
 pub use token::OperationToken;
 pub use topics::{

@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use async_graphql::Data;
 
@@ -62,10 +63,12 @@ impl<H: Hooks> Reservations<H> {
     /// Registers a new reservation: under a fresh random token for single-connection mode
     /// (`tokened`; refused, handing `end` back, when `max_pending` are not opened yet),
     /// else under a key no token looks like.
+    #[allow(clippy::too_many_arguments)] // private, two call sites
     pub(crate) fn reserve(
         self: &Arc<Self>,
         conn: Arc<ConnectionInfo>,
         session: Arc<Data>,
+        valid_until: Option<Instant>,
         end: EndHooks<H>,
         tokened: bool,
         live: TrackerToken,
@@ -89,6 +92,7 @@ impl<H: Hooks> Reservations<H> {
             registry: Arc::downgrade(self),
             conn,
             session,
+            valid_until,
             state: Mutex::new(State {
                 ops: Some(Scope::new()),
                 ids: HashSet::new(),
@@ -181,6 +185,8 @@ pub(crate) struct Reservation<H: Hooks> {
     registry: Weak<Reservations<H>>,
     pub(crate) conn: Arc<ConnectionInfo>,
     pub(crate) session: Arc<Data>,
+    /// When the authorization `on_connect` granted ends (`None`: never).
+    pub(crate) valid_until: Option<Instant>,
     state: Mutex<State<H>>,
 }
 
@@ -198,6 +204,13 @@ pub(crate) enum AddError {
 impl<H: Hooks> Reservation<H> {
     fn lock(&self) -> MutexGuard<'_, State<H>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The ids of its live operations, sorted.
+    pub(crate) fn live_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock().ids.iter().cloned().collect();
+        ids.sort();
+        ids
     }
 
     pub(crate) fn phase(&self) -> Phase {

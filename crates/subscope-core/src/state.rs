@@ -13,6 +13,7 @@ use crate::operation::Sharing;
 #[cfg(feature = "http")]
 use crate::reservations::Reservations;
 use crate::rt::Timer;
+use crate::sessions::Sessions;
 use crate::sync::{Signal, Tracker};
 use crate::{Config, Gauges, Hooks};
 
@@ -33,6 +34,8 @@ pub(crate) struct State<E, H: Hooks, R> {
     #[cfg(feature = "http")]
     /// The operations of every HTTP event stream (and single-connection reservation).
     pub(crate) reservations: Arc<Reservations<H>>,
+    /// Every authorized WebSocket connection and HTTP stream, for revocation.
+    pub(crate) sessions: Arc<Sessions>,
 }
 
 /// A connection's or HTTP stream's own shutdown signal.

@@ -16,16 +16,18 @@ use std::time::{Duration, Instant};
 use async_graphql::{Data, Executor};
 
 use crate::bounds::{READ_BUDGET, ROUNDS, WRITE_BATCH, WRITE_BATCH_BYTES};
-use crate::hooks::{Accept, Reject};
+use crate::hooks::{Accept, Reject, Renewal};
 use crate::lifecycle::{Admission, EndHooks, Slot, operation_end};
 use crate::operation::{Operation, Sharing};
 use crate::rt::{BoxSleep, Timer};
 use crate::scope::{Scope, ScopeEvent};
+use crate::sessions::{Registered, Sessions};
 use crate::websocket::{CloseFrame, Message, WebSocket, WebSocketError};
 use crate::{CloseReason, ConnectionInfo, EndReason, Gauges, Hooks};
 use subscope_protocol::{ConnectOutcome, Machine, OperationEvent, Output};
 
 type ConnectFuture = Pin<Box<dyn Future<Output = Result<Accept, Reject>> + Send>>;
+type RenewFuture = Pin<Box<dyn Future<Output = Renewal> + Send>>;
 type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Everything a connection shares with its server.
@@ -38,6 +40,8 @@ pub(crate) struct ConnectionParts<E, H, R> {
     pub(crate) detect_leaks: bool,
     pub(crate) sharing: Sharing,
     pub(crate) stop: StopFuture,
+    /// Where an accepted connection registers, so the application can revoke it.
+    pub(crate) sessions: Arc<Sessions>,
     /// The connection's span; the close code and reason are recorded on it at the end.
     pub(crate) span: tracing::Span,
 }
@@ -59,6 +63,10 @@ pub(crate) struct WsSession<T, E, H: Hooks, R> {
     armed: Option<Instant>,
     stopping: bool,
     session: Option<Arc<Data>>,
+    /// `on_renew` deciding about the last `ping` payload.
+    renew: Option<RenewFuture>,
+    /// The accepted session's place in the server's registry, and its revocation.
+    registered: Option<(Registered, StopFuture)>,
     parts: ConnectionParts<E, H, R>,
     end: EndHooks<H>,
 }
@@ -95,6 +103,8 @@ where
             armed: None,
             stopping: false,
             session: None,
+            renew: None,
+            registered: None,
             parts,
             end,
         }
@@ -194,6 +204,14 @@ where
                     }
                 }
                 Output::Close(reason) => return Some(reason),
+                Output::Renew(payload) => {
+                    let hooks = Arc::clone(&self.parts.hooks);
+                    let conn = Arc::clone(&self.end.conn);
+                    // The latest credential is the one that counts.
+                    self.renew = Some(Box::pin(
+                        async move { hooks.on_renew(&conn, payload).await },
+                    ));
+                }
             }
         }
         None
@@ -237,9 +255,18 @@ where
             Ok(Poll::Ready(result)) => Ok(result),
             Err(panic) => Err(panic),
         };
+        let mut valid_for = None;
         let outcome = match Admission::of(result, self.end.conn.id) {
             Admission::Accepted(accept) => {
-                self.session = Some(Arc::new(accept.data));
+                let data = Arc::new(accept.data);
+                let registered = self
+                    .parts
+                    .sessions
+                    .register(Arc::clone(&self.end.conn), Arc::clone(&data));
+                let revoked: StopFuture = Box::pin(Arc::clone(&registered.revoked).wait());
+                self.registered = Some((registered, revoked));
+                self.session = Some(data);
+                valid_for = accept.valid_for;
                 ConnectOutcome::Accepted(accept.payload)
             }
             Admission::Refused(message, _) => ConnectOutcome::Rejected(message),
@@ -248,6 +275,9 @@ where
         self.connect = None;
         let now = self.now();
         self.machine.handle_connect(now, outcome);
+        if let Some(ttl) = valid_for {
+            self.machine.set_expiry(Some(now + ttl));
+        }
         // Known now, so a driver dropped from outside still runs on_disconnect.
         self.end.accepted = self.machine.was_acknowledged();
         true
@@ -375,6 +405,46 @@ where
         }
     }
 
+    /// A renewal decided, or a revocation: what they change in the machine.
+    fn poll_authorization(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        if let Some(renew) = self.renew.as_mut() {
+            let decided = match catch_unwind(AssertUnwindSafe(|| renew.as_mut().poll(cx))) {
+                Ok(Poll::Pending) => None,
+                Ok(Poll::Ready(renewal)) => Some(renewal),
+                Err(_panic) => {
+                    tracing::error!(conn = self.end.conn.id, "on_renew panicked");
+                    self.parts.gauges.count_hook_panic();
+                    Some(Renewal::Keep)
+                }
+            };
+            if let Some(renewal) = decided {
+                self.renew = None;
+                progress = true;
+                match renewal {
+                    Renewal::Keep => {}
+                    Renewal::Renew(ttl) => {
+                        self.parts.gauges.count_renewal();
+                        let now = self.now();
+                        self.machine.set_expiry(Some(now + ttl));
+                    }
+                    Renewal::Refuse => {
+                        tracing::info!(conn = self.end.conn.id, "renewal refused");
+                        self.machine.handle_renewal_refused();
+                    }
+                }
+            }
+        }
+        if let Some((_, revoked)) = self.registered.as_mut()
+            && revoked.as_mut().poll(cx).is_ready()
+        {
+            self.registered = None;
+            self.machine.handle_revoked();
+            progress = true;
+        }
+        progress
+    }
+
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
         for _ in 0..ROUNDS {
             let mut progress = false;
@@ -415,6 +485,13 @@ where
                         }
                     }
                 }
+            }
+
+            // After the operations: a result produced in this round (the revoking
+            // mutation's own, say) is queued, and goes out before the close frame.
+            progress |= self.poll_authorization(cx);
+            if let Some(reason) = self.apply_outputs() {
+                return Poll::Ready(reason);
             }
 
             match self.poll_write(cx) {

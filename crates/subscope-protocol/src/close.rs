@@ -91,8 +91,13 @@ pub enum CloseReason {
     ConnectionLimit,
     /// No `connection_init` within the init timeout: close 4408.
     InitTimeout,
-    /// `on_connect` rejected the connection: close 4403 (legacy: 1011 after `connection_error`).
+    /// `on_connect` rejected the connection, or a renewal was refused: close 4403
+    /// (legacy, at `connection_init`: 1011 after `connection_error`).
     Forbidden,
+    /// The authorization `on_connect` granted expired: close 4403 `Token expired`.
+    TokenExpired,
+    /// The application revoked the connection's authorization: close 4403 `Forbidden`.
+    Revoked,
     /// `on_connect` failed or panicked: close 4500 (legacy: 1011 after `connection_error`).
     InternalError,
     /// Legacy subprotocol: `on_connect` rejected the connection; `connection_error` was
@@ -142,7 +147,7 @@ impl CloseReason {
             Self::SubprotocolNotAcceptable => code::SUBPROTOCOL_NOT_ACCEPTABLE,
             Self::ConnectionLimit => code::TRY_AGAIN_LATER,
             Self::InitTimeout => code::CONNECTION_INIT_TIMEOUT,
-            Self::Forbidden => code::FORBIDDEN,
+            Self::Forbidden | Self::TokenExpired | Self::Revoked => code::FORBIDDEN,
             Self::InternalError => code::INTERNAL_SERVER_ERROR,
             Self::LegacyInitRejected | Self::LegacyInitFailed => code::INTERNAL_ERROR,
             Self::TooManyInitRequests => code::TOO_MANY_INIT_REQUESTS,
@@ -165,7 +170,8 @@ impl CloseReason {
             Self::SubprotocolNotAcceptable => Cow::Borrowed("Subprotocol not acceptable"),
             Self::ConnectionLimit => Cow::Borrowed("Try again later"),
             Self::InitTimeout => Cow::Borrowed("Connection initialisation timeout"),
-            Self::Forbidden => Cow::Borrowed("Forbidden"),
+            Self::Forbidden | Self::Revoked => Cow::Borrowed("Forbidden"),
+            Self::TokenExpired => Cow::Borrowed("Token expired"),
             Self::InternalError | Self::LegacyInitFailed => Cow::Borrowed("Internal server error"),
             Self::LegacyInitRejected => Cow::Borrowed("Forbidden"),
             Self::TooManyInitRequests => Cow::Borrowed("Too many initialisation requests"),
@@ -207,6 +213,8 @@ impl CloseReason {
             Self::SubprotocolNotAcceptable | Self::ConnectionLimit => CloseKind::Refused,
             Self::InitTimeout | Self::KeepaliveTimeout | Self::WriteTimeout => CloseKind::Timeout,
             Self::Forbidden | Self::LegacyInitRejected => CloseKind::Forbidden,
+            Self::TokenExpired => CloseKind::Expired,
+            Self::Revoked => CloseKind::Revoked,
             Self::InternalError | Self::LegacyInitFailed => CloseKind::Internal,
             Self::TooManyInitRequests
             | Self::SubscribeBeforeAck
@@ -240,8 +248,12 @@ pub enum CloseKind {
     Refused,
     /// Init, keepalive or write timeout.
     Timeout,
-    /// `on_connect` rejected the connection.
+    /// `on_connect` rejected the connection (or a renewal was refused).
     Forbidden,
+    /// The connection's authorization expired.
+    Expired,
+    /// The application revoked the connection's authorization.
+    Revoked,
     /// Internal error.
     Internal,
     /// The peer broke a protocol rule.
@@ -259,6 +271,8 @@ impl CloseKind {
         Self::Refused,
         Self::Timeout,
         Self::Forbidden,
+        Self::Expired,
+        Self::Revoked,
         Self::Internal,
         Self::ProtocolViolation,
         Self::Dropped,
@@ -273,6 +287,8 @@ impl CloseKind {
             Self::Refused => "refused",
             Self::Timeout => "timeout",
             Self::Forbidden => "forbidden",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
             Self::Internal => "internal",
             Self::ProtocolViolation => "protocol_violation",
             Self::Dropped => "dropped",

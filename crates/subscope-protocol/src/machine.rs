@@ -53,6 +53,10 @@ pub enum Output {
     },
     /// The connection ends: drop every operation, then close (or drop) the socket. Final.
     Close(CloseReason),
+    /// An acknowledged `graphql-transport-ws` client sent a `ping` with this payload (the
+    /// `pong` is already queued): it may carry a fresh credential. Report a decision with
+    /// [`Machine::set_expiry`] or [`Machine::handle_renewal_refused`], or ignore it.
+    Renew(Value),
 }
 
 /// What `on_connect` decided, as the machine needs it.
@@ -75,14 +79,16 @@ enum TimerKind {
     PongDeadline = 2,
     KeepAliveMessage = 3,
     Write = 4,
+    Expiry = 5,
 }
 
-const TIMERS: [TimerKind; 5] = [
+const TIMERS: [TimerKind; 6] = [
     TimerKind::InitWait,
     TimerKind::Ping,
     TimerKind::PongDeadline,
     TimerKind::KeepAliveMessage,
     TimerKind::Write,
+    TimerKind::Expiry,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,6 +335,11 @@ impl Machine {
                 if let Some(pong) = self.dialect.pong(payload.as_ref()) {
                     self.text(pong);
                 }
+                if self.phase == Phase::Acknowledged
+                    && let Some(payload) = payload
+                {
+                    self.out.push_back(Output::Renew(payload));
+                }
             }
             Inbound::Pong => {}
             Inbound::Subscribe { id, request } => self.handle_subscribe(now, id, request),
@@ -499,6 +510,28 @@ impl Machine {
         self.close(CloseReason::ServerShutdown);
     }
 
+    /// The connection's authorization ends at `at` (then close 4403 `Token expired`), or
+    /// never (`None`). Called at the ack and on every renewal.
+    pub fn set_expiry(&mut self, at: Option<Instant>) {
+        if self.is_closed() {
+            return;
+        }
+        match at {
+            Some(at) => self.arm(TimerKind::Expiry, at),
+            None => self.disarm(TimerKind::Expiry),
+        }
+    }
+
+    /// The application revoked the connection's authorization: close 4403 `Forbidden`.
+    pub fn handle_revoked(&mut self) {
+        self.close(CloseReason::Revoked);
+    }
+
+    /// A renewal's credential was refused: close 4403 `Forbidden`.
+    pub fn handle_renewal_refused(&mut self) {
+        self.close(CloseReason::Forbidden);
+    }
+
     /// Fires every deadline at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         for timer in TIMERS {
@@ -538,6 +571,7 @@ impl Machine {
                     }
                 }
                 TimerKind::Write => self.close(CloseReason::WriteTimeout),
+                TimerKind::Expiry => self.close(CloseReason::TokenExpired),
             }
         }
     }

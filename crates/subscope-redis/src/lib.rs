@@ -37,6 +37,13 @@
 //! ([`Fanout::broker_gap`]): under `Overflow::End` each stream ends with a `BROKER_GAP`
 //! error item; under the drop policies the gap is counted and delivery resumes.
 //!
+//! Streams mode wants Redis 7.0 or later (`XINFO STREAM`'s `entries-added`, exclusive
+//! `XRANGE` starts); with an older one, trimming is assumed wherever the stream's first
+//! entry is past an id, so gaps are said conservatively. A reader starts reading a topic
+//! from when its first subscriber came, but never past the stream's last id (so a clock
+//! ahead of Redis's cannot hide entries). An error that reconnecting cannot fix (a key of
+//! another type, a denied command) ends only the subscribers it concerns, with a gap.
+//!
 //! `publish` fails with [`PublishError`] while Redis is unreachable. Runtimes: the reader
 //! runs on the subscope runtime you pass; under tokio the redis crate uses tokio,
 //! elsewhere (smol, async-std) its smol driver.

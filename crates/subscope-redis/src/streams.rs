@@ -1,6 +1,7 @@
 //! Streams mode (history on): one reading connection per process, `XREAD` from the last id
 //! delivered per topic, replays handed over between two reads.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::pin;
@@ -33,6 +34,17 @@ type Cursors = HashMap<String, EventId>;
 pub(crate) async fn read<T: Event, R: Timer>(
     inner: Weak<Inner<T>>,
     rx: async_channel::Receiver<Command<T>>,
+    rt: R,
+) {
+    read_until_gone(inner, &rx, rt).await;
+    // Queued resumes hold the engine (their resumer) and the engine holds the queue's
+    // sender: drop them, or neither is ever freed.
+    while rx.try_recv().is_ok() {}
+}
+
+async fn read_until_gone<T: Event, R: Timer>(
+    inner: Weak<Inner<T>>,
+    rx: &async_channel::Receiver<Command<T>>,
     rt: R,
 ) {
     let mut cursors = Cursors::new();
@@ -73,7 +85,11 @@ pub(crate) async fn read<T: Event, R: Timer>(
                 match trimmed_past(&mut conn, topic, *cursor).await {
                     Ok(false) => {}
                     Ok(true) => i.fanout.broker_gap_in(topic),
-                    Err(_) => continue,
+                    Err(err) => {
+                        // Unknown is not "nothing lost": the gap is said.
+                        tracing::warn!(topic, error = %err, "could not read the stream's record");
+                        i.fanout.broker_gap_in(topic);
+                    }
                 }
             }
             tracing::info!(
@@ -83,7 +99,7 @@ pub(crate) async fn read<T: Event, R: Timer>(
         }
         drop(i);
         backoff = BACKOFF_START;
-        match serve(&inner, &rx, &rt, &mut conn, &mut cursors, &mut pending).await {
+        match serve(&inner, rx, &rt, &mut conn, &mut cursors, &mut pending).await {
             Ok(()) => return,
             Err(err) => {
                 let Some(i) = inner.upgrade() else { return };
@@ -153,6 +169,10 @@ async fn serve<T: Event, R: Timer>(
         })
         .await;
         let reply = match first {
+            Ok(Err(err)) if !is_transient(&err) => {
+                drop_unreadable(inner, conn, cursors, &err).await?;
+                continue;
+            }
             Ok(reply) => reply?,
             Err(command) => {
                 match command {
@@ -181,8 +201,13 @@ async fn serve<T: Event, R: Timer>(
                         retry.as_mut().poll(cx).map(|()| None)
                     })
                     .await;
-                    if let Some(reply) = done {
-                        break reply?;
+                    match done {
+                        Some(Err(err)) if !is_transient(&err) => {
+                            drop_unreadable(inner, conn, cursors, &err).await?;
+                            break Vec::new();
+                        }
+                        Some(reply) => break reply?,
+                        None => {}
                     }
                 }
             }
@@ -204,6 +229,42 @@ async fn serve<T: Event, R: Timer>(
     }
 }
 
+/// A read failed for good (not the link): the streams it cannot read (a key of another
+/// type) leave the read, and their subscribers are told; the others read on.
+async fn drop_unreadable<T: Event>(
+    inner: &Weak<Inner<T>>,
+    conn: &mut MultiplexedConnection,
+    cursors: &mut Cursors,
+    err: &redis::RedisError,
+) -> Result<(), redis::RedisError> {
+    tracing::error!(error = %err, "redis stream reader: a read failed; checking its streams");
+    let Some(i) = inner.upgrade() else {
+        return Ok(());
+    };
+    let mut dropped = 0;
+    for topic in cursors.keys().cloned().collect::<Vec<_>>() {
+        let kind: String = redis::cmd("TYPE")
+            .arg(stream_key(&topic))
+            .query_async(conn)
+            .await?;
+        if kind != "stream" && kind != "none" {
+            tracing::error!(
+                topic,
+                kind,
+                "not a stream: its subscribers are told (BROKER_GAP)"
+            );
+            cursors.remove(&topic);
+            i.fanout.broker_gap_in(&topic);
+            dropped += 1;
+        }
+    }
+    if dropped == 0 {
+        // Not a key's fault: reconnect and retry, as for a lost link.
+        return Err(err.clone());
+    }
+    Ok(())
+}
+
 /// Runs one command; gives it back with the error if Redis failed meanwhile.
 async fn handle<T: Event>(
     inner: &Inner<T>,
@@ -215,12 +276,13 @@ async fn handle<T: Event>(
         Command::Reconcile(topic, at_ms) => {
             if inner.fanout.subscribers(&topic) == 0 {
                 cursors.remove(&topic);
-            } else {
-                // A new stream is read from the moment its first subscriber came (the
-                // same host's clock as Redis's ids): nothing published after it is missed.
-                cursors
-                    .entry(topic)
-                    .or_insert_with(|| EventId::new(at_ms.saturating_sub(1), u64::MAX));
+            } else if let Entry::Vacant(vacant) = cursors.entry(topic) {
+                match first_cursor(conn, vacant.key(), at_ms).await {
+                    Ok(cursor) => {
+                        vacant.insert(cursor);
+                    }
+                    Err(err) => return Err((Command::Reconcile(vacant.into_key(), at_ms), err)),
+                }
             }
             Ok(())
         }
@@ -231,9 +293,13 @@ async fn handle<T: Event>(
                 drop(resumer);
                 return Ok(());
             }
-            let cursor = *cursors
-                .entry(topic.clone())
-                .or_insert_with(|| EventId::new(crate::now_ms().saturating_sub(1), u64::MAX));
+            let cursor = match cursors.get(&topic) {
+                Some(cursor) => *cursor,
+                None => match first_cursor(conn, &topic, crate::now_ms()).await {
+                    Ok(cursor) => *cursors.entry(topic.clone()).or_insert(cursor),
+                    Err(err) => return Err((Command::Resume(resumer, after), err)),
+                },
+            };
             match replay::<T>(conn, &topic, after, cursor).await {
                 Ok((gap, events)) => {
                     // Live ids up to `after` are the subscriber's already (it came from a
@@ -242,10 +308,46 @@ async fn handle<T: Event>(
                     resumer.resume(gap, events, skip);
                     Ok(())
                 }
-                Err(err) => Err((Command::Resume(resumer, after), err)),
+                Err(err) if is_transient(&err) => Err((Command::Resume(resumer, after), err)),
+                Err(err) => {
+                    // Retrying cannot help (a key of another type, a denied command): the
+                    // subscriber is told (the resumer's drop says the gap) and reading goes on.
+                    tracing::error!(topic, error = %err, "a resume failed for good: the gap is said");
+                    drop(resumer);
+                    Ok(())
+                }
             }
         }
     }
+}
+
+/// Whether an error may go away by reconnecting (the link, a timeout, a loading or busy
+/// server), as opposed to one that repeats (wrong type, denied).
+fn is_transient(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || matches!(
+            err.code(),
+            Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN")
+        )
+}
+
+/// Where the reader starts reading a topic it did not read yet: the moment its first
+/// subscriber came, but never past what the stream holds now. An id of the app's clock
+/// alone could be ahead of Redis's (another host): entries Redis then numbered below it
+/// would be neither replayed nor read.
+async fn first_cursor(
+    conn: &mut MultiplexedConnection,
+    topic: &str,
+    at_ms: u64,
+) -> Result<EventId, redis::RedisError> {
+    let by_clock = EventId::new(at_ms.saturating_sub(1), u64::MAX);
+    let stream_now = info(conn, topic)
+        .await?
+        .map_or(EventId::new(0, 0), |info| info.last_generated);
+    Ok(by_clock.min(stream_now))
 }
 
 /// The stream's facts for a resume: `None` if the key does not exist.
@@ -255,7 +357,8 @@ struct StreamInfo {
     /// The largest id `XDEL` removed. Trimming (`MAXLEN`) does not record here: it removes
     /// a prefix, so what it removed is everything before `first`.
     max_deleted: EventId,
-    /// Whether any entry was ever removed (`entries-added` > `length`).
+    /// Whether any entry was ever removed (`entries-added` > `length`; assumed when Redis
+    /// is older than 7.0 and does not say).
     any_deleted: bool,
 }
 
@@ -293,11 +396,11 @@ async fn info(
         max_deleted: EventId::new(0, 0),
         any_deleted: false,
     };
-    let (mut length, mut added) = (0, 0);
+    let (mut length, mut added) = (0, None);
     for (name, value) in pairs(reply) {
         match name.as_str() {
             "length" => length = int(&value),
-            "entries-added" => added = int(&value),
+            "entries-added" => added = Some(int(&value)),
             "last-generated-id" => {
                 info.last_generated = id_of(&value).unwrap_or(info.last_generated)
             }
@@ -306,7 +409,7 @@ async fn info(
             _ => {}
         }
     }
-    info.any_deleted = added > length;
+    info.any_deleted = added.is_none_or(|added| added > length);
     Ok(Some(info))
 }
 
@@ -317,9 +420,12 @@ async fn trimmed_past(
     topic: &str,
     cursor: EventId,
 ) -> Result<bool, redis::RedisError> {
-    Ok(info(conn, topic)
-        .await?
-        .is_some_and(|info| info.lost_after(cursor)))
+    Ok(match info(conn, topic).await? {
+        Some(info) => info.lost_after(cursor) || info.last_generated < cursor,
+        // Gone (Redis restarted without persistence, the key deleted): what it held after
+        // the cursor is gone too, unless the reader had nothing to wait for.
+        None => cursor > EventId::new(0, 0),
+    })
 }
 
 /// What a subscriber resuming after `after` gets, up to `cursor` (the last id the reader

@@ -62,9 +62,9 @@ pub use subscope_core::deflate;
 pub use subscope_core::{
     Accept, CloseKind, CloseReason, Config, ConnectionInfo, Delivery, EndReason, EventId, Fanout,
     GaugeSnapshot, Gauges, HandshakeError, History, Hooks, InvalidMessage, MemoryTopics, Missed,
-    NoHooks, OperationToken, Overflow, Rate, Reject, Resume, Server, ServerBuilder, ShareKey,
-    Subprotocol, Subscription, Topics, Transport, UpgradeRequest, WebSocket, negotiate,
-    truncate_reason,
+    NoHooks, OperationToken, Overflow, Rate, Reject, Renewal, Resume, Server, ServerBuilder,
+    Session, ShareKey, Subprotocol, Subscription, Topics, Transport, UpgradeRequest, WebSocket,
+    negotiate, truncate_reason,
 };
 #[cfg(feature = "http")]
 pub use subscope_core::{HttpBody, Served, is_websocket_upgrade};

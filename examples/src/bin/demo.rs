@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use subscope::rt::{Listener, Runtime};
 use subscope::{Gauges, Server};
-use subscope_examples::auth::TokenAuth;
+use subscope_examples::auth::{AuthToken, TokenAuth};
 use subscope_examples::cli::{DemoArgs, RuntimeChoice};
-use subscope_examples::{Broker, DemoSchema, LiveCounter, build_schema};
+use subscope_examples::{Broker, DemoSchema, LiveCounter, build_schema_with_auth};
 
 /// How long shutdown waits for connections to close before dropping them.
 const GRACE: Duration = Duration::from_secs(5);
@@ -66,22 +66,34 @@ fn demo_server<R: Runtime>(
         Some(url) => Broker::Redis(subscope_redis::RedisTopics::new(&rt, url, args.delivery)?),
         _ => Broker::memory(args.delivery),
     };
-    let schema = build_schema(
+    let auth = if args.auth_tokens.is_empty() {
+        TokenAuth::open()
+    } else {
+        TokenAuth::new(args.auth_tokens.iter().map(|t| (t.as_str(), "demo"))).ttl(args.auth_ttl)
+    };
+    let schema = build_schema_with_auth(
         Arc::new(rt.clone()),
         Arc::clone(&gauges),
         broker.clone(),
         LiveCounter::default(),
+        Some(auth.clone()),
     );
-    let auth = if args.auth_tokens.is_empty() {
-        TokenAuth::open()
-    } else {
-        TokenAuth::new(args.auth_tokens.iter().map(|t| (t.as_str(), "demo")))
-    };
     let builder = Server::builder(rt, schema)
-        .hooks(auth)
+        .hooks(auth.clone())
         .config(args.config.clone().metrics(true))
         .gauges(gauges);
-    Ok(broker.bind(builder).build())
+    let server = broker.bind(builder).build();
+    // `revokeToken` ends the token's sessions through the server. (The server then holds
+    // itself through its hooks: it lives as long as the process, as the demo's does.)
+    let revoking = server.clone();
+    auth.set_revoker(move |token| {
+        revoking.revoke(|session| {
+            session
+                .data::<AuthToken>()
+                .is_some_and(|authorized| authorized.0 == token)
+        })
+    });
+    Ok(server)
 }
 
 fn announce(addr: SocketAddr) {

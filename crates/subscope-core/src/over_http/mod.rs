@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Data, Executor, Request as GqlRequest};
@@ -33,7 +34,7 @@ pub(crate) use io::{ConnectionEnd, HyperIo, HyperTimer, Prefixed, UpgradedIo};
 pub(crate) use upgrade::{Outcome, accept_upgrade};
 
 use self::request::{Params, Refusal, Wants};
-use self::stream::EventStream;
+use self::stream::{EventStream, StreamAuth};
 use crate::lifecycle::{Admission, EndHooks, Slot};
 use crate::operation::Operation;
 use crate::reservations::{self, AddError, Phase};
@@ -374,7 +375,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         &self,
         conn: &Arc<ConnectionInfo>,
         end: &mut EndHooks<H>,
-    ) -> Result<Arc<Data>, Refusal> {
+    ) -> Result<(Arc<Data>, Option<Instant>), Refusal> {
         let hooks = Arc::clone(&self.inner.hooks);
         let outcome = std::panic::AssertUnwindSafe(hooks.on_connect(conn, None))
             .catch_unwind()
@@ -384,7 +385,8 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         match admission {
             Admission::Accepted(accept) => {
                 end.accepted = true;
-                Ok(Arc::new(accept.data))
+                let valid_until = accept.valid_for.map(|ttl| self.inner.runtime.now() + ttl);
+                Ok((Arc::new(accept.data), valid_until))
             }
             Admission::Refused(message, None) => Err(Refusal::new(StatusCode::FORBIDDEN, &message)),
             Admission::Refused(message, Some(challenge)) => {
@@ -426,6 +428,18 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
     ) -> Response<HttpBody> {
         let inner = &self.inner;
         let stop = inner.stop_for(reservation.conn.id);
+        let registered = inner.sessions.register(
+            Arc::clone(&reservation.conn),
+            Arc::clone(&reservation.session),
+        );
+        let auth = StreamAuth {
+            revoked: Box::pin(Arc::clone(&registered.revoked).wait()),
+            registered,
+            expiry: reservation
+                .valid_until
+                .map(|at| inner.runtime.sleep_until(at)),
+            gauges: Arc::clone(&inner.gauges),
+        };
         let body = EventStream::new(
             reservation,
             format,
@@ -435,6 +449,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
             ending,
             inner.config.max_response_size_bytes(),
             inner.config.sse_retry,
+            auth,
         );
         let mut response = Response::new(HttpBody(Kind::Stream(Box::pin(body))));
         let headers = response.headers_mut();
@@ -464,7 +479,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         self.stream_slot()?;
         let conn = self.connection_info(transport, parts, peer);
         let mut end = self.end_guard(&conn, true);
-        let session = self.connect(&conn, &mut end).await?;
+        let (session, valid_until) = self.connect(&conn, &mut end).await?;
         let id = params.operation_id().unwrap_or_else(|| "1".to_owned());
         let mut request = params.into_request();
         if format == Format::Sse
@@ -490,6 +505,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
             .reserve(
                 Arc::clone(&conn),
                 session,
+                valid_until,
                 end,
                 false,
                 self.inner.tracker.token(),
@@ -519,7 +535,8 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
     ) -> Result<Response<HttpBody>, Refusal> {
         let conn = self.connection_info(Transport::GraphqlHttp, parts, peer);
         let mut end = self.end_guard(&conn, false);
-        let session = self.connect(&conn, &mut end).await?;
+        // A plain request is answered at once: its authorization cannot outlive it.
+        let (session, _) = self.connect(&conn, &mut end).await?;
         end.reason = Some(CloseReason::Finished);
         let request = params.into_request();
         match operation_type(&request) {
@@ -575,11 +592,12 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         self.stream_slot()?;
         let conn = self.connection_info(Transport::SseSingle, parts, peer);
         let mut end = self.end_guard(&conn, true);
-        let session = self.connect(&conn, &mut end).await?;
+        let (session, valid_until) = self.connect(&conn, &mut end).await?;
         let inner = &self.inner;
         let reserved = inner.reservations.reserve(
             conn,
             session,
+            valid_until,
             end,
             true,
             inner.tracker.token(),

@@ -23,9 +23,20 @@ use crate::operation::Operation;
 use crate::reservations::{Phase, Reservation};
 use crate::rt::{BoxSleep, Timer};
 use crate::scope::ScopeEvent;
-use crate::{CloseReason, EndReason, Hooks};
+use crate::sessions::Registered;
+use crate::{CloseReason, EndReason, Gauges, Hooks};
 
 use crate::state::StopFuture;
+
+/// What ends a stream's authorization: its expiry and a revocation.
+pub(crate) struct StreamAuth {
+    /// Its place in the server's registry of sessions: held to leave it on drop.
+    #[allow(dead_code, reason = "held for its Drop")]
+    pub(crate) registered: Registered,
+    pub(crate) revoked: StopFuture,
+    pub(crate) expiry: Option<BoxSleep>,
+    pub(crate) gauges: Arc<Gauges>,
+}
 
 /// The response body of an event stream.
 pub(crate) struct EventStream<H: Hooks, R> {
@@ -44,6 +55,7 @@ pub(crate) struct EventStream<H: Hooks, R> {
     max_response: usize,
     /// `retry:` for SSE, in milliseconds.
     retry: Option<u64>,
+    auth: StreamAuth,
     /// Why it ended, when the body itself decided.
     reason: Option<CloseReason>,
 }
@@ -66,6 +78,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         ending: Option<Arc<ConnectionEnd>>,
         max_response: usize,
         retry: Option<Duration>,
+        auth: StreamAuth,
     ) -> Self {
         Self {
             ops,
@@ -80,6 +93,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
             ending,
             max_response,
             retry: retry.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            auth,
             reason: None,
         }
     }
@@ -146,6 +160,48 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         }
     }
 
+    /// An expired or revoked authorization: every live operation's final error item, then
+    /// the end of the stream (PROTOCOL.md 4.11). `None` while it holds.
+    fn poll_auth(&mut self, cx: &mut Context<'_>) -> Option<String> {
+        let expired = self
+            .auth
+            .expiry
+            .as_mut()
+            .is_some_and(|s| s.as_mut().poll(cx).is_ready());
+        let reason = if expired {
+            self.auth.gauges.count_http_expired();
+            CloseReason::TokenExpired
+        } else if self.auth.revoked.as_mut().poll(cx).is_ready() {
+            CloseReason::Revoked
+        } else {
+            return None;
+        };
+        let (code, message) = match reason {
+            CloseReason::TokenExpired => ("TOKEN_EXPIRED", "Token expired"),
+            _ => ("TOKEN_REVOKED", "Token revoked"),
+        };
+        let mut error = async_graphql::ServerError::new(message, None);
+        let mut extensions = async_graphql::ErrorExtensionValues::default();
+        extensions.set("code", code);
+        error.extensions = Some(extensions);
+        let errors = [error];
+        tracing::info!(conn = self.ops.conn.id, %reason, "http stream's authorization ended");
+        let mut out = String::new();
+        match self.format {
+            Format::Multipart => out.push_str(&frame::fatal(self.format, "", &errors)),
+            Format::Sse | Format::SseSingle => {
+                for id in self.ops.live_ids() {
+                    out.push_str(&frame::next(self.format, &id, &frame::errors_json(&errors)));
+                    out.push_str(&frame::complete(self.format, &id));
+                }
+            }
+        }
+        self.finished = true;
+        self.reason = Some(reason.clone());
+        self.ops.close(reason);
+        Some(out)
+    }
+
     fn on_event(&mut self, event: ScopeEvent<Operation<H>>) -> Step {
         match event {
             ScopeEvent::Item(id, item) => self.step(&id, item.event(), item.event_id(), None),
@@ -189,6 +245,9 @@ impl<H: Hooks, R: Timer> http_body::Body for EventStream<H, R> {
                 std::borrow::Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
                 std::borrow::Cow::Owned(s) => Bytes::from(s),
             }))));
+        }
+        if let Some(last) = this.poll_auth(cx) {
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(last)))));
         }
         if this.stop.as_mut().poll(cx).is_ready() {
             this.finished = true;

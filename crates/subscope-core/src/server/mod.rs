@@ -154,6 +154,7 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
                 next_id: AtomicU64::new(1),
                 #[cfg(feature = "http")]
                 reservations: Arc::default(),
+                sessions: Arc::default(),
             }),
         }
     }
@@ -167,6 +168,29 @@ impl<E: Executor, R: Runtime> Server<E, NoHooks, R> {
 }
 
 impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
+    /// Ends every live WebSocket connection and HTTP stream whose session `matches` (its
+    /// connection, and the data `on_connect` accepted it with): WebSocket closes 4403
+    /// `Forbidden`, each HTTP stream's operations get a final `TOKEN_REVOKED` error, then the
+    /// stream ends. Returns how many it ended (a connection or stream counts one, whatever
+    /// its operations). Each ends on its own task, right after this returns.
+    ///
+    /// ```
+    /// # fn f<E: async_graphql::Executor, H: subscope_core::Hooks, R: subscope_core::rt::Runtime>(
+    /// #     server: subscope_core::Server<E, H, R>) {
+    /// #[derive(PartialEq)]
+    /// struct UserId(u64);
+    /// let ended = server.revoke(|session| session.data::<UserId>() == Some(&UserId(7)));
+    /// # let _ = ended; }
+    /// ```
+    pub fn revoke(&self, matches: impl Fn(crate::Session<'_>) -> bool) -> usize {
+        let ended = self.inner.sessions.revoke(matches);
+        self.inner.gauges.count_revoked(ended);
+        if ended > 0 {
+            tracing::info!(ended, "sessions revoked");
+        }
+        ended
+    }
+
     /// Whether the server accepts new work: `false` from the moment [`Server::shutdown`]
     /// begins (what `/readyz` answers).
     pub fn is_ready(&self) -> bool {
@@ -303,6 +327,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 detect_leaks: inner.config.detect_leaks,
                 sharing: inner.sharing.clone(),
                 stop: inner.stop_for(id),
+                sessions: Arc::clone(&inner.sessions),
                 span: span.clone(),
             };
             WsSession::new(ws, machine, conn, parts)

@@ -127,8 +127,8 @@ impl Default for Delivery {
 pub struct History {
     /// Events kept per topic (0: no history, no event ids).
     pub len: usize,
-    /// Events older than this are dropped from history too (None: kept until `len` pushes
-    /// them out).
+    /// Events older than this are not replayed (None: kept until `len` pushes them out).
+    /// Aged events are freed lazily, when their topic is next published to or resumed.
     pub max_age: Option<Duration>,
 }
 

@@ -22,6 +22,7 @@ fn drain(m: &mut Machine) -> Vec<String> {
             Output::Start { id, .. } => format!("START {id}"),
             Output::Stop { id, reason } => format!("STOP {id} {reason:?}"),
             Output::Close(r) => format!("CLOSE {} {r:?}", r.code()),
+            Output::Renew(payload) => format!("RENEW {payload}"),
         })
         .collect()
 }
@@ -446,5 +447,59 @@ fn a_response_above_max_response_size_ends_only_its_operation() {
         assert!(out[0].contains(&format!(r#""type":"{data}""#)), "{out:?}");
         assert!(!m.is_closed());
         assert_eq!(m.live_operations(), 1);
+    }
+}
+
+#[test]
+fn an_authorization_expires_at_its_deadline_and_a_renewal_moves_it() {
+    let settings = Settings::default().keepalive_interval(None);
+    for protocol in Subprotocol::ALL {
+        let (mut m, t0) = acked(protocol, settings);
+        m.set_expiry(Some(t0 + 100 * MS));
+        assert_eq!(m.poll_timeout(), Some(t0 + 100 * MS));
+        m.handle_timeout(t0 + 99 * MS);
+        assert!(drain(&mut m).is_empty(), "{protocol}");
+        // Renewed before the deadline: the old one passes quietly.
+        m.set_expiry(Some(t0 + 300 * MS));
+        m.handle_timeout(t0 + 100 * MS);
+        assert!(drain(&mut m).is_empty(), "{protocol}");
+        m.handle_timeout(t0 + 300 * MS);
+        assert_eq!(drain(&mut m), ["CLOSE 4403 TokenExpired"], "{protocol}");
+        assert_eq!(CloseReason::TokenExpired.reason(), "Token expired");
+    }
+}
+
+#[test]
+fn a_ping_with_a_payload_asks_for_a_renewal_after_its_pong_and_only_once_acknowledged() {
+    let settings = Settings::default().keepalive_interval(None);
+    let (mut m, t0) = machine(Subprotocol::GraphqlTransportWs, settings);
+    m.handle_text(t0, r#"{"type":"ping","payload":{"token":"t"}}"#);
+    // Before the ack: the pong only.
+    assert_eq!(
+        drain(&mut m),
+        [r#"{"type":"pong","payload":{"token":"t"}}"#]
+    );
+    let (mut m, t0) = acked(Subprotocol::GraphqlTransportWs, settings);
+    m.handle_text(t0, r#"{"type":"ping","payload":{"token":"t"}}"#);
+    assert_eq!(
+        drain(&mut m),
+        [
+            r#"{"type":"pong","payload":{"token":"t"}}"#,
+            r#"RENEW {"token":"t"}"#
+        ]
+    );
+    m.handle_text(t0, r#"{"type":"ping"}"#);
+    assert_eq!(drain(&mut m), [r#"{"type":"pong"}"#]);
+    m.handle_renewal_refused();
+    assert_eq!(drain(&mut m), ["CLOSE 4403 Forbidden"]);
+}
+
+#[test]
+fn a_revocation_closes_4403_forbidden() {
+    for protocol in Subprotocol::ALL {
+        let (mut m, _) = acked(protocol, Settings::default().keepalive_interval(None));
+        m.handle_revoked();
+        assert_eq!(drain(&mut m), ["CLOSE 4403 Revoked"], "{protocol}");
+        assert_eq!(CloseReason::Revoked.reason(), "Forbidden");
     }
 }
