@@ -405,3 +405,87 @@ fn shutdown_ends_the_http_streams_axum_holds() {
     );
     assert!(b.next_part().is_none());
 }
+
+/// Grants every connection for `ttl` (if any), with a session value a revocation matches.
+#[derive(Clone, Copy)]
+struct Granting {
+    ttl: Option<Duration>,
+}
+
+#[derive(PartialEq)]
+struct Grantee(u8);
+
+impl subscope::Hooks for Granting {
+    async fn on_connect(
+        &self,
+        _conn: &subscope::ConnectionInfo,
+        _payload: Option<serde_json::Value>,
+    ) -> Result<subscope::Accept, subscope::Reject> {
+        let accept = subscope::Accept::new().data(Grantee(1));
+        Ok(match self.ttl {
+            Some(ttl) => accept.valid_for(ttl),
+            None => accept,
+        })
+    }
+}
+
+/// Expiry and revocation on axum: the same endings as the standalone server (4403 on the
+/// WebSocket, a final `TOKEN_EXPIRED` / `TOKEN_REVOKED` item on an SSE stream).
+#[test]
+fn authorization_expires_and_is_revoked_on_axum_too() {
+    use subscope_tests::http::sse;
+    for ttl in [Some(Duration::from_millis(400)), None] {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let live = LiveCounter::default();
+        let schema = build_schema(
+            Arc::new(TokioRuntime::new()),
+            Arc::new(Gauges::new()),
+            Broker::memory(Default::default()),
+            live.clone(),
+        );
+        let server = subscope::tokio::server(schema)
+            .hooks(Granting { ttl })
+            .build();
+        let app = axum::Router::new().route("/graphql", subscope_axum::route(server.clone()));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        rt.spawn(async move { axum::serve(listener, app).await });
+
+        let mut ws = Client::connect(addr, &["graphql-transport-ws"]);
+        ws.init(None);
+        ws.subscribe("t", "subscription { ticks(everyMs: 50) }");
+        let mut stream = sse(addr, "subscription { ticks(everyMs: 50) }");
+        assert!(stream.next_event().is_some(), "the stream runs");
+        wait_until("both streams live", DEADLINE, || live.get() == 2);
+        let (code, reason, item) = match ttl {
+            Some(_) => (4403, "Token expired", "TOKEN_EXPIRED"),
+            None => {
+                assert_eq!(
+                    server.revoke(|s| s.data::<Grantee>() == Some(&Grantee(1))),
+                    2
+                );
+                (4403, "Forbidden", "TOKEN_REVOKED")
+            }
+        };
+        assert_eq!(ws.expect_close_skipping_data(), (code, reason.to_owned()));
+        let last = loop {
+            let e = stream.next_event().expect("an event before the end");
+            if e.json().get("errors").is_some() {
+                break e;
+            }
+        };
+        assert_eq!(
+            last.json()["errors"][0]["extensions"]["code"],
+            item,
+            "{ttl:?}"
+        );
+        assert_eq!(stream.next_event().expect("complete").event, "complete");
+        wait_until("every stream dropped", DEADLINE, || live.get() == 0);
+    }
+}
