@@ -814,11 +814,14 @@ fn a_resume_never_joins_a_shared_execution<R: TestRuntime>() {
         // Two identical subscriptions share one execution: one topic subscriber.
         let mut a = Sub::open(s.addr, Via::Modern, &query, Ask::Fresh);
         let mut b = Sub::open(s.addr, via, &query, Ask::Fresh);
+        // The upstream subscribes to the topic when it is first polled, a moment after
+        // both joined: wait for all of it.
         wait_until("one shared execution for two", DEADLINE, || {
             let g = s.gauges.snapshot();
-            g.shared_upstreams == 1 && g.shared_subscriptions == 2
+            g.shared_upstreams == 1
+                && g.shared_subscriptions == 2
+                && s.broker.subscribers(&topic) == 1
         });
-        assert_eq!(s.broker.subscribers(&topic), 1, "{via:?}: shared");
         let messages = numbered(10);
         publish_pipelined(&mut p, &topic, &messages, 64);
         let seen: Vec<(String, String)> = (0..10).map(|_| a.message()).collect();
