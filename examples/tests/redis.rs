@@ -261,47 +261,7 @@ fn exactly_once(got: &[String], sent: &[String]) -> bool {
 /// Publishes `messages` on `url` keeping `window` mutations in flight (a new one as each
 /// completes); returns each publish's receiver count, in message order.
 fn publish_pipelined(url: &str, topic: &str, messages: &[String], window: usize) -> Vec<u64> {
-    let mut ws = connect_acked(url, "graphql-transport-ws");
-    let go = |ws: &mut tungstenite::WebSocket<TcpStream>, i: usize| {
-        let q = format!(
-            "mutation {{ publish(topic: {}, message: {}) }}",
-            serde_json::json!(topic),
-            serde_json::json!(messages[i])
-        );
-        send(
-            ws,
-            serde_json::json!({"id": format!("p{i}"), "type": "subscribe", "payload": {"query": q}}),
-        );
-    };
-    let mut next = 0;
-    while next < messages.len().min(window) {
-        go(&mut ws, next);
-        next += 1;
-    }
-    let (mut results, mut done) = (vec![0; messages.len()], 0);
-    while done < messages.len() {
-        let m = recv(&mut ws);
-        let i: usize = m["id"]
-            .as_str()
-            .and_then(|id| id[1..].parse().ok())
-            .expect("id");
-        match m["type"].as_str() {
-            Some("next") => {
-                results[i] = m["payload"]["data"]["publish"]
-                    .as_u64()
-                    .unwrap_or_else(|| panic!("publish failed: {m}"))
-            }
-            Some("complete") => {
-                done += 1;
-                if next < messages.len() {
-                    go(&mut ws, next);
-                    next += 1;
-                }
-            }
-            _ => panic!("publisher got {m}"),
-        }
-    }
-    results
+    publish_pipelined_counted(url, topic, messages, window, &AtomicUsize::new(0))
 }
 
 /// Opens `subs` `messages(topic)` subscriptions on one connection and reads until each
@@ -882,7 +842,7 @@ fn resuming_subscriber(
     (items, before, errors)
 }
 
-/// Publishes like [`publish_pipelined`], counting completed publishes in `acked`.
+/// [`publish_pipelined`], counting completed publishes in `acked` as they complete.
 fn publish_pipelined_counted(
     url: &str,
     topic: &str,
