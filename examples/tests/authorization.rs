@@ -74,8 +74,8 @@ fn until_close(ws: &mut Ws) -> (Vec<Value>, u16, String) {
 
 /// A raw HTTP request whose response is read as it streams, until `done` holds for what
 /// arrived or the connection ends.
-fn stream(demo: &Demo, head: &str, body: &str, done: impl Fn(&str) -> bool) -> String {
-    let mut tcp = TcpStream::connect(demo.addr()).expect("connect");
+fn stream(addr: &str, head: &str, body: &str, done: impl Fn(&str) -> bool) -> String {
+    let mut tcp = TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(DEADLINE)).expect("timeout");
     write!(tcp, "{head}content-length: {}\r\n\r\n{body}", body.len()).expect("write");
     let mut got = Vec::new();
@@ -194,7 +194,7 @@ fn sse_and_multipart_streams_end_with_token_expired(runtime: &str) {
         "500",
     ]);
     let body = json!({ "query": TICKS }).to_string();
-    let sse = stream(&demo, &sse_head(&demo, "a"), &body, |s| {
+    let sse = stream(demo.addr(), &sse_head(&demo, "a"), &body, |s| {
         s.contains("event: complete")
     });
     assert!(sse.contains("\"code\":\"TOKEN_EXPIRED\""), "{sse}");
@@ -211,7 +211,7 @@ fn sse_and_multipart_streams_end_with_token_expired(runtime: &str) {
         "POST /graphql HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer a\r\ncontent-type: application/json\r\naccept: multipart/mixed;subscriptionSpec=\"1.0\", application/json\r\n",
         demo.addr()
     );
-    let multipart = stream(&demo, &head, &body, |s| s.contains("--graphql--"));
+    let multipart = stream(demo.addr(), &head, &body, |s| s.contains("--graphql--"));
     assert!(
         multipart.contains("\"payload\":null") && multipart.contains("TOKEN_EXPIRED"),
         "{multipart}"
@@ -238,18 +238,9 @@ fn revoke_token_ends_every_session_of_the_token_and_counts_them(runtime: &str) {
     let body = json!({ "query": TICKS }).to_string();
     let head = sse_head(&demo, "a");
     let sse = std::thread::spawn(move || {
-        let mut tcp = TcpStream::connect(&sse_demo_addr).expect("connect");
-        tcp.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        write!(tcp, "{head}content-length: {}\r\n\r\n{body}", body.len()).expect("write");
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = tcp.read(&mut chunk) {
-            got.extend_from_slice(&chunk[..n]);
-            if String::from_utf8_lossy(&got).contains("event: complete") {
-                break;
-            }
-        }
-        String::from_utf8_lossy(&got).into_owned()
+        stream(&sse_demo_addr, &head, &body, |s| {
+            s.contains("event: complete")
+        })
     });
     // Every session is live: each has produced a tick.
     for (ws, protocol) in [
@@ -309,7 +300,7 @@ fn revoke_token_ends_every_session_of_the_token_and_counts_them(runtime: &str) {
         "POST /graphql HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer a\r\ncontent-type: application/json\r\nconnection: close\r\n",
         demo.addr()
     );
-    let answer = stream(&demo, &head, r#"{"query":"{ hello }"}"#, |_| false);
+    let answer = stream(demo.addr(), &head, r#"{"query":"{ hello }"}"#, |_| false);
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
 }
 
