@@ -497,18 +497,7 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     )
     .await;
     let expected = p * c * s;
-    // Wait for everything, or until nothing has arrived for a while (events were lost).
-    let end = Instant::now() + DEADLINE;
-    let (mut seen, mut quiet_since) = (0, Instant::now());
-    while received.load(Ordering::Relaxed) < expected && Instant::now() < end {
-        let now = received.load(Ordering::Relaxed);
-        if now != seen {
-            (seen, quiet_since) = (now, Instant::now());
-        } else if quiet_since.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_all_or_quiet(&received, expected).await;
     let cpu_after = cpu_ms(pid);
     let wire = SUBSCRIBER_BYTES.load(Ordering::Relaxed) - bytes_before;
     stop.store(true, Ordering::Relaxed);
@@ -543,6 +532,22 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
         "p50_ms": percentile(&lat, 0.50),
         "p99_ms": percentile(&lat, 0.99),
     })
+}
+
+/// Waits until `expected` events arrived, or nothing has for 3 s (events were lost), or
+/// the deadline passed.
+async fn wait_for_all_or_quiet(received: &AtomicU64, expected: u64) {
+    let end = Instant::now() + DEADLINE;
+    let (mut seen, mut quiet_since) = (0, Instant::now());
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < end {
+        let now = received.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+        } else if quiet_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// The message index a `messages` event starts with.
@@ -999,18 +1004,7 @@ async fn rolling(url: &str, a: &Args) -> Value {
     killed_flag.store(true, Ordering::Relaxed);
     publish_range(&mut publisher, p / 2..p, window, 0, &sent).await;
     let expected = p * c * s;
-    // Until everything arrived, or nothing has for a while (events were lost).
-    let end = Instant::now() + DEADLINE;
-    let (mut seen, mut quiet_since) = (0, Instant::now());
-    while received.load(Ordering::Relaxed) < expected && Instant::now() < end {
-        let now = received.load(Ordering::Relaxed);
-        if now != seen {
-            (seen, quiet_since) = (now, Instant::now());
-        } else if quiet_since.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_all_or_quiet(&received, expected).await;
     let seconds = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let (mut exact, mut duplicates, mut delivered) = (0u64, 0u64, 0u64);
