@@ -660,65 +660,73 @@ const KEEP_CAPACITY: usize = 64;
 impl<T: Clone> Stream for Subscription<T> {
     type Item = Result<T, Missed>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        /// What one poll found in the slot.
+        enum Step<T> {
+            Event(Arc<Entry<T>>),
+            /// Said, and the stream goes on (a resume gap).
+            Told(Missed),
+            /// Said, and the stream ends.
+            Final(Missed),
+            Wait,
+        }
+        let this = self.get_mut();
+        if this.done {
             return Poll::Ready(None);
         }
-        let slot = Arc::clone(&self.slot);
         let step = {
-            let mut s = slot.lock();
+            let mut s = this.slot.lock();
             if let Some(first) = s.first.take() {
-                Err(Some(first))
+                Step::Told(first)
             } else if s.paused {
                 s.waker = Some(cx.waker().clone());
-                Err(None)
+                Step::Wait
             } else if let Some(entry) = s.replay.pop_front() {
                 if s.replay.is_empty() {
                     s.replay = VecDeque::new();
                 }
-                Ok(entry)
+                Step::Event(entry)
             } else if let Some(entry) = s.queue.pop_front() {
                 if s.queue.is_empty() && s.queue.capacity() > KEEP_CAPACITY {
                     // Memory follows what is queued: a burst does not stay allocated.
                     s.queue = VecDeque::new();
                 }
-                Ok(entry)
+                Step::Event(entry)
             } else {
                 // Left set, so a publish racing this poll counts as dropped, not delivered.
                 match s.ending {
-                    Some(Ending::Lagged) => {
-                        self.done = true;
-                        Err(Some(Missed::Lagged { dropped: s.dropped }))
-                    }
-                    Some(Ending::BrokerGap) => {
-                        self.done = true;
-                        Err(Some(Missed::BrokerGap))
-                    }
+                    Some(Ending::Lagged) => Step::Final(Missed::Lagged { dropped: s.dropped }),
+                    Some(Ending::BrokerGap) => Step::Final(Missed::BrokerGap),
                     None => {
                         s.waker = Some(cx.waker().clone());
-                        Err(None)
+                        Step::Wait
                     }
                 }
             }
         };
         match step {
-            Ok(entry) => {
-                if let Some(t) = &self.tracker {
+            Step::Event(entry) => {
+                if let Some(t) = &this.tracker {
                     t.record(entry.id);
                 }
                 Poll::Ready(Some(Ok(entry.value.clone())))
             }
-            Err(Some(missed)) => {
-                if let Some(t) = &self.tracker {
+            Step::Told(missed) => {
+                if let Some(t) = &this.tracker {
                     t.record(None);
-                }
-                if self.done {
-                    // Told; the slot is released before the final item is handed over.
-                    self.registration = None;
                 }
                 Poll::Ready(Some(Err(missed)))
             }
-            Err(None) => Poll::Pending,
+            Step::Final(missed) => {
+                if let Some(t) = &this.tracker {
+                    t.record(None);
+                }
+                // Told; the slot is released before the final item is handed over.
+                this.done = true;
+                this.registration = None;
+                Poll::Ready(Some(Err(missed)))
+            }
+            Step::Wait => Poll::Pending,
         }
     }
 }
