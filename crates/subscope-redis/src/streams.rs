@@ -293,14 +293,16 @@ async fn handle<T: Event>(
                 drop(resumer);
                 return Ok(());
             }
-            let cursor = match cursors.get(&topic) {
-                Some(cursor) => *cursor,
-                None => match first_cursor(conn, &topic, crate::now_ms()).await {
-                    Ok(cursor) => *cursors.entry(topic.clone()).or_insert(cursor),
-                    Err(err) => return Err((Command::Resume(resumer, after), err)),
-                },
+            // One read of the stream's record serves the cursor (for a topic not read yet)
+            // and the replay.
+            let replayed = async {
+                let info = info(conn, &topic).await?;
+                let cursor = *cursors
+                    .entry(topic.clone())
+                    .or_insert_with(|| cursor_from(info.as_ref(), crate::now_ms()));
+                replay::<T>(conn, &topic, after, cursor, info).await
             };
-            match replay::<T>(conn, &topic, after, cursor).await {
+            match replayed.await {
                 Ok((gap, events)) => {
                     // Live ids up to `after` are the subscriber's already (it came from a
                     // process whose reader was ahead of this one).
@@ -343,11 +345,14 @@ async fn first_cursor(
     topic: &str,
     at_ms: u64,
 ) -> Result<EventId, redis::RedisError> {
+    Ok(cursor_from(info(conn, topic).await?.as_ref(), at_ms))
+}
+
+/// [`first_cursor`] from the stream's record (`None`: no such stream).
+fn cursor_from(info: Option<&StreamInfo>, at_ms: u64) -> EventId {
     let by_clock = EventId::new(at_ms.saturating_sub(1), u64::MAX);
-    let stream_now = info(conn, topic)
-        .await?
-        .map_or(EventId::new(0, 0), |info| info.last_generated);
-    Ok(by_clock.min(stream_now))
+    let stream_now = info.map_or(EventId::new(0, 0), |info| info.last_generated);
+    by_clock.min(stream_now)
 }
 
 /// The stream's facts for a resume: `None` if the key does not exist.
@@ -429,15 +434,16 @@ async fn trimmed_past(
 }
 
 /// What a subscriber resuming after `after` gets, up to `cursor` (the last id the reader
-/// delivered live): the gap to say (if the stream does not reach back to `after`, or the
-/// id is not from it) and the events.
+/// delivered live), given the stream's record `info`: the gap to say (if the stream does
+/// not reach back to `after`, or the id is not from it) and the events.
 async fn replay<T: Event>(
     conn: &mut MultiplexedConnection,
     topic: &str,
     after: EventId,
     cursor: EventId,
+    info: Option<StreamInfo>,
 ) -> Result<(Option<Missed>, Vec<(EventId, T)>), redis::RedisError> {
-    let Some(info) = info(conn, topic).await? else {
+    let Some(info) = info else {
         return Ok((Some(Missed::ResumeGap { oldest: None }), Vec::new()));
     };
     // The stream's own record of what was removed (see `lost_after`); an id before the
