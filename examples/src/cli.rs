@@ -2,6 +2,7 @@
 //! with its default).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -66,6 +67,13 @@ struct Cli {
     /// graphql-transport-ws ping carrying {"token": TOKEN}); 0 = never expires.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     auth_ttl_ms: u64,
+    /// Serve TLS with this certificate chain (PEM; needs --tls-key): wss:// and https://
+    /// with HTTP/2 by ALPN on the same port.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1; needs --tls-cert).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// messages/publish through Redis, e.g. redis://127.0.0.1:6379 (feature `redis`): Redis
     /// Streams with --history, else pub/sub [default: in memory].
     #[arg(long, value_name = "URL", value_parser = parse_redis)]
@@ -146,6 +154,9 @@ pub struct DemoArgs {
     pub auth_ttl: Option<Duration>,
     /// `--redis URL`: back `messages`/`publish` with Redis (Streams with `--history`).
     pub redis: Option<String>,
+    /// `--tls-cert PEM --tls-key PEM`: the certificate chain and key files to serve TLS
+    /// with (loaded when the server starts).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn parse_addr(value: &str) -> Result<SocketAddr, String> {
@@ -234,6 +245,7 @@ impl DemoArgs {
             auth_tokens: cli.auth_token,
             auth_ttl: millis(cli.auth_ttl_ms),
             redis: cli.redis,
+            tls: cli.tls_cert.zip(cli.tls_key),
         })
     }
 }

@@ -32,6 +32,8 @@ pub struct Config {
     pub(crate) drain: Duration,
     pub(crate) graphql_path: String,
     pub(crate) metrics: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<subscope_deflate::DeflateConfig>,
 }
@@ -58,6 +60,8 @@ impl Default for Config {
             drain: Duration::ZERO,
             graphql_path: "/graphql".to_owned(),
             metrics: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -194,6 +198,22 @@ impl Config {
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
         self
+    }
+
+    /// Serve TLS on the standalone server's port (every transport; ALPN `h2` and
+    /// `http/1.1`). The handshake counts against [`Config::handshake_timeout`]; a
+    /// failed one is counted (`tls_handshake_failures`) and logged at debug.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether TLS is configured ([`Config::tls`]).
+    #[cfg(feature = "tls")]
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The path GraphQL is served on ([`Config::graphql_path`]).

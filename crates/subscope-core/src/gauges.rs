@@ -39,6 +39,8 @@ pub struct Gauges {
     http_streams_expired: AtomicU64,
     events_replayed: AtomicU64,
     origins_refused: AtomicU64,
+    tls_handshake_failures: AtomicU64,
+    http2_connections_stalled: AtomicU64,
     shared_upstreams: AtomicU64,
     shared_subscriptions: AtomicU64,
     http_streams: AtomicU64,
@@ -103,6 +105,12 @@ pub struct GaugeSnapshot {
     /// Upgrades refused with HTTP 403 because their `Origin` is not allowed
     /// ([`crate::Config::allowed_origins`]).
     pub origins_refused: u64,
+    /// TLS handshakes that failed (not TLS, no shared protocol, reset mid-handshake);
+    /// a handshake that timed out is not counted here.
+    pub tls_handshake_failures: u64,
+    /// HTTP/2 connections cut because a stream's flow-control window stayed shut past
+    /// the write timeout (the client never read).
+    pub http2_connections_stalled: u64,
     /// Shared executions alive now (see [`crate::ShareKey`]): one per distinct key in use.
     pub shared_upstreams: u64,
     /// Operations alive now that are subscribers of a shared execution (also counted in
@@ -272,6 +280,18 @@ impl GaugeSnapshot {
             self.origins_refused,
         );
         metric(
+            "tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed.",
+            self.tls_handshake_failures,
+        );
+        metric(
+            "http2_connections_stalled_total",
+            "counter",
+            "HTTP/2 connections cut because a stream's window stayed shut past the write timeout.",
+            self.http2_connections_stalled,
+        );
+        metric(
             "shared_upstreams",
             "gauge",
             "Shared executions alive now.",
@@ -383,6 +403,8 @@ impl Gauges {
             revocations: self.revocations.load(Ordering::Relaxed),
             http_streams_expired: self.http_streams_expired.load(Ordering::Relaxed),
             origins_refused: self.origins_refused.load(Ordering::Relaxed),
+            tls_handshake_failures: self.tls_handshake_failures.load(Ordering::Relaxed),
+            http2_connections_stalled: self.http2_connections_stalled.load(Ordering::Relaxed),
             shared_upstreams: self.shared_upstreams.load(Ordering::Relaxed),
             shared_subscriptions: self.shared_subscriptions.load(Ordering::Relaxed),
             http_streams: self.http_streams.load(Ordering::Relaxed),
@@ -545,6 +567,17 @@ impl Gauges {
     pub(crate) fn count_replayed(&self, events: usize) {
         self.events_replayed
             .fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn count_tls_failure(&self) {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg(feature = "http")]
+    pub(crate) fn count_h2_stalled(&self) {
+        self.http2_connections_stalled
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_origin_refused(&self) {

@@ -182,6 +182,8 @@ mod share;
 mod share_key;
 mod state;
 mod sync;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod token;
 pub mod topics;
 mod variables;

@@ -59,6 +59,9 @@
 /// permessage-deflate (RFC 7692).
 #[cfg(feature = "deflate")]
 pub use subscope_core::deflate;
+/// TLS on the standalone server (feature `tls`): [`tls::Tls`] for [`Config::tls`].
+#[cfg(feature = "tls")]
+pub use subscope_core::tls;
 pub use subscope_core::{
     Accept, CloseKind, CloseReason, Config, ConnectionInfo, Delivery, EndReason, EventId, Fanout,
     GaugeSnapshot, Gauges, HandshakeError, History, Hooks, InvalidMessage, MemoryTopics, Missed,

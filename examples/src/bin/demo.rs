@@ -1,4 +1,5 @@
-//! The demo server: the demo schema over both subprotocols on `ws://HOST:PORT/graphql`.
+//! The demo server: the demo schema over both subprotocols on `ws://HOST:PORT/graphql`
+//! (`wss://` with `--tls-cert` and `--tls-key`).
 //!
 //! `cargo run -p subscope-examples --bin demo -- --addr 127.0.0.1:8000 --runtime smol`
 //!
@@ -78,9 +79,13 @@ fn demo_server<R: Runtime>(
         LiveCounter::default(),
         Some(auth.clone()),
     );
+    let mut config = args.config.clone().metrics(true);
+    if let Some((cert, key)) = &args.tls {
+        config = config.tls(subscope::tls::Tls::from_pem_files(cert, key)?);
+    }
     let builder = Server::builder(rt, schema)
         .hooks(auth.clone())
-        .config(args.config.clone().metrics(true))
+        .config(config)
         .gauges(gauges);
     let server = broker.bind(builder).build();
     // `revokeToken` ends the token's sessions through the server. (The server then holds
@@ -96,8 +101,9 @@ fn demo_server<R: Runtime>(
     Ok(server)
 }
 
-fn announce(addr: SocketAddr) {
-    println!("listening on ws://{addr}/graphql");
+fn announce(addr: SocketAddr, args: &DemoArgs) {
+    let scheme = if args.tls.is_some() { "wss" } else { "ws" };
+    println!("listening on {scheme}://{addr}/graphql");
 }
 
 /// Serves until a signal arrives, then shuts down gracefully. Runtime-independent.
@@ -120,7 +126,7 @@ fn on_tokio(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
     rt.block_on(async {
         let server = demo_server(subscope::tokio::TokioRuntime::new(), &args)?;
         let listener = subscope::tokio::TcpListener::bind(args.addr).await?;
-        announce(listener.local_addr()?);
+        announce(listener.local_addr()?, &args);
         serve_until_signal(server, listener, stop).await;
         Ok(())
     })
@@ -132,7 +138,7 @@ fn on_smol(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
     subscope::smol::run(|rt| async move {
         let server = demo_server(rt, &args)?;
         let listener = subscope::smol::TcpListener::bind(args.addr).await?;
-        announce(listener.local_addr()?);
+        announce(listener.local_addr()?, &args);
         serve_until_signal(server, listener, stop).await;
         Ok(())
     })
@@ -143,7 +149,7 @@ fn on_async_std(args: DemoArgs, stop: Stop) -> Result<(), Box<dyn Error>> {
     async_std::task::block_on(async {
         let server = demo_server(subscope::async_std::AsyncStdRuntime::new(), &args)?;
         let listener = subscope::async_std::TcpListener::bind(args.addr).await?;
-        announce(listener.local_addr()?);
+        announce(listener.local_addr()?, &args);
         serve_until_signal(server, listener, stop).await;
         Ok(())
     })

@@ -8,6 +8,7 @@
 //! closes, a write stalls past `write_timeout`, the stream ends, a `DELETE`, shutdown, the
 //! connection future dropped) they are dropped and `on_complete` runs exactly once.
 
+pub(crate) mod h2;
 mod io;
 mod request;
 mod stream;
@@ -31,7 +32,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 pub(crate) use io::{ConnectionEnd, HyperIo, HyperTimer, Prefixed, UpgradedIo};
-pub(crate) use upgrade::{Outcome, accept_upgrade};
+pub(crate) use upgrade::{Outcome, accept_connect, accept_upgrade, is_extended_connect};
 
 use self::request::{Params, Refusal, Wants};
 use self::stream::{EventStream, StreamAuth};

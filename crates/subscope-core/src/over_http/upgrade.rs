@@ -61,6 +61,58 @@ pub(crate) fn accept_upgrade<B>(
             None,
         );
     };
+    let mut response = Response::new(HttpBody::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let out = response.headers_mut();
+    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    accept(config, request, response)
+}
+
+/// Whether `request` is an RFC 8441 WebSocket over HTTP/2: extended `CONNECT` with
+/// `:protocol websocket` (hyper sees it only when the setting was advertised).
+pub(crate) fn is_extended_connect<B>(request: &Request<B>) -> bool {
+    request.method() == Method::CONNECT
+        && request
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// Answers an RFC 8441 extended `CONNECT` on an HTTP/2 stream: `200` and the
+/// [`Outcome`] (the stream becomes the WebSocket's bytes), or an error response. The same
+/// Origin, subprotocol and permessage-deflate rules as the HTTP/1.1 upgrade; there is no
+/// key to answer (RFC 8441 section 5).
+pub(crate) fn accept_connect<B>(
+    config: &Config,
+    request: &mut Request<B>,
+) -> (Response<HttpBody>, Option<Outcome>) {
+    let version_ok = request
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    if !version_ok {
+        let mut response = plain(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13");
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return (response, None);
+    }
+    accept(config, request, Response::new(HttpBody::empty()))
+}
+
+/// The checks and answers both handshakes share: Origin, subprotocol, permessage-deflate,
+/// then the pending upgrade. `response` carries the handshake's own status and headers.
+fn accept<B>(
+    config: &Config,
+    request: &mut Request<B>,
+    mut response: Response<HttpBody>,
+) -> (Response<HttpBody>, Option<Outcome>) {
+    let headers = request.headers();
     let upgrade = super::request::detached_request(request.uri(), headers);
     if !config.is_origin_allowed(upgrade.origin()) {
         let origin = upgrade.origin().unwrap_or_default().to_owned();
@@ -74,14 +126,7 @@ pub(crate) fn accept_upgrade<B>(
         .iter()
         .filter_map(|v| v.to_str().ok());
     let protocol = negotiate(offered, &config.subprotocols);
-    let mut response = Response::new(HttpBody::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let out = response.headers_mut();
-    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
     if let Some(p) = protocol {
         out.insert(
             header::SEC_WEBSOCKET_PROTOCOL,

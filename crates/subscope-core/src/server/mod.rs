@@ -3,6 +3,8 @@
 //! loop, hyper, the upgrade) is [`standalone`] (feature `http`).
 
 #[cfg(feature = "http")]
+pub(crate) mod socket;
+#[cfg(feature = "http")]
 mod standalone;
 #[cfg(feature = "http")]
 pub use standalone::Served;
@@ -391,4 +393,9 @@ pub enum HandshakeError {
     /// an I/O error); the message is hyper's.
     #[error("http connection failed: {0}")]
     Http(String),
+    /// The TLS handshake failed (the client's hello was not TLS, no shared protocol or
+    /// cipher, a reset mid-handshake); the client got an alert when it could.
+    #[cfg(feature = "tls")]
+    #[error("tls handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
 }

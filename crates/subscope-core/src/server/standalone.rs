@@ -11,17 +11,19 @@ use std::time::Duration;
 use async_graphql::Executor;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::Role;
+use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 
+use super::socket::{Conn, sniff_preface};
 use super::{HandshakeError, Server};
 use crate::bounds::HTTP_BUFFER;
 use crate::compression::{Agreed, Deflated};
 use crate::over_http::{
     ConnectionEnd, Http, HttpBody, HyperIo, HyperTimer, Outcome, Prefixed, UpgradedIo,
-    accept_upgrade, is_websocket_upgrade,
+    accept_connect, accept_upgrade, h2, is_extended_connect, is_websocket_upgrade,
 };
 use crate::rt::{Listener, Runtime};
 use crate::websocket::{Tungstenite, WebSocketError, websocket_config};
@@ -96,6 +98,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let server = self.clone();
         let task = async move {
             let inner = &server.inner;
+            let (io, h2) = server.prepare(io, peer).await?;
+            if h2 {
+                return Box::pin(server.h2_phase(io, peer)).await;
+            }
             // The HTTP phase in its own allocation: hyper's connection state is freed
             // before a WebSocket runs, instead of sizing this task for its lifetime.
             let (served, next) = Box::pin(server.http_phase(io, peer)).await;
@@ -109,7 +115,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     let upgraded = on_upgrade.await.map_err(|e| {
                         HandshakeError::WebSocket(WebSocketError::Other(Box::new(e)))
                     })?;
-                    let Ok(parts) = upgraded.downcast::<HyperIo<S, R>>() else {
+                    let Ok(parts) = upgraded.downcast::<HyperIo<Prefixed<Conn<S>>, R>>() else {
                         unreachable!("the upgraded socket is the one we served")
                     };
                     let socket = Prefixed::new(parts.read_buf, parts.io.io);
@@ -147,11 +153,205 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         self.track(task, Ok(Served::WebSocket(CloseReason::Dropped)))
     }
 
-    /// Serves HTTP on `io` until the connection ends or is upgraded; returns hyper's
+    /// The socket's first bytes, within the handshake timeout: the TLS handshake when TLS
+    /// is configured, then HTTP/2 (ALPN `h2`, or the cleartext preface) or HTTP/1.1.
+    async fn prepare<S>(
+        &self,
+        io: S,
+        peer: Option<SocketAddr>,
+    ) -> Result<(Prefixed<Conn<S>>, bool), HandshakeError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let inner = &self.inner;
+        let handshake = async {
+            #[cfg(feature = "tls")]
+            let mut conn = match &inner.config.tls {
+                Some(tls) => tls.accept(io).await.map_err(|e| {
+                    inner.gauges.count_tls_failure();
+                    tracing::debug!(?peer, error = %e, "TLS handshake failed");
+                    HandshakeError::Tls(e)
+                })?,
+                None => Conn::Plain(io),
+            };
+            #[cfg(not(feature = "tls"))]
+            let mut conn = Conn::Plain(io);
+            if conn.alpn_h2() {
+                return Ok((Prefixed::new(Bytes::new(), conn), true));
+            }
+            let (first, h2) = sniff_preface(&mut conn)
+                .await
+                .map_err(|e| HandshakeError::Http(e.to_string()))?;
+            Ok((Prefixed::new(Bytes::from(first), conn), h2))
+        };
+        let Some(limit) = inner.config.handshake_timeout else {
+            return handshake.await;
+        };
+        let timeout = async {
+            inner.runtime.sleep(limit).await;
+            tracing::debug!(
+                ?peer,
+                "no TLS handshake or first bytes within the handshake timeout"
+            );
+            Err(HandshakeError::TimedOut)
+        };
+        future::or(handshake, timeout).await
+    }
+
+    /// Serves HTTP/2 on `io` until the connection ends: every request as on HTTP/1.1,
+    /// WebSocket over extended CONNECT (RFC 8441), each stream's task inside this future.
+    async fn h2_phase<S>(
+        &self,
+        io: Prefixed<Conn<S>>,
+        peer: Option<SocketAddr>,
+    ) -> Result<Served, HandshakeError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let inner = &self.inner;
+        let runtime = inner.runtime.clone();
+        let ending = Arc::new(ConnectionEnd::default());
+        let tasks = h2::StreamTasks::default();
+        let stalls = h2::Stalls::default();
+        let write_timeout = inner.config.protocol.write_timeout;
+        let io = HyperIo::new(io, runtime.clone(), write_timeout, Arc::clone(&ending));
+        let service = {
+            let (server, ending, tasks, stalls) = (
+                self.clone(),
+                Arc::clone(&ending),
+                tasks.clone(),
+                stalls.clone(),
+            );
+            hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+                let (server, ending, tasks, stalls) = (
+                    server.clone(),
+                    Arc::clone(&ending),
+                    tasks.clone(),
+                    stalls.clone(),
+                );
+                async move {
+                    let runtime = server.inner.runtime.clone();
+                    if is_extended_connect(&request)
+                        && request.uri().path() == server.inner.config.graphql_path
+                    {
+                        let response = server.connect_h2(&mut request, peer, &tasks);
+                        return Ok::<_, Infallible>(response.map(|b| stalls.watch(b, runtime)));
+                    }
+                    let response = Http::new(Arc::clone(&server.inner))
+                        .serve(request, peer, Some(ending))
+                        .await;
+                    Ok(response.map(|b| stalls.watch(b, runtime)))
+                }
+            })
+        };
+        let mut builder = http2::Builder::new(tasks.clone());
+        builder
+            .timer(HyperTimer(runtime.clone()))
+            .enable_connect_protocol()
+            .max_concurrent_streams(h2::MAX_STREAMS)
+            .initial_stream_window_size(h2::RECV_WINDOW)
+            .initial_connection_window_size(h2::RECV_WINDOW)
+            .max_header_list_size(h2::MAX_HEADER_LIST)
+            // What hyper buffers per stream for a slow reader, as on HTTP/1.1.
+            .max_send_buf_size(HTTP_BUFFER)
+            .keep_alive_interval(inner.config.protocol.keepalive_interval);
+        if let Some(timeout) = inner.config.protocol.keepalive_timeout {
+            builder.keep_alive_timeout(timeout);
+        }
+        let mut conn = std::pin::pin!(builder.serve_connection(io, service));
+        let stop = inner.stop_for(inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let stuck = async {
+            match write_timeout {
+                Some(limit) => stalls.stuck(&runtime, limit).await,
+                None => future::pending().await,
+            }
+        };
+        let mut stuck = std::pin::pin!(stuck);
+        let mut streams = std::pin::pin!(tasks.run());
+        let mut stop = std::pin::pin!(stop);
+        let mut stopping = false;
+        let served = future::poll_fn(|cx| {
+            use std::task::Poll;
+            if !stopping && stop.as_mut().poll(cx).is_ready() {
+                // GOAWAY: no new streams; the open ones end as shutdown ends them.
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            if let Poll::Ready(served) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Some(served));
+            }
+            let _ = streams.as_mut().poll(cx);
+            if stuck.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        match served {
+            Some(Ok(())) => Ok(Served::Http),
+            Some(Err(e)) => {
+                tracing::debug!(?peer, error = %e, "http/2 connection failed");
+                Err(HandshakeError::Http(e.to_string()))
+            }
+            None => {
+                ending.set(CloseReason::WriteTimeout);
+                inner.gauges.count_h2_stalled();
+                tracing::warn!(
+                    ?peer,
+                    "an HTTP/2 stream's flow-control window stayed shut past the write timeout: connection cut"
+                );
+                Err(HandshakeError::Http(
+                    "flow-control window never opened".into(),
+                ))
+            }
+        }
+    }
+
+    /// Answers an RFC 8441 WebSocket on one HTTP/2 stream; the WebSocket then runs in
+    /// the connection's own scope.
+    fn connect_h2(
+        &self,
+        request: &mut http::Request<Incoming>,
+        peer: Option<SocketAddr>,
+        tasks: &h2::StreamTasks,
+    ) -> http::Response<HttpBody> {
+        let (response, outcome) = accept_connect(&self.inner.config, request);
+        match outcome {
+            Some(Outcome::Upgrade {
+                on_upgrade,
+                protocol,
+                request,
+                deflate,
+            }) => {
+                let server = self.clone();
+                tasks.push(Box::pin(async move {
+                    let upgraded = match on_upgrade.await {
+                        Ok(upgraded) => upgraded,
+                        Err(e) => {
+                            tracing::debug!(?peer, error = %e, "the CONNECT stream did not open");
+                            return;
+                        }
+                    };
+                    let ws = server
+                        .websocket(UpgradedIo(upgraded), deflate.as_ref())
+                        .await;
+                    let request = (*request).with_peer(peer);
+                    server
+                        .serve_websocket(Tungstenite::from(ws), protocol, request)
+                        .await;
+                }));
+            }
+            Some(Outcome::OriginRefused(origin)) => self.inner.refused_origin(&origin, peer),
+            None => {}
+        }
+        response
+    }
+
+    /// Serves HTTP/1.1 on `io` until the connection ends or is upgraded; returns hyper's
     /// verdict and what an upgrade request left to do.
     async fn http_phase<S>(
         &self,
-        io: S,
+        io: Prefixed<Conn<S>>,
         peer: Option<SocketAddr>,
     ) -> (Result<(), hyper::Error>, Option<Outcome>)
     where
@@ -370,13 +570,15 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
 /// The WebSocket stack of an accepted socket, top to bottom: subscope's contract over
 /// async-tungstenite, over permessage-deflate's frame rewriter (a pass-through when not
 /// negotiated), over hyper's read-ahead bytes, over the socket.
-type Stack<S> = Tungstenite<Deflated<Prefixed<S>>>;
+type Stack<S> = Tungstenite<Deflated<Prefixed<Prefixed<Conn<S>>>>>;
 
-/// The one way down from the WebSocket stack to the accepted socket (to linger on it).
-fn into_socket<S>(ws: Stack<S>) -> S {
+/// The one way down from the WebSocket stack to the accepted socket, TLS included (to
+/// linger on it).
+fn into_socket<S>(ws: Stack<S>) -> Conn<S> {
     ws.into_inner() // async-tungstenite's stream
         .into_inner() // the deflate rewriter
         .into_inner() // hyper's read-ahead bytes in front
+        .into_inner() // the bytes read to tell HTTP/1.1 from HTTP/2
         .into_inner()
 }
 

@@ -1,0 +1,228 @@
+//! What an HTTP/2 connection needs beyond hyper: an executor that keeps every stream's
+//! task inside the connection's own future, and a watchdog for streams the client never
+//! lets us write to.
+//!
+//! hyper runs each HTTP/2 stream (its response body, an RFC 8441 WebSocket) as a task it
+//! hands to an executor. Spawning them on the runtime would let them outlive the
+//! connection future; [`StreamTasks`] instead collects them into a [`Scope`] that the
+//! connection future polls beside hyper's connection, so dropping that future drops every
+//! stream, and every operation, before `drop` returns: the same guarantee as HTTP/1.1.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::stream::{self, OnceFuture};
+use http_body::Frame;
+use slab::Slab;
+
+use super::HttpBody;
+use crate::rt::{BoxTask, Timer};
+use crate::scope::{Scope, ScopeEvent};
+
+/// Streams one HTTP/2 connection runs at once (`SETTINGS_MAX_CONCURRENT_STREAMS`); a
+/// client opening more gets `REFUSED_STREAM` for the excess.
+pub(crate) const MAX_STREAMS: u32 = 128;
+
+/// Each stream's and the connection's receive window: what a client may send us unread.
+pub(crate) const RECV_WINDOW: u32 = 64 * 1024;
+
+/// The largest header list a request may carry (HPACK-decoded).
+pub(crate) const MAX_HEADER_LIST: u32 = 16 * 1024;
+
+/// hyper's executor for one connection: tasks go into an inbox the connection future
+/// drains into its scope.
+#[derive(Clone, Default)]
+pub(crate) struct StreamTasks(Arc<Inbox>);
+
+#[derive(Default)]
+struct Inbox {
+    state: Mutex<InboxState>,
+}
+
+#[derive(Default)]
+struct InboxState {
+    tasks: Vec<BoxTask>,
+    waker: Option<Waker>,
+}
+
+impl<F> hyper::rt::Executor<F> for StreamTasks
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        self.push(Box::pin(fut));
+    }
+}
+
+impl StreamTasks {
+    /// Adds a task of ours (an RFC 8441 WebSocket) to the connection's scope.
+    pub(crate) fn push(&self, task: BoxTask) {
+        let waker = {
+            let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.tasks.push(task);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Runs the tasks; never completes. Dropping it drops every task still running.
+    pub(crate) fn run(&self) -> impl Future<Output = ()> + Send + use<> {
+        Runner {
+            inbox: Arc::clone(&self.0),
+            scope: Scope::new(),
+            next: 0,
+        }
+    }
+}
+
+struct Runner {
+    inbox: Arc<Inbox>,
+    scope: Scope<OnceFuture<BoxTask>>,
+    next: u64,
+}
+
+impl Future for Runner {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let tasks = {
+            let mut state = this
+                .inbox
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.waker = Some(cx.waker().clone());
+            std::mem::take(&mut state.tasks)
+        };
+        for task in tasks {
+            this.next += 1;
+            // Keys are unique: a counter.
+            let _ = this
+                .scope
+                .insert(this.next.to_string(), stream::once_future(task));
+        }
+        loop {
+            match this.scope.poll_next(cx) {
+                Poll::Ready(ScopeEvent::Item(..) | ScopeEvent::Ended(..)) => {}
+                Poll::Ready(ScopeEvent::Panicked(key, _)) => {
+                    tracing::error!(task = %key, "an HTTP/2 stream task panicked; dropped");
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// The connection's record of streams waiting to write: a stream that produced data and
+/// was not asked for more within the write timeout sits behind a flow-control window the
+/// client never opens.
+#[derive(Clone, Default)]
+pub(crate) struct Stalls(Arc<Mutex<Slab<Option<Instant>>>>);
+
+impl Stalls {
+    /// Wraps a response body so it reports its waits here.
+    pub(crate) fn watch<T: Timer + Clone>(&self, body: HttpBody, timer: T) -> Watched<T> {
+        let slot = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(None);
+        Watched {
+            body,
+            stalls: self.clone(),
+            slot,
+            timer,
+        }
+    }
+
+    /// Resolves once some stream has waited longer than `limit` to write.
+    pub(crate) async fn stuck<T: Timer>(&self, timer: &T, limit: Duration) {
+        // Checked at a quarter of the limit: a stall is noticed within 1.25x of it.
+        let tick = (limit / 4).max(Duration::from_millis(10));
+        loop {
+            timer.sleep(tick).await;
+            let now = timer.now();
+            let stuck = self
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|(_, since)| since.is_some_and(|t| now.duration_since(t) >= limit));
+            if stuck {
+                return;
+            }
+        }
+    }
+}
+
+/// A response body on an HTTP/2 stream, reporting to [`Stalls`].
+pub(crate) struct Watched<T> {
+    body: HttpBody,
+    stalls: Stalls,
+    slot: usize,
+    timer: T,
+}
+
+// The timer is never pinned through the wrapper.
+impl<T> Unpin for Watched<T> {}
+
+impl<T> Watched<T> {
+    fn mark(&self, since: Option<Instant>) {
+        if let Some(entry) = self
+            .stalls
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(self.slot)
+        {
+            *entry = since;
+        }
+    }
+}
+
+impl<T> Drop for Watched<T> {
+    fn drop(&mut self) {
+        self.stalls
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_remove(self.slot);
+    }
+}
+
+impl<T: Timer> http_body::Body for Watched<T> {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        // Asked again: whatever we produced was taken.
+        this.mark(None);
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && frame.is_data()
+            && !this.body.is_end_stream()
+        {
+            this.mark(Some(this.timer.now()));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
