@@ -32,6 +32,7 @@ pub struct Config {
     pub(crate) drain: Duration,
     pub(crate) graphql_path: String,
     pub(crate) metrics: bool,
+    pub(crate) graphiql: bool,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls>,
     #[cfg(feature = "deflate")]
@@ -60,6 +61,7 @@ impl Default for Config {
             drain: Duration::ZERO,
             graphql_path: "/graphql".to_owned(),
             metrics: false,
+            graphiql: false,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -214,6 +216,17 @@ impl Config {
     #[cfg(feature = "tls")]
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// Serve the GraphiQL IDE on `GET` of the GraphQL path to browsers (`Accept:
+    /// text/html`, no `query` parameter); default off. Queries and mutations from the page
+    /// go over HTTP, subscriptions over graphql-transport-ws, on the same URL. The page
+    /// loads GraphiQL, React and graphql-ws from unpkg.com (pinned versions), so the
+    /// browser needs to reach it.
+    #[must_use]
+    pub fn graphiql(mut self, on: bool) -> Self {
+        self.graphiql = on;
+        self
     }
 
     /// The path GraphQL is served on ([`Config::graphql_path`]).

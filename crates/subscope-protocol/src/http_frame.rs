@@ -15,6 +15,10 @@ pub enum Format {
     SseSingle,
     /// Apollo multipart subscriptions.
     Multipart,
+    /// GraphQL over HTTP incremental delivery (`multipart/mixed` without
+    /// `subscriptionSpec`): each part an execution result with `hasNext`, the last part
+    /// `{"hasNext":false}`. No heartbeats: every part is a result to such clients.
+    Mixed,
 }
 
 /// The response `Content-Type` of each format.
@@ -22,6 +26,7 @@ pub fn content_type(format: Format) -> &'static str {
     match format {
         Format::Sse | Format::SseSingle => "text/event-stream; charset=utf-8",
         Format::Multipart => "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"",
+        Format::Mixed => "multipart/mixed; boundary=\"graphql\"",
     }
 }
 
@@ -32,6 +37,19 @@ pub fn content_type(format: Format) -> &'static str {
 const DELIMITER: &str = "\r\n--graphql";
 const PART: &str = "\r\ncontent-type: application/json\r\n\r\n";
 const END: &str = "--\r\n";
+/// An incremental-delivery part's head.
+const MIXED_PART: &str = "\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
+
+/// `result` (a JSON object) with `"hasNext": has_next` added, as incremental delivery
+/// frames every part.
+fn with_has_next(result: &str, has_next: bool) -> String {
+    let body = result.trim_end();
+    match body.strip_suffix('}') {
+        Some(open) if open.trim_end().ends_with('{') => format!("{open}\"hasNext\":{has_next}}}"),
+        Some(open) => format!("{open},\"hasNext\":{has_next}}}"),
+        None => format!("{{\"hasNext\":{has_next}}}"),
+    }
+}
 
 /// The JSON of a result that only has errors.
 pub fn errors_json(errors: &[ServerError]) -> String {
@@ -60,6 +78,7 @@ pub fn next_event(format: Format, id: &str, payload: &str, event_id: Option<&str
             id_json(id)
         ),
         Format::Multipart => format!("{PART}{{\"payload\":{payload}}}{DELIMITER}"),
+        Format::Mixed => format!("{MIXED_PART}{}{DELIMITER}", with_has_next(payload, true)),
     }
 }
 
@@ -69,6 +88,7 @@ pub fn complete(format: Format, id: &str) -> String {
         Format::Sse => "event: complete\ndata: \n\n".to_owned(),
         Format::SseSingle => format!("event: complete\ndata: {{\"id\":{}}}\n\n", id_json(id)),
         Format::Multipart => END.to_owned(),
+        Format::Mixed => format!("{MIXED_PART}{{\"hasNext\":false}}{DELIMITER}{END}"),
     }
 }
 
@@ -79,6 +99,10 @@ pub fn fatal(format: Format, id: &str, errors: &[ServerError]) -> String {
         Format::Multipart => format!(
             "{PART}{}{DELIMITER}{END}",
             serde_json::json!({ "payload": null, "errors": errors })
+        ),
+        Format::Mixed => format!(
+            "{MIXED_PART}{}{DELIMITER}{END}",
+            serde_json::json!({ "errors": errors, "hasNext": false })
         ),
         _ => next(format, id, &errors_json(errors)) + &complete(format, id),
     }
@@ -104,6 +128,7 @@ pub fn preamble(format: Format, retry: Option<u64>) -> std::borrow::Cow<'static,
         (Format::Multipart, _) => {
             "\r\n--graphql\r\ncontent-type: application/json\r\n\r\n{}\r\n--graphql".into()
         }
+        (Format::Mixed, _) => "\r\n--graphql".into(),
     }
 }
 
@@ -112,6 +137,8 @@ pub fn heartbeat(format: Format) -> &'static str {
     match format {
         Format::Sse | Format::SseSingle => ":\n\n",
         Format::Multipart => "\r\ncontent-type: application/json\r\n\r\n{}\r\n--graphql",
+        // Never sent: the stream turns heartbeats off for this format.
+        Format::Mixed => "",
     }
 }
 
@@ -120,7 +147,7 @@ pub fn heartbeat(format: Format) -> &'static str {
 /// finish, and graphql-sse clients reconnect).
 pub fn shutdown(format: Format) -> Option<String> {
     match format {
-        Format::Multipart => Some(fatal(
+        Format::Multipart | Format::Mixed => Some(fatal(
             format,
             "",
             &[ServerError::new("Server is shutting down", None)],
@@ -180,6 +207,13 @@ mod tests {
         );
         assert!(fatal(Format::Multipart, "", &[]).ends_with("\r\n--graphql--\r\n"));
         assert_eq!(complete(Format::Multipart, ""), "--\r\n");
+        assert_eq!(
+            next(Format::Mixed, "", "{\"data\":1}"),
+            "\r\ncontent-type: application/json; charset=utf-8\r\n\r\n{\"data\":1,\"hasNext\":true}\r\n--graphql"
+        );
+        assert_eq!(with_has_next("{}", true), "{\"hasNext\":true}");
+        assert!(complete(Format::Mixed, "").ends_with("{\"hasNext\":false}\r\n--graphql--\r\n"));
+        assert!(fatal(Format::Mixed, "", &[]).ends_with("\"hasNext\":false}\r\n--graphql--\r\n"));
         assert_eq!(preamble(Format::Sse, Some(1000)), "retry: 1000\n\n");
         assert_eq!(
             next_event(Format::Sse, "", "{}", Some("1-2")),

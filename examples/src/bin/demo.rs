@@ -79,7 +79,7 @@ fn demo_server<R: Runtime>(
         LiveCounter::default(),
         Some(auth.clone()),
     );
-    let mut config = args.config.clone().metrics(true);
+    let mut config = args.config.clone().metrics(true).graphiql(true);
     if let Some((cert, key)) = &args.tls {
         config = config.tls(subscope::tls::Tls::from_pem_files(cert, key)?);
     }

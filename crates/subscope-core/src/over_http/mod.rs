@@ -110,6 +110,10 @@ impl http_body::Body for HttpBody {
 }
 
 const ALLOW: &str = "GET, POST, PUT, DELETE";
+const HTML: &str = "text/html; charset=utf-8";
+/// The GraphiQL page ([`crate::Config::graphiql`]): static, it derives every URL from its
+/// own location.
+const GRAPHIQL: &str = include_str!("graphiql.html");
 /// Prometheus's text exposition format.
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 const ALLOW_HEADERS: &str =
@@ -184,6 +188,14 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         // The standalone server routes by path; under another server, that server did.
         if ending.is_some() && request.uri().path() != inner.config.graphql_path {
             return self.refuse(Refusal::new(StatusCode::NOT_FOUND, "Not found"));
+        }
+        if inner.config.graphiql
+            && request.method() == Method::GET
+            && request::wants_html(request.headers())
+            && !request::has_query_param(request.uri().query(), "query")
+        {
+            // A browser opening the endpoint: the IDE, whose requests come back here.
+            return response(StatusCode::OK, HTML, GRAPHIQL);
         }
         let (parts, body) = request.into_parts();
         let origin = crate::hooks::origin_of(&parts.headers);
@@ -265,7 +277,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
                 (None, None) => Err(Refusal::new(
                     StatusCode::NOT_ACCEPTABLE,
                     "Accept one of text/event-stream, multipart/mixed;subscriptionSpec=\"1.0\", \
-                     application/graphql-response+json, application/json",
+                     multipart/mixed, application/graphql-response+json, application/json",
                 )),
                 (None, Some(wants)) => {
                     let params = self.read_params(parts, body).await?;
@@ -275,6 +287,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
                         }
                         Wants::Multipart => {
                             self.stream(Format::Multipart, params, parts, peer, ending)
+                                .await
+                        }
+                        Wants::Mixed => {
+                            self.stream(Format::Mixed, params, parts, peer, ending)
                                 .await
                         }
                         Wants::Json | Wants::GraphqlResponse => {
@@ -445,7 +461,11 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
             reservation,
             format,
             inner.runtime.clone(),
-            inner.config.http_heartbeat,
+            // Incremental delivery has no heartbeat part: every part is a result.
+            inner
+                .config
+                .http_heartbeat
+                .filter(|_| format != Format::Mixed),
             stop,
             ending,
             inner.config.max_response_size_bytes(),
@@ -474,7 +494,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         ending: Option<Arc<ConnectionEnd>>,
     ) -> Result<Response<HttpBody>, Refusal> {
         let transport = match format {
-            Format::Multipart => Transport::Multipart,
+            Format::Multipart | Format::Mixed => Transport::Multipart,
             _ => Transport::SseDistinct,
         };
         self.stream_slot()?;

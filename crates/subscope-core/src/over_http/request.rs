@@ -18,10 +18,31 @@ pub(crate) enum Wants {
     EventStream,
     /// `multipart/mixed;subscriptionSpec=...`: Apollo's multipart subscriptions.
     Multipart,
+    /// `multipart/mixed` without `subscriptionSpec` (nor `deferSpec`): incremental
+    /// delivery, each part an execution result.
+    Mixed,
     /// `application/graphql-response+json`.
     GraphqlResponse,
     /// `application/json` (also `*/*`, `application/*` and no `Accept` at all).
     Json,
+}
+
+/// Whether `Accept` lists `text/html` (a browser navigating to the endpoint).
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let media = range.split(';').next().unwrap_or_default().trim();
+            media.eq_ignore_ascii_case("text/html")
+        })
+}
+
+/// Whether the URL query has parameter `name` (a GET GraphQL request has `query`).
+pub(crate) fn has_query_param(query: Option<&str>, name: &str) -> bool {
+    query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == name))
 }
 
 /// Reads `Accept`: the streaming formats win over the JSON ones, whatever their order
@@ -64,6 +85,7 @@ pub(crate) fn wants(headers: &HeaderMap) -> Option<Wants> {
             "multipart/mixed" if params.iter().any(|(k, _)| k == "subscriptionspec") => {
                 Wants::Multipart
             }
+            "multipart/mixed" if !params.iter().any(|(k, _)| k == "deferspec") => Wants::Mixed,
             "application/graphql-response+json" => Wants::GraphqlResponse,
             "application/json" | "application/*" | "*/*" => Wants::Json,
             _ => continue,
@@ -80,8 +102,9 @@ fn rank(w: Wants) -> u8 {
     match w {
         Wants::EventStream => 0,
         Wants::Multipart => 1,
-        Wants::GraphqlResponse => 2,
-        Wants::Json => 3,
+        Wants::Mixed => 2,
+        Wants::GraphqlResponse => 3,
+        Wants::Json => 4,
     }
 }
 

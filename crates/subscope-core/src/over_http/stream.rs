@@ -117,7 +117,7 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
     fn after_op(&self, frame: String) -> Step {
         match self.format {
             Format::SseSingle => Step::Frame(frame),
-            Format::Sse | Format::Multipart => Step::Last(frame),
+            Format::Sse | Format::Multipart | Format::Mixed => Step::Last(frame),
         }
     }
 
@@ -188,7 +188,9 @@ impl<H: Hooks, R: Timer> EventStream<H, R> {
         tracing::info!(conn = self.ops.conn.id, %reason, "http stream's authorization ended");
         let mut out = String::new();
         match self.format {
-            Format::Multipart => out.push_str(&frame::fatal(self.format, "", &errors)),
+            Format::Multipart | Format::Mixed => {
+                out.push_str(&frame::fatal(self.format, "", &errors));
+            }
             Format::Sse | Format::SseSingle => {
                 for id in self.ops.live_ids() {
                     out.push_str(&frame::next(self.format, &id, &frame::errors_json(&errors)));
