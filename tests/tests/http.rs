@@ -113,6 +113,78 @@ fn multipart_parts_heartbeats_and_the_closing_delimiter<R: TestRuntime>() {
     assert_completed(&s, 1, &EndReason::Completed);
 }
 
+/// GraphQL over HTTP incremental delivery: `multipart/mixed` without `subscriptionSpec`
+/// gets each result as its own part with `hasNext`, a last `{"hasNext":false}` part and
+/// the closing delimiter; Apollo's `deferSpec` offer (with JSON beside it) keeps JSON, and
+/// a media type we do not serve is 406.
+fn incremental_delivery_parts_with_has_next<R: TestRuntime>() {
+    let s = R::start(Config::default());
+    let mixed = |query: &str| {
+        let r = post_json(s.addr, "multipart/mixed", &json!({ "query": query }), &[]);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("multipart/mixed; boundary=\"graphql\"")
+        );
+        r
+    };
+    let mut r = mixed("subscription { ticks(everyMs: 10, count: 3) }");
+    for n in 0..3 {
+        let part = r.next_any_part().expect("a part");
+        assert_eq!(part, json!({ "data": { "ticks": n }, "hasNext": true }));
+    }
+    assert_eq!(r.next_any_part(), Some(json!({ "hasNext": false })));
+    assert_eq!(r.next_any_part(), None, "closing delimiter");
+    assert_completed(&s, 1, &EndReason::Completed);
+
+    let mut r = mixed("{ hello }");
+    let part = r.next_any_part().expect("the result");
+    assert_eq!(part["hasNext"], json!(true), "{part}");
+    assert!(part["data"]["hello"].is_string(), "{part}");
+    assert_eq!(r.next_any_part(), Some(json!({ "hasNext": false })));
+    assert_eq!(r.next_any_part(), None);
+
+    let r = post_json(
+        s.addr,
+        "multipart/mixed;deferSpec=20220824, application/json",
+        &json!({ "query": "{ hello }" }),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")),
+        "{r:?}"
+    );
+    let r = post_json(s.addr, "image/png", &json!({ "query": "{ hello }" }), &[]);
+    assert_eq!(r.status, 406, "{r:?}");
+}
+
+/// GraphiQL on `GET` of the GraphQL path for a browser, when turned on; a GET carrying a
+/// `query` is still a GraphQL request; off by default (a browser then gets 406).
+fn graphiql_for_browsers_only_when_on<R: TestRuntime>() {
+    let html = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
+    let off = R::start(Config::default());
+    let r = request(off.addr, "GET", "/graphql", &[("accept", "text/html")], b"");
+    assert_eq!(r.status, 406, "{r:?}");
+
+    let s = R::start(Config::default().graphiql(true));
+    let r = request(s.addr, "GET", "/graphql", &html, b"");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let page = r.text();
+    assert!(page.contains("GraphiQL.createFetcher"), "{page}");
+    assert!(page.contains("graphqlWs.createClient"), "{page}");
+    // A browser's GET with a query is GraphQL over HTTP, answered as JSON.
+    let r = request(s.addr, "GET", "/graphql?query=%7Bhello%7D", &html, b"");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.header("content-type").is_some_and(|t| t.contains("json")));
+    assert!(r.json()["data"]["hello"].is_string());
+    // Elsewhere: 404 as always.
+    let r = request(s.addr, "GET", "/", &html, b"");
+    assert_eq!(r.status, 404, "{r:?}");
+}
+
 fn plain_queries_and_mutations_share_the_endpoint<R: TestRuntime>() {
     let s = R::start(Config::default());
     let r = post_json(
@@ -672,6 +744,8 @@ per_runtime!(
     sse_distinct_streams_results_then_complete,
     sse_get_with_parameters_and_validation_errors,
     multipart_parts_heartbeats_and_the_closing_delimiter,
+    incremental_delivery_parts_with_has_next,
+    graphiql_for_browsers_only_when_on,
     plain_queries_and_mutations_share_the_endpoint,
     single_connection_mode_end_to_end,
     single_connection_refusals,
