@@ -15,7 +15,13 @@ fn help_and_bad_arguments() {
         .expect("run");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--keepalive-ms", "--allowed-origin", "--max-connections"] {
+    for flag in [
+        "--keepalive-ms",
+        "--allowed-origin",
+        "--max-connections",
+        "--tls-cert",
+        "--tls-key",
+    ] {
         assert!(help.contains(flag), "{flag} missing from\n{help}");
     }
     assert!(help.contains("[default: 3000]"), "{help}");
@@ -247,6 +253,124 @@ fn the_port_routes_by_path_and_refuses_by_credentials(runtime: &str) {
     assert_eq!(close_code(&mut ws), 4403);
 }
 
+/// The test certificate (localhost and 127.0.0.1, self-signed) and its key.
+const CERT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/certs/localhost-cert.pem"
+);
+const KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/certs/localhost-key.pem"
+);
+
+/// Runs curl with `args`, then `-w '\n%{http_version}'`: its output and the HTTP version
+/// it spoke. curl is a real HTTP/2 and TLS client (nghttp2, OpenSSL).
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", "\n%{http_version}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, version) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    (body.to_owned(), version.to_owned())
+}
+
+/// Three SSE ticks then `complete`, as curl printed them.
+fn assert_three_ticks(body: &str) {
+    let data: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(
+        data,
+        [
+            r#"{"data":{"ticks":0}}"#,
+            r#"{"data":{"ticks":1}}"#,
+            r#"{"data":{"ticks":2}}"#,
+            ""
+        ],
+        "{body}"
+    );
+    assert!(body.contains("event: complete"), "{body}");
+}
+
+/// `--tls-cert`/`--tls-key`: the demo announces `wss://`, and curl gets HTTP/2 by ALPN
+/// (SSE, a query, GraphiQL), HTTP/1.1 over TLS when it asks for it, and a TLS alert
+/// answers a client that speaks cleartext HTTP to the TLS port. Without TLS the same port
+/// speaks cleartext HTTP/2 to a client with prior knowledge.
+fn tls_and_http2_with_curl(runtime: &str) {
+    let demo = Demo::start(&["--runtime", runtime, "--tls-cert", CERT, "--tls-key", KEY]);
+    assert!(demo.url.starts_with("wss://127.0.0.1:"), "{}", demo.url);
+    let base = format!(
+        "https://localhost:{}/graphql",
+        demo.addr().rsplit(':').next().unwrap_or_default()
+    );
+    let resolve = format!(
+        "localhost:{}:127.0.0.1",
+        demo.addr().rsplit(':').next().unwrap_or_default()
+    );
+    let tls = ["--cacert", CERT, "--resolve", resolve.as_str()];
+    let sse = format!("{base}?query=subscription%7Bticks(everyMs:20,count:3)%7D");
+    let (body, version) = curl(
+        &[
+            &tls[..],
+            &["--http2", "-N", "-H", "accept: text/event-stream", &sse],
+        ]
+        .concat(),
+    );
+    assert_eq!(version, "2", "ALPN chose HTTP/2");
+    assert_three_ticks(&body);
+    let query = r#"{"query":"{ hello }"}"#;
+    for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let (body, version) = curl(
+            &[
+                &tls[..],
+                &[
+                    flag,
+                    "-H",
+                    "content-type: application/json",
+                    "-d",
+                    query,
+                    &base,
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(version, want);
+        assert!(body.contains(r#""hello":"world""#), "{body}");
+    }
+    let (page, _) = curl(&[&tls[..], &["--http2", "-H", "accept: text/html", &base]].concat());
+    assert!(page.contains("GraphiQL"), "{page}");
+    // Cleartext HTTP to the TLS port: not TLS, answered with an alert record (or a close),
+    // and the port goes on serving.
+    let (status, _, _) = http(demo.addr(), "GET", "/healthz", &[], "");
+    assert_ne!(status, 200, "no cleartext answer on a TLS port");
+    let (body, _) = curl(&[&tls[..], &[&base.replace("/graphql", "/healthz")]].concat());
+    assert_eq!(body, "ok");
+    drop(demo);
+
+    let plain = Demo::start(&["--runtime", runtime]);
+    let url = format!(
+        "http://{}/graphql?query=subscription%7Bticks(everyMs:20,count:3)%7D",
+        plain.addr()
+    );
+    let (body, version) = curl(&[
+        "--http2-prior-knowledge",
+        "-N",
+        "-H",
+        "accept: text/event-stream",
+        &url,
+    ]);
+    assert_eq!(version, "2", "cleartext HTTP/2 by prior knowledge");
+    assert_three_ticks(&body);
+}
+
 macro_rules! per_runtime {
     ($($rt:ident => $name:literal, $feature:literal;)*) => {
         $(
@@ -265,6 +389,11 @@ macro_rules! per_runtime {
                 #[test]
                 fn allowed_origin_flag_refuses_foreign_browsers() {
                     super::allowed_origin_flag_refuses_foreign_browsers($name);
+                }
+
+                #[test]
+                fn tls_and_http2_with_curl() {
+                    super::tls_and_http2_with_curl($name);
                 }
 
                 #[test]

@@ -44,6 +44,7 @@ impl Demo {
     pub(crate) fn addr(&self) -> &str {
         self.url
             .trim_start_matches("ws://")
+            .trim_start_matches("wss://")
             .trim_end_matches("/graphql")
     }
 
@@ -89,7 +90,8 @@ fn spawn(program: &OsStr, args: &[&str]) -> Demo {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
     assert!(
-        url.starts_with("ws://127.0.0.1:") && url.ends_with("/graphql"),
+        (url.starts_with("ws://127.0.0.1:") || url.starts_with("wss://127.0.0.1:"))
+            && url.ends_with("/graphql"),
         "{url}"
     );
     assert!(!url.contains(":0/"), "the real port is printed: {url}");
