@@ -173,7 +173,101 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         transport: "ws",
         group: "deflate",
     },
+    Contender {
+        name: "subscope-tokio-wss",
+        binary: "demo",
+        args: &[
+            "--runtime",
+            "tokio",
+            "--tls-cert",
+            TEST_CERT,
+            "--tls-key",
+            TEST_KEY,
+        ],
+        graphql: true,
+        transport: "ws",
+        group: "port",
+    },
+    Contender {
+        name: "subscope-smol-wss",
+        binary: "demo",
+        args: &[
+            "--runtime",
+            "smol",
+            "--tls-cert",
+            TEST_CERT,
+            "--tls-key",
+            TEST_KEY,
+        ],
+        graphql: true,
+        transport: "ws",
+        group: "port",
+    },
+    Contender {
+        name: "subscope-async-std-wss",
+        binary: "demo",
+        args: &[
+            "--runtime",
+            "async-std",
+            "--tls-cert",
+            TEST_CERT,
+            "--tls-key",
+            TEST_KEY,
+        ],
+        graphql: true,
+        transport: "ws",
+        group: "port",
+    },
+    Contender {
+        name: "subscope-tokio-h2-sse",
+        binary: "demo",
+        args: &[
+            "--runtime",
+            "tokio",
+            "--tls-cert",
+            TEST_CERT,
+            "--tls-key",
+            TEST_KEY,
+        ],
+        graphql: true,
+        transport: "h2-sse",
+        group: "port",
+    },
+    Contender {
+        name: "subscope-smol-h2-sse",
+        binary: "demo",
+        args: &[
+            "--runtime",
+            "smol",
+            "--tls-cert",
+            TEST_CERT,
+            "--tls-key",
+            TEST_KEY,
+        ],
+        graphql: true,
+        transport: "h2-sse",
+        group: "port",
+    },
+    Contender {
+        name: "subscope-async-std-h2-sse",
+        binary: "demo",
+        args: &[
+            "--runtime",
+            "async-std",
+            "--tls-cert",
+            TEST_CERT,
+            "--tls-key",
+            TEST_KEY,
+        ],
+        graphql: true,
+        transport: "h2-sse",
+        group: "port",
+    },
 ];
+
+/// The test certificate the TLS contenders serve (self-signed; the load generator trusts it).
+pub(crate) const TEST_CERT: &str = "tests/certs/localhost-cert.pem";
+const TEST_KEY: &str = "tests/certs/localhost-key.pem";
 
 /// (scenario, loadgen arguments quick, full, metrics shown: (json key, label, higher is better)).
 type Metric = (&'static str, &'static str, bool);
@@ -347,6 +441,22 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
         quick: &["--connections", "200"],
         full: &["--connections", "1000"],
         metrics: DEFLATE_IDLE_METRICS,
+    },
+    Scenario {
+        name: "fanout-port",
+        group: "port",
+        title: "Wide fan-out over TLS and HTTP/2 beside plain WebSocket: C x S subscribers to messages(topic), P messages published with W mutations in flight (-wss: WebSocket over TLS; -h2-sse: S SSE streams on each of C HTTP/2 connections over TLS)",
+        quick: &["--connections", "10", "--subs", "10", "--messages", "300"],
+        full: &["--connections", "100", "--subs", "10", "--messages", "200"],
+        metrics: FANOUT_METRICS,
+    },
+    Scenario {
+        name: "idle-port",
+        group: "port",
+        title: "Idle subscriptions over TLS and HTTP/2 beside plain WebSocket: N connections, 1 then 5 quiet subscriptions each (-h2-sse: each subscription its own HTTP/2 stream, so the second figure is per HTTP/2 stream)",
+        quick: &["--connections", "200"],
+        full: &["--connections", "1000"],
+        metrics: IDLE_METRICS,
     },
     Scenario {
         name: "churn",
@@ -576,7 +686,7 @@ pub(crate) fn bench(quick: bool, window: u64, only: Option<&[&str]>) -> ExitCode
                 ])
                 .args(params)
                 .args(["--window", &window_arg])
-                .args(["--transport", c.transport])
+                .args(["--transport", c.transport, "--ca", TEST_CERT])
                 .args(if sc.group == "deflate" {
                     &["--deflate", "true", "--active", "true"][..]
                 } else {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::setup::sh;
 
 /// The fuzz targets (see `fuzz/fuzz_targets`).
-pub(crate) const FUZZ_TARGETS: &[&str] = &["machine", "frames", "deflate"];
+pub(crate) const FUZZ_TARGETS: &[&str] = &["machine", "frames", "deflate", "accept"];
 
 /// Runs each fuzz target for `seconds`. cargo-fuzz passes `-Z` flags; the stable
 /// toolchain accepts them with `RUSTC_BOOTSTRAP=1`, so no nightly is needed.

@@ -5,7 +5,11 @@
 //! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup [--graphql true|false]
 //!          [--connections C] [--subs S] [--messages P] [--window W] [--seconds T]
 //!          [--samples K] [--publish-url URL] [--transport ws|sse] [--deflate true]
-//!          [--active true] [--message-bytes B]`
+//!          [--active true] [--message-bytes B] [--ca PEM]`
+//!
+//! A `wss://` URL runs every connection over TLS, trusting `--ca`. `--transport h2-sse`
+//! makes the fan-out's subscribers (and the idle scenario's) SSE streams, S of them on
+//! each of C HTTP/2 connections (ALPN `h2` under TLS, else prior knowledge).
 //!
 //! With `--deflate true` every WebSocket offers permessage-deflate (as browsers do) and
 //! runs it when the server agrees. The fan-out reports the bytes its subscribers read off
@@ -33,10 +37,10 @@ use async_tungstenite::tungstenite::protocol::Role;
 use futures_lite::StreamExt;
 use serde_json::{Value, json};
 use subscope::deflate::{Agreed, DeflateConfig, Deflated, Side, client_offer};
-use tokio::net::TcpStream;
+use subscope_bench::port::{self, Conn};
 use tokio::sync::Mutex;
 
-type Ws = WebSocketStream<Deflated<Counted<TokioAdapter<TcpStream>>>>;
+type Ws = WebSocketStream<Deflated<Counted<TokioAdapter<Conn>>>>;
 
 /// Every wait in the load generator is bounded by this.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -116,8 +120,7 @@ async fn connect_counting(url: &str, counter: Option<&'static AtomicU64>) -> Ws 
         .split_once("://")
         .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
         .unwrap_or("/graphql");
-    let mut tcp = TcpStream::connect(&host).await.expect("connect");
-    let _ = tcp.set_nodelay(true);
+    let mut tcp = Conn::open(url, b"http/1.1").await;
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -184,9 +187,9 @@ async fn recv(ws: &mut Ws) -> Value {
 }
 
 fn reset(ws: Ws) {
-    let tcp = ws.into_inner().into_inner().io.into_inner();
-    let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
-    drop(tcp);
+    let conn = ws.into_inner().into_inner().io.into_inner();
+    let _ = socket2::SockRef::from(conn.tcp()).set_linger(Some(Duration::ZERO));
+    drop(conn);
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -296,8 +299,7 @@ impl Observer {
 
 /// `host:port` of a `ws://host:port/path` URL.
 fn authority(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split('/').next().unwrap_or(rest).to_owned()
+    port::authority(url)
 }
 
 /// Sends one HTTP/1.1 request on a fresh connection; returns the socket, positioned after
@@ -307,10 +309,10 @@ async fn http_request(
     method: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (TcpStream, String, Vec<u8>) {
+) -> (Conn, String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = authority(url);
-    let mut tcp = TcpStream::connect(&host).await.expect("connect");
+    let mut tcp = Conn::open(url, b"http/1.1").await;
     let mut req = format!(
         "{method} /graphql HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n",
         body.len()
@@ -339,7 +341,7 @@ async fn http_request(
 }
 
 /// Opens one distinct-connection SSE subscription.
-async fn sse_subscribe(url: &str, query: &str) -> (TcpStream, Vec<u8>) {
+async fn sse_subscribe(url: &str, query: &str) -> (Conn, Vec<u8>) {
     let body = json!({ "query": query }).to_string();
     let (tcp, head, rest) = http_request(
         url,
@@ -358,7 +360,7 @@ async fn sse_subscribe(url: &str, query: &str) -> (TcpStream, Vec<u8>) {
 /// Reads an SSE stream, calling `event` with each complete event's text (chunk framing
 /// included: one event is one chunk, so the pattern never straddles one).
 async fn read_events(
-    mut tcp: TcpStream,
+    mut tcp: Conn,
     mut buf: Vec<u8>,
     stop: &AtomicBool,
     mut event: impl FnMut(&str),
@@ -379,6 +381,45 @@ async fn read_events(
     }
 }
 
+/// Reads one SSE stream of an HTTP/2 connection until told to stop; its latencies and
+/// when its last event came.
+async fn read_h2_events(
+    mut body: h2::RecvStream,
+    stop: &AtomicBool,
+    sent: &Mutex<Vec<Option<Instant>>>,
+    received: &AtomicU64,
+) -> (Vec<f64>, Option<Instant>) {
+    let mut buf = Vec::new();
+    let mut hits = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        while let Some(i) = buf.windows(2).position(|w| w == b"\n\n") {
+            let text = String::from_utf8_lossy(&buf[..i]).into_owned();
+            buf.drain(..i + 2);
+            if let Some(rest) = text.split("\"messages\":\"").nth(1)
+                && let Some(idx) = leading_index(rest)
+            {
+                hits.push((idx, Instant::now()));
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        match tokio::time::timeout(Duration::from_millis(50), port::h2_next(&mut body)).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(_) => continue,
+        }
+    }
+    let sent = sent.lock().await;
+    let mut lat = Vec::new();
+    let mut last = None;
+    for (idx, now) in hits {
+        if let Some(Some(at)) = sent.get(idx) {
+            lat.push(now.duration_since(*at).as_secs_f64() * 1000.0);
+        }
+        last = Some(now);
+    }
+    (lat, last)
+}
+
 async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let (c, s, p) = (
         a.num("--connections", 10),
@@ -395,6 +436,7 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let transport = a.get("--transport", "ws");
     let query = "subscription { messages(topic: \"bench\") }";
     let mut streams = Vec::new();
+    let mut h2_conns = Vec::new();
     match transport.as_str() {
         // One distinct-connection stream per subscriber.
         "sse" => {
@@ -410,6 +452,22 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
                     sse_post_operation(url, &token, &format!("s{i}"), query).await;
                 }
                 streams.push((tcp, rest));
+            }
+        }
+        // C HTTP/2 connections carrying S distinct-mode SSE streams each (a browser page's
+        // EventSources over one connection).
+        "h2-sse" => {
+            for _ in 0..c {
+                let mut conn = port::h2_connect(url).await;
+                for _ in 0..s {
+                    let body = port::h2_sse(&mut conn, url, query).await;
+                    let (sent, received, stop) =
+                        (Arc::clone(&sent), Arc::clone(&received), Arc::clone(&stop));
+                    readers.push(tokio::spawn(async move {
+                        read_h2_events(body, &stop, &sent, &received).await
+                    }));
+                }
+                h2_conns.push(conn);
             }
         }
         _ => {}
@@ -511,6 +569,7 @@ async fn fanout(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
             last = last.max(t);
         }
     }
+    drop(h2_conns);
     lat.sort_by(f64::total_cmp);
     let delivered = received.load(Ordering::Relaxed);
     let secs = last.duration_since(started).as_secs_f64().max(1e-9);
@@ -629,7 +688,7 @@ async fn publish_range(
 
 /// Reserves a single-connection stream and opens it: the stream's socket, what was read
 /// past its head, and the token.
-async fn sse_open_reserved(url: &str) -> (TcpStream, Vec<u8>, String) {
+async fn sse_open_reserved(url: &str) -> (Conn, Vec<u8>, String) {
     use tokio::io::AsyncReadExt;
     let (mut tcp, head, mut token) = http_request(url, "PUT", &[], "").await;
     assert!(
@@ -683,16 +742,27 @@ const IDLE_QUERY: &str = "subscription { messages(topic: \"idle\") }";
 /// and its token, which its subscriptions are POSTed with.
 enum IdleConn {
     Ws(Box<Ws>),
+    /// An HTTP/2 connection whose subscriptions are distinct-mode SSE streams on it.
+    H2 {
+        send: h2::client::SendRequest<bytes::Bytes>,
+        streams: Vec<h2::RecvStream>,
+    },
     /// The stream is only held open; nothing is read from an idle one.
     Sse {
-        _stream: TcpStream,
+        _stream: Conn,
         token: String,
     },
 }
 
 impl IdleConn {
-    async fn open(url: &str, sse: bool) -> Self {
-        if sse {
+    async fn open(url: &str, transport: &str) -> Self {
+        if transport == "h2-sse" {
+            return Self::H2 {
+                send: port::h2_connect(url).await,
+                streams: Vec::new(),
+            };
+        }
+        if transport != "ws" {
             let (stream, _, token) = sse_open_reserved(url).await;
             Self::Sse {
                 _stream: stream,
@@ -710,6 +780,7 @@ impl IdleConn {
                 send(ws, m).await;
             }
             Self::Sse { token, .. } => sse_post_operation(url, token, id, IDLE_QUERY).await,
+            Self::H2 { send, streams } => streams.push(port::h2_sse(send, url, IDLE_QUERY).await),
         }
     }
 }
@@ -717,7 +788,7 @@ impl IdleConn {
 /// Many idle subscriptions: N connections (over SSE, single-connection streams), 1 then 5
 /// quiet subscriptions each; RSS per connection and per extra subscription.
 async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
-    let sse = a.get("--transport", "ws") != "ws";
+    let transport = a.get("--transport", "ws");
     let n = a.num("--connections", 200);
     let extra = 4;
     let mut obs = Observer::new(url).await;
@@ -726,7 +797,7 @@ async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let before = rss_kib(pid);
     let mut conns = Vec::new();
     for _ in 0..n {
-        let mut conn = IdleConn::open(url, sse).await;
+        let mut conn = IdleConn::open(url, &transport).await;
         conn.subscribe(url, "i0").await;
         conns.push(conn);
     }
@@ -1047,6 +1118,9 @@ async fn main() {
             .collect(),
     );
     let url = args.get("--url", "ws://127.0.0.1:8000/graphql");
+    if let Some(ca) = args.0.get("--ca") {
+        port::trust(&std::fs::read(ca).expect("--ca PEM"));
+    }
     let pid: u32 = args.num("--pid", 0) as u32;
     let graphql = args.get("--graphql", "true") == "true";
     let scenario = args.get("--scenario", "fanout");
