@@ -1,7 +1,9 @@
 //! `cargo xtask interop`: third-party clients and a browser against the demo server.
 
 use std::env;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use crate::bench::start_redis;
@@ -13,6 +15,14 @@ use crate::steps::RUNTIMES;
 /// `SUBSCOPE_DEMO_PID`, `SUBSCOPE_DEMO` (the binary), `SUBSCOPE_DEMO_ARGS` (one a line)
 /// and `SUBSCOPE_REDIS_URL`.
 const REDIS_URL: &str = "{redis-url}";
+
+/// In a client's demo flags: `--tls-cert CERT --tls-key KEY` of a self-signed certificate
+/// for `localhost` and `127.0.0.1` (see [`tls_cert`]), so the demo serves `wss://` and
+/// `https://` with HTTP/2 by ALPN. Such a client gets the certificate's path as
+/// `SUBSCOPE_TLS_CERT` and as `NODE_EXTRA_CA_CERTS`, so Node trusts it like a real one
+/// (no `rejectUnauthorized: false` in the scripts: they check the certificate as clients
+/// in production do).
+const TLS: &str = "{tls}";
 
 /// The interop clients: (name, program, script, extra demo flags).
 pub(crate) const CLIENTS: &[(&str, &str, &str, &[&str])] = &[
@@ -67,7 +77,63 @@ pub(crate) const CLIENTS: &[(&str, &str, &str, &[&str])] = &[
         "browser-deflate.mjs",
         &["--deflate"],
     ),
+    (
+        "npm graphql-ws over wss:// (TLS)",
+        "node",
+        "graphql-ws-tls.mjs",
+        &[TLS],
+    ),
+    (
+        "npm graphql-sse over https:// (TLS, both modes)",
+        "node",
+        "graphql-sse-tls.mjs",
+        &[TLS],
+    ),
+    (
+        "chromium: 8 EventSources at once over HTTP/2 (TLS)",
+        "node",
+        "browser-sse-h2.mjs",
+        &[TLS],
+    ),
+    (
+        "chromium GraphiQL runs a subscription",
+        "node",
+        "browser-graphiql.mjs",
+        &[],
+    ),
 ];
+
+/// The (certificate, key) PEM files of [`TLS`]: an EC P-256 certificate for
+/// `DNS:localhost` and `IP:127.0.0.1`, made once per run with the `openssl` CLI in
+/// `target/interop-tls/` (absolute paths: clients run in `interop/`). Fresh each run, so
+/// no key is checked in and none expires between runs. `None` if openssl failed.
+fn tls_cert() -> Option<&'static (String, String)> {
+    static CERT: OnceLock<Option<(String, String)>> = OnceLock::new();
+    CERT.get_or_init(|| {
+        let dir = target_dir().join("interop-tls");
+        std::fs::create_dir_all(&dir).ok()?;
+        let [cert, key] =
+            ["cert.pem", "key.pem"].map(|f| dir.join(f).to_string_lossy().into_owned());
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-days", "2"])
+            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .args(["-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .args(["-keyout", &key, "-out", &cert])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        made.then_some((cert, key))
+    })
+    .as_ref()
+}
+
+/// The absolute target directory (`CARGO_TARGET_DIR` or `target`).
+fn target_dir() -> PathBuf {
+    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
+    env::current_dir().unwrap_or_default().join(target)
+}
 
 /// Starts `program args` (a server that prints `listening on URL` first); returns the
 /// process and the URL.
@@ -96,11 +162,7 @@ pub(crate) fn spawn_server(program: &str, args: &[&str]) -> Option<(std::process
 /// The demo binary (an absolute path: clients run in `interop/`) and its arguments on
 /// `runtime` with the interop settings and `extra` flags.
 fn demo_command(runtime: &str, extra: &[String]) -> (String, Vec<String>) {
-    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
-    let bin = env::current_dir()
-        .unwrap_or_default()
-        .join(target)
-        .join("debug/demo");
+    let bin = target_dir().join("debug/demo");
     let mut args: Vec<String> = [
         "--addr",
         "127.0.0.1:0",
@@ -117,9 +179,28 @@ fn demo_command(runtime: &str, extra: &[String]) -> (String, Vec<String>) {
     (bin.to_string_lossy().into_owned(), args)
 }
 
-/// Runs one client against a fresh demo server (and redis-server, if its flags name one).
+/// Runs one client against a fresh demo server (and redis-server, if its flags name one;
+/// over TLS, if they hold [`TLS`]).
 fn run_client(runtime: &str, program: &str, script: &str, extra: &[&str]) -> bool {
-    let mut extra: Vec<String> = extra.iter().map(|&a| a.to_owned()).collect();
+    let tls = if extra.contains(&TLS) {
+        let Some(pair) = tls_cert() else {
+            eprintln!("interop: {script} needs the openssl CLI for its certificate");
+            return false;
+        };
+        Some(pair)
+    } else {
+        None
+    };
+    let mut extra: Vec<String> = extra
+        .iter()
+        .flat_map(|&a| match (a, tls) {
+            (TLS, Some((cert, key))) => {
+                vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()]
+            }
+            _ => vec![a],
+        })
+        .map(str::to_owned)
+        .collect();
     let mut redis = None;
     if extra.iter().any(|a| a == REDIS_URL) {
         let Some((child, url)) = redis_setup().then(start_redis).flatten() else {
@@ -149,6 +230,11 @@ fn run_client(runtime: &str, program: &str, script: &str, extra: &[&str]) -> boo
                     .env("SUBSCOPE_DEMO_PID", demo.id().to_string())
                     .env("SUBSCOPE_DEMO", &bin)
                     .env("SUBSCOPE_DEMO_ARGS", args.join("\n"));
+            }
+            if let Some((cert, _)) = tls {
+                client
+                    .env("SUBSCOPE_TLS_CERT", cert)
+                    .env("NODE_EXTRA_CA_CERTS", cert);
             }
             let ok = client.status().map(|s| s.success()).unwrap_or(false);
             let _ = demo.kill();

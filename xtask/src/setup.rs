@@ -19,8 +19,7 @@ pub(crate) fn sh(dir: &str, program: &str, args: &[&str]) -> bool {
 /// Installs what the interop tests need, each only when missing: the pinned npm packages,
 /// the pinned Python packages and Debian's Chromium.
 pub(crate) fn interop_setup() -> bool {
-    let npm_ok = std::path::Path::new("interop/node_modules/.package-lock.json").exists()
-        || sh("interop", "npm", &["ci", "--no-audit", "--no-fund"]);
+    let npm_ok = npm_up_to_date() || sh("interop", "npm", &["ci", "--no-audit", "--no-fund"]);
     let py_ok = sh("interop", "python3", &["-c", "import gql, websockets"])
         || sh(
             "interop",
@@ -41,6 +40,20 @@ pub(crate) fn interop_setup() -> bool {
                 ],
             ));
     npm_ok && py_ok && chromium_ok
+}
+
+/// Whether `interop/node_modules` was installed from the current `package-lock.json`: npm
+/// writes `node_modules/.package-lock.json` last in every install, so a lock file changed
+/// since (a package added or bumped) is newer than it and calls for `npm ci` again.
+fn npm_up_to_date() -> bool {
+    let modified = |path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    match (
+        modified("interop/node_modules/.package-lock.json"),
+        modified("interop/package-lock.json"),
+    ) {
+        (Some(installed), Some(locked)) => installed >= locked,
+        _ => false,
+    }
 }
 
 pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";

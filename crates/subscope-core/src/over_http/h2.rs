@@ -15,6 +15,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use event_listener::Event;
 use futures_lite::stream::{self, OnceFuture};
 use http_body::Frame;
 use slab::Slab;
@@ -123,17 +124,44 @@ impl Future for Runner {
 /// The connection's record of streams waiting to write: a stream that produced data and
 /// was not asked for more within the write timeout sits behind a flow-control window the
 /// client never opens.
+///
+/// The watchdog ([`Stalls::stuck`]) holds no timer while no stream waits: it parks until
+/// the first one does, so an idle HTTP/2 connection costs no wake-ups.
 #[derive(Clone, Default)]
-pub(crate) struct Stalls(Arc<Mutex<Slab<Option<Instant>>>>);
+pub(crate) struct Stalls(Arc<StallsInner>);
+
+#[derive(Default)]
+struct StallsInner {
+    slots: Mutex<StallSlots>,
+    /// Notified when the first stream starts waiting.
+    waiting: Event,
+}
+
+#[derive(Default)]
+struct StallSlots {
+    /// Per body: since when it waits to be asked for more.
+    since: Slab<Option<Instant>>,
+    /// How many entries of `since` are `Some`.
+    waiting: usize,
+}
+
+impl StallSlots {
+    fn earliest(&self) -> Option<Instant> {
+        if self.waiting == 0 {
+            return None;
+        }
+        self.since.iter().filter_map(|(_, since)| *since).min()
+    }
+}
 
 impl Stalls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StallSlots> {
+        self.0.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Wraps a response body so it reports its waits here.
     pub(crate) fn watch<T: Timer + Clone>(&self, body: HttpBody, timer: T) -> Watched<T> {
-        let slot = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(None);
+        let slot = self.lock().since.insert(None);
         Watched {
             body,
             stalls: self.clone(),
@@ -142,21 +170,53 @@ impl Stalls {
         }
     }
 
+    fn set(&self, slot: usize, since: Option<Instant>) {
+        let first = {
+            let mut slots = self.lock();
+            let Some(entry) = slots.since.get_mut(slot) else {
+                return;
+            };
+            let was = entry.is_some();
+            *entry = since;
+            match (was, since.is_some()) {
+                (false, true) => {
+                    slots.waiting += 1;
+                    slots.waiting == 1
+                }
+                (true, false) => {
+                    slots.waiting -= 1;
+                    false
+                }
+                _ => false,
+            }
+        };
+        if first {
+            self.0.waiting.notify(1);
+        }
+    }
+
+    fn remove(&self, slot: usize) {
+        let mut slots = self.lock();
+        if let Some(Some(_)) = slots.since.try_remove(slot) {
+            slots.waiting -= 1;
+        }
+    }
+
     /// Resolves once some stream has waited longer than `limit` to write.
     pub(crate) async fn stuck<T: Timer>(&self, timer: &T, limit: Duration) {
-        // Checked at a quarter of the limit: a stall is noticed within 1.25x of it.
-        let tick = (limit / 4).max(Duration::from_millis(10));
         loop {
-            timer.sleep(tick).await;
-            let now = timer.now();
-            let stuck = self
-                .0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .any(|(_, since)| since.is_some_and(|t| now.duration_since(t) >= limit));
-            if stuck {
-                return;
+            let next = {
+                let slots = self.lock();
+                match slots.earliest() {
+                    // Registered under the lock the first waiter takes: not missed.
+                    None => Err(self.0.waiting.listen()),
+                    Some(since) => Ok(since + limit),
+                }
+            };
+            match next {
+                Err(listener) => listener.await,
+                Ok(deadline) if timer.now() >= deadline => return,
+                Ok(deadline) => timer.sleep_until(deadline).await,
             }
         }
     }
@@ -175,25 +235,13 @@ impl<T> Unpin for Watched<T> {}
 
 impl<T> Watched<T> {
     fn mark(&self, since: Option<Instant>) {
-        if let Some(entry) = self
-            .stalls
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(self.slot)
-        {
-            *entry = since;
-        }
+        self.stalls.set(self.slot, since);
     }
 }
 
 impl<T> Drop for Watched<T> {
     fn drop(&mut self) {
-        self.stalls
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .try_remove(self.slot);
+        self.stalls.remove(self.slot);
     }
 }
 
