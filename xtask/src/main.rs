@@ -38,7 +38,8 @@ commands:
                      scenario name for --only) adds history's cost, replay vs live rate,
                      Redis Streams vs pub/sub and a rolling restart; writes target/bench/
   interop            npm graphql-ws, subscriptions-transport-ws, Python gql and headless
-                     Chromium against the demo server on every runtime (installs them)
+                     Chromium against the demo server on every runtime (installs them),
+                     over TLS and HTTP/2 too, and GraphiQL in Chromium
   fuzz [--seconds N]  every fuzz target for N seconds each (default 20; needs cargo-fuzz),
                      reporting executions; crashes land in fuzz/artifacts
   soak [--minutes F] [--runtime NAME] [--clients N]
