@@ -1,6 +1,7 @@
-//! The standalone server (feature `http`): the accept loop, one hyper HTTP/1 connection
-//! per accepted socket answering GraphQL over HTTP and the WebSocket upgrade, the upgraded
-//! socket's WebSocket stack, and entry points for other hyper-based servers.
+//! The standalone server (feature `http`): the accept loop, one connection per accepted
+//! socket (TLS when configured, then hyper's HTTP/2 or HTTP/1.1) answering GraphQL over
+//! HTTP and the WebSocket upgrade (RFC 6455, or RFC 8441 on HTTP/2), the upgraded socket's
+//! WebSocket stack, and entry points for other hyper-based servers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -79,10 +80,12 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         }));
     }
 
-    /// Serves one already-accepted stream: HTTP requests (GraphQL over HTTP, SSE,
-    /// multipart), or the WebSocket upgrade (bounded by the handshake timeout), Origin
-    /// check, subprotocol negotiation, then the connection. Counted by shutdown. Resolves
-    /// to what it served ([`Served`]), or to why it could serve nothing.
+    /// Serves one already-accepted stream: the TLS handshake when `Config::tls` is set
+    /// (bounded, with the first bytes, by the handshake timeout), then HTTP/2 (ALPN `h2`
+    /// or the cleartext preface: every stream a request, or a WebSocket by RFC 8441) or
+    /// HTTP/1.1 (requests, or the WebSocket upgrade: Origin check, subprotocol
+    /// negotiation, then the connection). Counted by shutdown. Resolves to what it served
+    /// ([`Served`]), or to why it could serve nothing.
     /// `io`'s `poll_close` must half-close (see [`Listener::Io`]).
     ///
     /// # Cancel safety
@@ -599,8 +602,9 @@ pub enum Served {
     /// A WebSocket, which ended for this reason ([`CloseReason::Dropped`] when the future
     /// was dropped before it finished).
     WebSocket(CloseReason),
-    /// HTTP requests and responses (GraphQL over HTTP, SSE, multipart, or a refused
-    /// upgrade), until the client closed the connection.
+    /// HTTP requests and responses over HTTP/1.1 or HTTP/2 (GraphQL over HTTP, SSE,
+    /// multipart, a refused upgrade, WebSockets on HTTP/2 streams), until the client
+    /// closed the connection.
     Http,
 }
 
