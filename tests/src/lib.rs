@@ -6,6 +6,7 @@
 
 pub mod churn;
 pub mod client;
+pub mod h2client;
 pub mod http;
 pub mod load;
 pub mod recorder;

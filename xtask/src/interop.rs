@@ -119,6 +119,9 @@ fn tls_cert() -> Option<&'static (String, String)> {
             .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
             .args(["-subj", "/CN=localhost"])
             .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            // An end-entity certificate: rustls-based clients refuse a CA as a server's.
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"])
             .args(["-keyout", &key, "-out", &cert])
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

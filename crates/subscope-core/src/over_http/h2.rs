@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use http_body::Frame;
 use slab::Slab;
 
 use super::HttpBody;
+use super::io::ConnectionEnd;
 use crate::rt::{BoxTask, Timer};
 use crate::scope::{Scope, ScopeEvent};
 
@@ -159,14 +161,24 @@ impl Stalls {
         self.0.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Wraps a response body so it reports its waits here.
-    pub(crate) fn watch<T: Timer + Clone>(&self, body: HttpBody, timer: T) -> Watched<T> {
+    /// Wraps a response body so it reports its waits here. `end` is the stream's own
+    /// verdict ([`ConnectionEnd::stream_of`]): a body hyper drops while the connection
+    /// lives (`alive`) was reset by the client.
+    pub(crate) fn watch<T: Timer + Clone>(
+        &self,
+        body: HttpBody,
+        timer: T,
+        end: Arc<ConnectionEnd>,
+        alive: Arc<AtomicBool>,
+    ) -> Watched<T> {
         let slot = self.lock().since.insert(None);
         Watched {
             body,
             stalls: self.clone(),
             slot,
             timer,
+            end,
+            alive,
         }
     }
 
@@ -228,6 +240,8 @@ pub(crate) struct Watched<T> {
     stalls: Stalls,
     slot: usize,
     timer: T,
+    end: Arc<ConnectionEnd>,
+    alive: Arc<AtomicBool>,
 }
 
 // The timer is never pinned through the wrapper.
@@ -242,6 +256,28 @@ impl<T> Watched<T> {
 impl<T> Drop for Watched<T> {
     fn drop(&mut self) {
         self.stalls.remove(self.slot);
+        // Runs before the body's own drop reads the verdict. A body that finished has its
+        // own reason, which wins; one dropped with the connection future reads none.
+        if self.alive.load(Ordering::Acquire) {
+            self.end.set(crate::CloseReason::PeerGone);
+        }
+    }
+}
+
+/// Cleared when the connection's future is dropped (before its streams are): from then on
+/// a dropped body was not reset by the client.
+#[derive(Debug)]
+pub(crate) struct Alive(pub(crate) Arc<AtomicBool>);
+
+impl Alive {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

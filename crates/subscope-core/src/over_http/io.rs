@@ -17,23 +17,38 @@ use futures_io::{AsyncRead, AsyncWrite};
 use crate::CloseReason;
 use crate::rt::{BoxSleep, Timer};
 
-/// How an HTTP connection ended, once it has: the first verdict wins.
+/// How an HTTP connection ended, once it has: the first verdict wins. An HTTP/2 stream
+/// has its own, under its connection's: the connection's verdict (a reset, a write
+/// timeout) wins over the stream's (its `RST_STREAM`).
 #[derive(Debug, Default)]
-pub(crate) struct ConnectionEnd(Mutex<Option<CloseReason>>);
+pub(crate) struct ConnectionEnd {
+    reason: Mutex<Option<CloseReason>>,
+    connection: Option<Arc<Self>>,
+}
 
 impl ConnectionEnd {
+    /// The verdict of one HTTP/2 stream of `connection`.
+    pub(crate) fn stream_of(connection: &Arc<Self>) -> Self {
+        Self {
+            reason: Mutex::default(),
+            connection: Some(Arc::clone(connection)),
+        }
+    }
+
     pub(crate) fn set(&self, reason: CloseReason) {
-        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
             *slot = Some(reason);
         }
     }
 
     pub(crate) fn get(&self) -> Option<CloseReason> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.connection.as_ref().and_then(|c| c.get()).or_else(|| {
+            self.reason
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        })
     }
 }
 

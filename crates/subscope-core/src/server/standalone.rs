@@ -218,32 +218,39 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let stalls = h2::Stalls::default();
         let write_timeout = inner.config.protocol.write_timeout;
         let io = HyperIo::new(io, runtime.clone(), write_timeout, Arc::clone(&ending));
+        // Cleared before the connection and its streams drop (see the rebinding below),
+        // so the streams dropped with this future read `Dropped`, not a client's reset.
+        let alive = h2::Alive::new();
         let service = {
-            let (server, ending, tasks, stalls) = (
+            let (server, ending, tasks, stalls, alive) = (
                 self.clone(),
                 Arc::clone(&ending),
                 tasks.clone(),
                 stalls.clone(),
+                Arc::clone(&alive.0),
             );
             hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-                let (server, ending, tasks, stalls) = (
+                let (server, tasks, stalls, alive) = (
                     server.clone(),
-                    Arc::clone(&ending),
                     tasks.clone(),
                     stalls.clone(),
+                    Arc::clone(&alive),
                 );
+                // This stream's verdict, under the connection's.
+                let end = Arc::new(ConnectionEnd::stream_of(&ending));
                 async move {
                     let runtime = server.inner.runtime.clone();
+                    let watch = |b| stalls.watch(b, runtime, Arc::clone(&end), alive);
                     if is_extended_connect(&request)
                         && request.uri().path() == server.inner.config.graphql_path
                     {
                         let response = server.connect_h2(&mut request, peer, &tasks);
-                        return Ok::<_, Infallible>(response.map(|b| stalls.watch(b, runtime)));
+                        return Ok::<_, Infallible>(response.map(watch));
                     }
                     let response = Http::new(Arc::clone(&server.inner))
-                        .serve(request, peer, Some(ending))
+                        .serve(request, peer, Some(Arc::clone(&end)))
                         .await;
-                    Ok(response.map(|b| stalls.watch(b, runtime)))
+                    Ok(response.map(watch))
                 }
             })
         };
@@ -272,6 +279,8 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let mut stuck = std::pin::pin!(stuck);
         let mut streams = std::pin::pin!(tasks.run());
         let mut stop = std::pin::pin!(stop);
+        // Rebound last, so dropped first: locals drop in reverse order.
+        let _alive = alive;
         let mut stopping = false;
         let served = future::poll_fn(|cx| {
             use std::task::Poll;
@@ -293,6 +302,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         match served {
             Some(Ok(())) => Ok(Served::Http),
             Some(Err(e)) => {
+                // A protocol error (a flood, a malformed frame: hyper sent GOAWAY) or the
+                // socket failed: the peer is gone for every stream still open.
+                ending.set(CloseReason::PeerGone);
                 tracing::debug!(?peer, error = %e, "http/2 connection failed");
                 Err(HandshakeError::Http(e.to_string()))
             }
