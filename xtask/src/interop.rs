@@ -132,6 +132,21 @@ fn tls_cert() -> Option<&'static (String, String)> {
     .as_ref()
 }
 
+/// A free loopback port below the kernel's ephemeral range (`ip_local_port_range`), so no
+/// outgoing connection can take it; `None` if none binds.
+fn port_below_ephemeral_range() -> Option<u16> {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    // Start at a point that differs per run (the process id), so parallel runs spread out.
+    let span = low.saturating_sub(20_000).max(1);
+    let start = 20_000 + (std::process::id() % u32::from(span)) as u16;
+    (0..span)
+        .map(|i| 20_000 + (start - 20_000 + i) % span)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+}
+
 /// The absolute target directory (`CARGO_TARGET_DIR` or `target`).
 fn target_dir() -> PathBuf {
     let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
@@ -217,7 +232,18 @@ fn run_client(runtime: &str, program: &str, script: &str, extra: &[&str]) -> boo
         }
         redis = Some((child, url));
     }
-    let (bin, args) = demo_command(runtime, &extra);
+    let (bin, mut args) = demo_command(runtime, &extra);
+    if redis.is_some() {
+        // Such a client restarts the demo on the same port after killing it. A port the
+        // kernel picked (port 0) may meanwhile be the source port of an outgoing
+        // connection (to Redis, say), and the restart could not bind it: take one below
+        // the ephemeral range, which the kernel never hands out.
+        if let Some(port) = port_below_ephemeral_range()
+            && let Some(addr) = args.iter_mut().find(|a| *a == "127.0.0.1:0")
+        {
+            *addr = format!("127.0.0.1:{port}");
+        }
+    }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let ok = match spawn_server(&bin, &argv) {
         Some((mut demo, url)) => {

@@ -315,7 +315,7 @@ pub(crate) fn ci_steps() -> Vec<Step> {
         &["xtask", "interop"],
     ));
     steps.push(step(
-        "fuzz every target: machine, frames, deflate (bounded: 15 s each)",
+        "fuzz every target: machine, frames, deflate, accept (bounded: 15 s each)",
         &["xtask", "fuzz", "--seconds", "15"],
     ));
     // A one-shot build gains nothing from incremental state, which was a third of the
