@@ -33,6 +33,7 @@ pub struct Config {
     pub(crate) graphql_path: String,
     pub(crate) metrics: bool,
     pub(crate) graphiql: bool,
+    pub(crate) document_cache: usize,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls>,
     #[cfg(feature = "deflate")]
@@ -62,6 +63,7 @@ impl Default for Config {
             graphql_path: "/graphql".to_owned(),
             metrics: false,
             graphiql: false,
+            document_cache: 1024,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -226,6 +228,16 @@ impl Config {
     #[must_use]
     pub fn graphiql(mut self, on: bool) -> Self {
         self.graphiql = on;
+        self
+    }
+
+    /// How many parsed documents the server keeps, keyed by query text, for every transport
+    /// (default 1024; 0 parses every request). Only documents up to 8 KiB of text are kept;
+    /// the oldest goes first. Hits and misses are counted (`document_cache_hits`,
+    /// `document_cache_misses`).
+    #[must_use]
+    pub fn document_cache(mut self, documents: usize) -> Self {
+        self.document_cache = documents;
         self
     }
 

@@ -39,6 +39,8 @@ pub struct Gauges {
     http_streams_expired: AtomicU64,
     events_replayed: AtomicU64,
     origins_refused: AtomicU64,
+    document_cache_hits: AtomicU64,
+    document_cache_misses: AtomicU64,
     tls_handshake_failures: AtomicU64,
     http2_connections_stalled: AtomicU64,
     shared_upstreams: AtomicU64,
@@ -105,6 +107,10 @@ pub struct GaugeSnapshot {
     /// Upgrades refused with HTTP 403 because their `Origin` is not allowed
     /// ([`crate::Config::allowed_origins`]).
     pub origins_refused: u64,
+    /// Requests whose document came parsed from the cache ([`crate::Config::document_cache`]).
+    pub document_cache_hits: u64,
+    /// Requests whose document was parsed (a hit rate is hits / (hits + misses)).
+    pub document_cache_misses: u64,
     /// TLS handshakes that failed (not TLS, no shared protocol, reset mid-handshake);
     /// a handshake that timed out is not counted here.
     pub tls_handshake_failures: u64,
@@ -280,6 +286,18 @@ impl GaugeSnapshot {
             self.origins_refused,
         );
         metric(
+            "document_cache_hits_total",
+            "counter",
+            "Requests whose parsed document came from the cache.",
+            self.document_cache_hits,
+        );
+        metric(
+            "document_cache_misses_total",
+            "counter",
+            "Requests whose document was parsed.",
+            self.document_cache_misses,
+        );
+        metric(
             "tls_handshake_failures_total",
             "counter",
             "TLS handshakes that failed.",
@@ -403,6 +421,8 @@ impl Gauges {
             revocations: self.revocations.load(Ordering::Relaxed),
             http_streams_expired: self.http_streams_expired.load(Ordering::Relaxed),
             origins_refused: self.origins_refused.load(Ordering::Relaxed),
+            document_cache_hits: self.document_cache_hits.load(Ordering::Relaxed),
+            document_cache_misses: self.document_cache_misses.load(Ordering::Relaxed),
             tls_handshake_failures: self.tls_handshake_failures.load(Ordering::Relaxed),
             http2_connections_stalled: self.http2_connections_stalled.load(Ordering::Relaxed),
             shared_upstreams: self.shared_upstreams.load(Ordering::Relaxed),
@@ -578,6 +598,15 @@ impl Gauges {
     pub(crate) fn count_h2_stalled(&self) {
         self.http2_connections_stalled
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_document(&self, hit: bool) {
+        let counter = if hit {
+            &self.document_cache_hits
+        } else {
+            &self.document_cache_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_origin_refused(&self) {

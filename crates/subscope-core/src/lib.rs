@@ -166,6 +166,7 @@ mod bounds;
 #[cfg(feature = "http")]
 mod compression;
 mod config;
+mod documents;
 mod gauges;
 mod hooks;
 mod lifecycle;

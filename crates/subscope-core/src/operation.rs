@@ -10,6 +10,7 @@ use async_graphql::{Data, ErrorExtensions, Executor, Request, Response, ServerEr
 use futures_core::Stream;
 use futures_core::stream::BoxStream;
 
+use crate::documents::Documents;
 use crate::gauges::OperationKind;
 use crate::lifecycle::run_guarded;
 use crate::share::{SharedItem, SharedSubscription, Shares};
@@ -60,6 +61,8 @@ pub(crate) struct Sharing {
     pub(crate) shares: Arc<Shares>,
     /// `Config::share_identical`.
     pub(crate) identical: bool,
+    /// Parsed documents, shared by every operation of the server (`Config::document_cache`).
+    pub(crate) documents: Arc<Documents>,
 }
 
 type HookFuture = Pin<Box<dyn Future<Output = Result<Request, Vec<ServerError>>> + Send>>;
@@ -231,7 +234,7 @@ impl<H: Hooks> Stream for Operation<H> {
                 Stage::Subscribing(hook) => match hook.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(mut request)) => {
-                        let checked = crate::variables::check(&mut request);
+                        let checked = crate::variables::check(&mut request, &this.sharing.documents);
                         let missing = checked.missing;
                         if !missing.is_empty() {
                             // A request error: one response with no data and pathless errors,

@@ -7,10 +7,13 @@
 //! the client as `next` then `complete`. Wrongly typed values are already request errors
 //! there, so only presence is checked here.
 
-use async_graphql::parser::types::{DocumentOperations, OperationDefinition, OperationType};
-use async_graphql::parser::{Positioned, parse_query};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
+};
+use async_graphql::parser::Positioned;
 use async_graphql::{Name, Request, ServerError, Value};
 
+use crate::documents::Documents;
 use crate::gauges::OperationKind;
 
 /// What the one parse of a request found.
@@ -27,8 +30,8 @@ pub(crate) struct Checked {
 /// does not parse, or names no operation unambiguously, is left to async-graphql, which
 /// reports it properly. The parsed document is handed to the request, so async-graphql
 /// does not parse it again.
-pub(crate) fn check(request: &mut Request) -> Checked {
-    let Ok(document) = parse_query(&request.query) else {
+pub(crate) fn check(request: &mut Request, documents: &Documents) -> Checked {
+    let Some(document) = documents.parse(&request.query) else {
         return Checked::default();
     };
     let checked = match select(&document.operations, request.operation_name.as_deref()) {
@@ -42,7 +45,8 @@ pub(crate) fn check(request: &mut Request) -> Checked {
         },
         None => Checked::default(),
     };
-    request.set_parsed_query(document);
+    // A copy of the cached tree: far cheaper than parsing the text again.
+    request.set_parsed_query(ExecutableDocument::clone(&document));
     checked
 }
 
@@ -86,8 +90,8 @@ fn select<'a>(
 
 #[cfg(feature = "http")]
 /// The type of the operation `request` selects, if its document parses and names one.
-pub(crate) fn operation_type(request: &Request) -> Option<OperationType> {
-    let document = parse_query(&request.query).ok()?;
+pub(crate) fn operation_type(request: &Request, documents: &Documents) -> Option<OperationType> {
+    let document = documents.parse(&request.query)?;
     select(&document.operations, request.operation_name.as_deref()).map(|op| op.node.ty)
 }
 
@@ -95,10 +99,14 @@ pub(crate) fn operation_type(request: &Request) -> Option<OperationType> {
 mod tests {
     use super::*;
 
+    fn test_documents() -> Documents {
+        Documents::new(16, std::sync::Arc::new(crate::Gauges::new()))
+    }
+
     fn errors(query: &str, variables: serde_json::Value) -> Vec<String> {
         let mut request =
             Request::new(query).variables(async_graphql::Variables::from_json(variables));
-        check(&mut request)
+        check(&mut request, &test_documents())
             .missing
             .into_iter()
             .map(|e| e.message)
@@ -131,7 +139,7 @@ mod tests {
             if let Some(n) = name {
                 request = request.operation_name(n);
             }
-            check(&mut request).kind == Some(OperationKind::Subscription)
+            check(&mut request, &test_documents()).kind == Some(OperationKind::Subscription)
         };
         assert!(kind("subscription { ticks }", None));
         assert!(!kind("{ hello }", None));
@@ -148,7 +156,7 @@ mod tests {
     fn the_named_operation_is_the_one_checked() {
         let q = "query A($a: Int!) { a } query B($b: String!) { b }";
         let mut request = Request::new(q).operation_name("B");
-        let errs = check(&mut request).missing;
+        let errs = check(&mut request, &test_documents()).missing;
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.contains("$b"), "{}", errs[0].message);
         assert_eq!(errs[0].locations.len(), 1);

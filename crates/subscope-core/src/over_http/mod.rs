@@ -37,6 +37,7 @@ pub(crate) use upgrade::{Outcome, accept_connect, accept_upgrade, is_extended_co
 use self::request::{Params, Refusal, Wants};
 use self::stream::{EventStream, StreamAuth};
 use crate::lifecycle::{Admission, EndHooks, Slot};
+use crate::documents::Documents;
 use crate::operation::Operation;
 use crate::reservations::{self, AddError, Phase};
 use crate::rt::Runtime;
@@ -515,7 +516,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
                     .insert("lastEventId".to_owned(), async_graphql::Value::String(last));
             }
         }
-        if parts.method == Method::GET && is_mutation(&request) {
+        if parts.method == Method::GET && is_mutation(&request, &self.inner.sharing.documents) {
             end.reason = Some(CloseReason::Finished);
             return Err(mutation_over_get());
         }
@@ -560,7 +561,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
         let (session, _) = self.connect(&conn, &mut end).await?;
         end.reason = Some(CloseReason::Finished);
         let request = params.into_request();
-        match operation_type(&request) {
+        match operation_type(&request, &self.inner.sharing.documents) {
             Some(OperationType::Mutation) if parts.method == Method::GET => {
                 return Err(mutation_over_get());
             }
@@ -707,7 +708,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
             ));
         }
         let request = params.into_request();
-        if parts.method == Method::GET && is_mutation(&request) {
+        if parts.method == Method::GET && is_mutation(&request, &self.inner.sharing.documents) {
             return Err(mutation_over_get());
         }
         let start = || self.operation(&id, request, &reservation.session, &reservation.conn);
@@ -766,8 +767,8 @@ fn preflight() -> Response<HttpBody> {
     response
 }
 
-fn is_mutation(request: &GqlRequest) -> bool {
-    operation_type(request) == Some(OperationType::Mutation)
+fn is_mutation(request: &GqlRequest, documents: &Documents) -> bool {
+    operation_type(request, documents) == Some(OperationType::Mutation)
 }
 
 fn mutation_over_get() -> Refusal {

@@ -18,6 +18,7 @@ use async_graphql::Executor;
 use futures_lite::future;
 use tracing::Instrument;
 
+use crate::documents::Documents;
 use crate::operation::Sharing;
 use crate::rt::Runtime;
 use crate::share::Shares;
@@ -147,6 +148,10 @@ impl<E: Executor, H: Hooks, R: Runtime> ServerBuilder<E, H, R> {
                 sharing: Sharing {
                     shares: Shares::new(self.config.shared_delivery, Arc::clone(&gauges)),
                     identical: self.config.share_identical,
+                    documents: Arc::new(Documents::new(
+                        self.config.document_cache,
+                        Arc::clone(&gauges),
+                    )),
                 },
                 config: self.config,
                 gauges,
