@@ -93,6 +93,9 @@ struct Cli {
     /// connections and HTTP streams are closed spread over the window.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     drain_ms: u64,
+    /// Parsed documents kept for reuse, keyed by query text (0 parses every request).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    document_cache: usize,
     /// Inbound messages per second per connection, bursts of 2N; 0 = off.
     #[arg(long, value_name = "N", default_value_t = 0)]
     inbound_rate: u32,
@@ -140,7 +143,7 @@ pub struct DemoArgs {
     pub runtime: RuntimeChoice,
     /// Server settings from `--init-timeout-ms`, `--keepalive-ms`, `--write-timeout-ms`,
     /// `--max-subscriptions`, `--inbound-rate`, `--max-message-size`, `--max-connections`,
-    /// `--allowed-origin`, `--share`, `--drain-ms`, `--deflate` and its `--deflate-*`
+    /// `--allowed-origin`, `--share`, `--drain-ms`, `--document-cache`, `--deflate` and its `--deflate-*`
     /// settings (and the SSE `retry:` of 1 s with `--history`).
     pub config: Config,
     /// Topic delivery from `--subscriber-buffer`, `--overflow` and `--history`.
@@ -216,7 +219,8 @@ impl DemoArgs {
             .max_message_size(cli.max_message_size)
             .max_connections(cli.max_connections)
             .share_identical(cli.share)
-            .drain(Duration::from_millis(cli.drain_ms));
+            .drain(Duration::from_millis(cli.drain_ms))
+            .document_cache(cli.document_cache);
         if cli.history > 0 {
             // Browsers resuming with Last-Event-ID come back after 1 s, not their ~3 s.
             config = config.sse_retry(Duration::from_millis(1000));

@@ -225,6 +225,46 @@ fn plain_queries_and_mutations_share_the_endpoint<R: TestRuntime>() {
     });
 }
 
+/// One parsed-document cache for every transport: a document repeated over plain HTTP, SSE
+/// and a WebSocket is parsed once (with different variables each time), a new text is
+/// parsed again, and `document_cache(0)` parses every time.
+fn one_document_cache_for_every_transport<R: TestRuntime>() {
+    let doc = "subscription($n: Int!) { ticks(everyMs: 1, count: $n) }";
+    for (capacity, parses) in [(256, 1), (0, 0)] {
+        let s = R::start(Config::default().document_cache(capacity));
+        for n in 1..=2 {
+            let body = json!({ "query": doc, "variables": { "n": n } });
+            let mut r = post_json(s.addr, "text/event-stream", &body, &[]);
+            assert_eq!(r.status, 200, "{r:?}");
+            let events: Vec<_> = std::iter::from_fn(|| r.next_event()).collect();
+            assert_eq!(events.len(), n + 1, "{events:?}"); // n results, then complete
+        }
+        let mut c = Client::modern(s.addr);
+        c.init(None);
+        c.send(json!({"id": "1", "type": "subscribe",
+            "payload": { "query": doc, "variables": { "n": 3 } }}));
+        for t in 0..3 {
+            assert_eq!(c.recv_json()["payload"]["data"]["ticks"], t);
+        }
+        assert_eq!(c.recv_json()["type"], "complete");
+        let r = post_json(
+            s.addr,
+            "application/json",
+            &json!({ "query": "{ hello }" }),
+            &[],
+        );
+        assert_eq!(r.status, 200);
+        let g = s.gauges.snapshot();
+        if parses == 1 {
+            // The subscription's text parsed once; `{ hello }` once for routing, then a hit.
+            assert_eq!(g.document_cache_misses, 2, "{g:?}");
+            assert_eq!(g.document_cache_hits, 3, "{g:?}");
+        } else {
+            assert_eq!(g.document_cache_hits, 0, "{g:?}");
+        }
+    }
+}
+
 fn single_connection_mode_end_to_end<R: TestRuntime>() {
     let s = R::start(Config::default());
     let put = request(s.addr, "PUT", "/graphql", &[], b"");
@@ -746,6 +786,7 @@ per_runtime!(
     multipart_parts_heartbeats_and_the_closing_delimiter,
     incremental_delivery_parts_with_has_next,
     graphiql_for_browsers_only_when_on,
+    one_document_cache_for_every_transport,
     plain_queries_and_mutations_share_the_endpoint,
     single_connection_mode_end_to_end,
     single_connection_refusals,

@@ -39,6 +39,14 @@ pub(crate) const CONTENDERS: &[Contender] = &[
         group: "ws",
     },
     Contender {
+        name: "subscope-tokio-no-doc-cache",
+        binary: "demo",
+        args: &["--runtime", "tokio", "--document-cache", "0"],
+        graphql: true,
+        transport: "ws",
+        group: "ws",
+    },
+    Contender {
         name: "subscope-smol",
         binary: "demo",
         args: &["--runtime", "smol"],

@@ -131,11 +131,16 @@ async fn limit(listener: tokio::net::TcpListener) -> std::io::Result<()> {
                         Vec::new()
                     }
                     Some("subscribe") => {
-                        // `mutation { publish(topic: "...", message: "M") }`: fan M out.
-                        let message = query
-                            .split("message: \"")
-                            .nth(1)
-                            .and_then(|r| r.split('"').next())
+                        // `publish(topic: "...", message: $m)` with `{"m": M}`, or the
+                        // message inline (`message: "M"`): fan M out.
+                        let message = msg["payload"]["variables"]["m"]
+                            .as_str()
+                            .or_else(|| {
+                                query
+                                    .split("message: \"")
+                                    .nth(1)
+                                    .and_then(|r| r.split('"').next())
+                            })
                             .unwrap_or_default();
                         let subs = registry.lock().unwrap_or_else(|e| e.into_inner());
                         for ((_, sub_id), out) in subs.iter() {

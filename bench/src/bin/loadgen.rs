@@ -649,6 +649,9 @@ async fn publish_windowed(
 }
 
 /// Publishes messages `range` as [`publish_windowed`] does.
+/// The publish mutation every fan-out publisher sends.
+const PUBLISH: &str = "mutation($m: String!) { publish(topic: \"bench\", message: $m) }";
+
 async fn publish_range(
     ws: &mut Ws,
     range: std::ops::Range<u64>,
@@ -662,13 +665,15 @@ async fn publish_range(
             if let Some(at) = sent.lock().await.get_mut(next as usize) {
                 *at = Some(Instant::now());
             }
-            let q = format!(
-                "mutation {{ publish(topic: \"bench\", message: \"{next}{}\") }}",
-                padding(next, pad)
-            );
+            // One document for every publish, the message in a variable, as a real
+            // producer sends it (a server may reuse the parsed document).
+            let message = format!("{next}{}", padding(next, pad));
             send(
                 ws,
-                json!({"id": format!("p{next}"), "type": "subscribe", "payload": {"query": q}}),
+                json!({"id": format!("p{next}"), "type": "subscribe", "payload": {
+                    "query": PUBLISH,
+                    "variables": {"m": message},
+                }}),
             )
             .await;
             next += 1;

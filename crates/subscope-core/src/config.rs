@@ -63,7 +63,7 @@ impl Default for Config {
             graphql_path: "/graphql".to_owned(),
             metrics: false,
             graphiql: false,
-            document_cache: 1024,
+            document_cache: 256,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -232,9 +232,11 @@ impl Config {
     }
 
     /// How many parsed documents the server keeps, keyed by query text, for every transport
-    /// (default 1024; 0 parses every request). Only documents up to 8 KiB of text are kept;
-    /// the oldest goes first. Hits and misses are counted (`document_cache_hits`,
-    /// `document_cache_misses`).
+    /// (default 256; 0 parses every request). Only documents of at most 4 KiB of text are
+    /// kept, the oldest inserted goes first, so the cache holds at most `documents` × 4 KiB
+    /// of text and their parsed trees, whatever clients send. A client that repeats a
+    /// document (a producer's `publish` with variables) skips the parser. Hits and misses
+    /// are counted (`document_cache_hits`, `document_cache_misses`).
     #[must_use]
     pub fn document_cache(mut self, documents: usize) -> Self {
         self.document_cache = documents;

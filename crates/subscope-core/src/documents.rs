@@ -17,7 +17,7 @@ use async_graphql::parser::types::ExecutableDocument;
 use crate::Gauges;
 
 /// The longest query text the cache keeps.
-pub(crate) const MAX_CACHED_QUERY: usize = 8 * 1024;
+pub(crate) const MAX_CACHED_QUERY: usize = 4 * 1024;
 
 /// See the module docs.
 pub(crate) struct Documents {

@@ -234,7 +234,8 @@ impl<H: Hooks> Stream for Operation<H> {
                 Stage::Subscribing(hook) => match hook.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(mut request)) => {
-                        let checked = crate::variables::check(&mut request, &this.sharing.documents);
+                        let checked =
+                            crate::variables::check(&mut request, &this.sharing.documents);
                         let missing = checked.missing;
                         if !missing.is_empty() {
                             // A request error: one response with no data and pathless errors,

@@ -7,10 +7,10 @@
 //! the client as `next` then `complete`. Wrongly typed values are already request errors
 //! there, so only presence is checked here.
 
+use async_graphql::parser::Positioned;
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
 };
-use async_graphql::parser::Positioned;
 use async_graphql::{Name, Request, ServerError, Value};
 
 use crate::documents::Documents;

@@ -36,8 +36,8 @@ pub(crate) use upgrade::{Outcome, accept_connect, accept_upgrade, is_extended_co
 
 use self::request::{Params, Refusal, Wants};
 use self::stream::{EventStream, StreamAuth};
-use crate::lifecycle::{Admission, EndHooks, Slot};
 use crate::documents::Documents;
+use crate::lifecycle::{Admission, EndHooks, Slot};
 use crate::operation::Operation;
 use crate::reservations::{self, AddError, Phase};
 use crate::rt::Runtime;
