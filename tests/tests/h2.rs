@@ -386,8 +386,9 @@ fn a_window_that_never_opens_cuts_the_connection<R: TestRuntime>() {
         s.gauges.snapshot().http2_connections_stalled == 1
     });
     let cut = sent.elapsed();
+    // Not before the write timeout; how long after is the machine's business (the wait
+    // above has the deadline).
     assert!(cut >= write_timeout, "cut after {cut:?}");
-    assert!(cut < Duration::from_secs(3), "cut only after {cut:?}");
     assert_completed(
         &s,
         2,
