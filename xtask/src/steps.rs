@@ -266,6 +266,20 @@ pub(crate) fn ci_steps() -> Vec<Step> {
             "memory",
         ],
     ));
+    steps.push(step(
+        "test bench: an idle connection's heap by stage (dhat)",
+        &[
+            "test",
+            "-p",
+            "subscope-testbench",
+            "--features",
+            "dhat-heap",
+            "--test",
+            "idle_heap",
+            "--",
+            "--nocapture",
+        ],
+    ));
     steps.extend(suite_steps(RUNTIMES));
     steps.extend(plain_and_compressed(
         "heap growth under churn (dhat, every runtime)",
