@@ -6,8 +6,10 @@
 pub(crate) use subscope_deflate::HIGH_WATER as DEFLATE_HIGH_WATER;
 pub(crate) use subscope_protocol::bounds::{HOLD_BYTES, HOLD_LIMIT};
 
-/// tungstenite's initial read buffer (it grows to hold the largest frame read).
-pub(crate) const READ_BUFFER: usize = 8 * 1024;
+/// tungstenite's initial read buffer (it grows to hold the largest frame read), and the most
+/// it reads per call. Small because it lives as long as the connection, idle or not:
+/// 8 KiB was over half of an idle connection's own heap (`docs/memory/idle-connection.md`).
+pub(crate) const READ_BUFFER: usize = 2 * 1024;
 
 /// Bytes tungstenite buffers before it writes to the socket (and the most it holds beyond
 /// one frame once a write blocks).
