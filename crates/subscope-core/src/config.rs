@@ -420,7 +420,7 @@ impl Config {
     ///
     /// | buffer | bound |
     /// | --- | --- |
-    /// | tungstenite read buffer and the message being reassembled | 8 KiB + 2·M |
+    /// | tungstenite read buffer and the message being reassembled | 2 KiB + 2·M |
     /// | messages held while `on_connect` runs | 64 KiB + M |
     /// | outbound queue (reading and polling stop at 32 frames or 64 KiB) | 64 KiB + 64 KiB + 64·256 + R |
     /// | tungstenite write buffer (128 KiB, then one more frame) | 128 KiB + R |
@@ -473,11 +473,11 @@ mod tests {
             .max_message_size(16 * 1024)
             .max_response_size(16 * 1024);
         // R = 16K + 6·128 + 64 (the largest frame: a 16 KiB result, a 128-byte id escaped).
-        // 8K + 32K + 80K + (64K + 64K + 16K + R) + (128K + R)
+        // 2K + 32K + 80K + (64K + 64K + 16K + R) + (128K + R)
         let r = 16 * 1024 + 6 * 128 + 64;
         assert_eq!(
             small.connection_buffer_bound(),
-            2 * (8 * 1024 + 32 * 1024 + 80 * 1024 + (144 * 1024 + r) + (128 * 1024 + r))
+            2 * (2 * 1024 + 32 * 1024 + 80 * 1024 + (144 * 1024 + r) + (128 * 1024 + r))
         );
         // A longer id allowed: a larger frame to hold.
         assert!(
