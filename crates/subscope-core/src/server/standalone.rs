@@ -331,33 +331,8 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         tasks: &h2::StreamTasks,
     ) -> http::Response<HttpBody> {
         let (response, outcome) = accept_connect(&self.inner.config, request);
-        match outcome {
-            Some(Outcome::Upgrade {
-                on_upgrade,
-                protocol,
-                request,
-                deflate,
-            }) => {
-                let server = self.clone();
-                tasks.push(Box::pin(async move {
-                    let upgraded = match on_upgrade.await {
-                        Ok(upgraded) => upgraded,
-                        Err(e) => {
-                            tracing::debug!(?peer, error = %e, "the CONNECT stream did not open");
-                            return;
-                        }
-                    };
-                    let ws = server
-                        .websocket(UpgradedIo(upgraded), deflate.as_ref())
-                        .await;
-                    let request = (*request).with_peer(peer);
-                    server
-                        .serve_websocket(Tungstenite::from(ws), protocol, request)
-                        .await;
-                }));
-            }
-            Some(Outcome::OriginRefused(origin)) => self.inner.refused_origin(&origin, peer),
-            None => {}
+        if let Some(task) = self.websocket_after_upgrade(outcome, peer) {
+            tasks.push(task);
         }
         response
     }
@@ -453,15 +428,30 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         peer: Option<SocketAddr>,
     ) -> http::Response<HttpBody> {
         let (response, outcome) = accept_upgrade(&self.inner.config, &mut request);
-        match outcome {
-            Some(Outcome::Upgrade {
+        if let Some(task) = self.websocket_after_upgrade(outcome, peer) {
+            self.inner.runtime.spawn(task);
+        }
+        response
+    }
+
+    /// What an answered upgrade (HTTP/1.1's, or RFC 8441's on an HTTP/2 stream) leaves to
+    /// run: once hyper hands the stream over, the WebSocket on it (`None` when there is
+    /// nothing to run; a refused origin is counted and logged here). The caller decides
+    /// where the task runs: the runtime, or the HTTP/2 connection's own scope.
+    fn websocket_after_upgrade(
+        &self,
+        outcome: Option<Outcome>,
+        peer: Option<SocketAddr>,
+    ) -> Option<crate::rt::BoxTask> {
+        match outcome? {
+            Outcome::Upgrade {
                 on_upgrade,
                 protocol,
                 request,
                 deflate,
-            }) => {
+            } => {
                 let server = self.clone();
-                let task = async move {
+                Some(Box::pin(async move {
                     let upgraded = match on_upgrade.await {
                         Ok(upgraded) => upgraded,
                         Err(e) => {
@@ -476,13 +466,13 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     server
                         .serve_websocket(Tungstenite::from(ws), protocol, request)
                         .await;
-                };
-                self.inner.runtime.spawn(Box::pin(task));
+                }))
             }
-            Some(Outcome::OriginRefused(origin)) => self.inner.refused_origin(&origin, peer),
-            None => {}
+            Outcome::OriginRefused(origin) => {
+                self.inner.refused_origin(&origin, peer);
+                None
+            }
         }
-        response
     }
 
     /// The server's side of a WebSocket on an upgraded `socket`: with the agreed
