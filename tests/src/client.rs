@@ -22,6 +22,33 @@ pub enum Frame {
     Gone,
 }
 
+impl Frame {
+    /// What one `read` of a client WebSocket gave, as a frame: `None` for what a test never
+    /// looks at (pings, pongs), so the caller reads again. Panics on a binary frame, and on
+    /// a read timeout (`within`, the deadline the socket was given).
+    pub fn from_read(read: tungstenite::Result<Message>, within: Duration) -> Option<Self> {
+        match read {
+            Ok(Message::Text(t)) => Some(Self::Json(
+                serde_json::from_str(t.as_str()).expect("server sent JSON"),
+            )),
+            Ok(Message::Close(frame)) => {
+                let (code, reason) = frame
+                    .map(|f: CloseFrame| (u16::from(f.code), f.reason.as_str().to_owned()))
+                    .unwrap_or((1005, String::new()));
+                Some(Self::Close(code, reason))
+            }
+            Ok(Message::Binary(_)) => panic!("server sent a binary frame"),
+            Ok(_) => None,
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                panic!("no frame within {within:?}")
+            }
+            Err(_) => Some(Self::Gone),
+        }
+    }
+}
+
 /// A test client.
 #[derive(Debug)]
 pub struct Client {
@@ -228,26 +255,8 @@ impl Client {
                 .get_ref()
                 .set_read_timeout(Some(left))
                 .expect("timeout");
-            match self.ws.read() {
-                Ok(Message::Text(t)) => {
-                    return Frame::Json(
-                        serde_json::from_str(t.as_str()).expect("server sent JSON"),
-                    );
-                }
-                Ok(Message::Close(frame)) => {
-                    let (code, reason) = frame
-                        .map(|f: CloseFrame| (u16::from(f.code), f.reason.as_str().to_owned()))
-                        .unwrap_or((1005, String::new()));
-                    return Frame::Close(code, reason);
-                }
-                Ok(Message::Binary(_)) => panic!("server sent a binary frame"),
-                Ok(_) => continue,
-                Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                {
-                    panic!("no frame within {within:?}")
-                }
-                Err(_) => return Frame::Gone,
+            if let Some(frame) = Frame::from_read(self.ws.read(), within) {
+                return frame;
             }
         }
     }

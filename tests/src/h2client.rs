@@ -261,26 +261,8 @@ impl<S: Read + Write> WsClient<S> {
     /// The next frame (pings and pongs skipped); panics if the stream's deadline passes.
     pub fn next_frame(&mut self) -> Frame {
         loop {
-            match self.ws.read() {
-                Ok(Message::Text(t)) => {
-                    return Frame::Json(
-                        serde_json::from_str(t.as_str()).expect("server sent JSON"),
-                    );
-                }
-                Ok(Message::Close(frame)) => {
-                    let (code, reason) = frame
-                        .map(|f: CloseFrame| (u16::from(f.code), f.reason.as_str().to_owned()))
-                        .unwrap_or((1005, String::new()));
-                    return Frame::Close(code, reason);
-                }
-                Ok(Message::Binary(_)) => panic!("server sent a binary frame"),
-                Ok(_) => continue,
-                Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                {
-                    panic!("no frame within {DEADLINE:?}")
-                }
-                Err(_) => return Frame::Gone,
+            if let Some(frame) = Frame::from_read(self.ws.read(), DEADLINE) {
+                return frame;
             }
         }
     }
@@ -682,25 +664,7 @@ impl H2Stream {
         loop {
             if let Some(i) = find(&self.body, b"\n\n") {
                 let block: Vec<u8> = self.body.drain(..i + 2).collect();
-                let text = String::from_utf8_lossy(&block).into_owned();
-                let mut event = SseEvent {
-                    event: String::new(),
-                    data: String::new(),
-                    id: None,
-                };
-                let mut any = false;
-                for line in text.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event.event = v.trim().to_owned();
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        event.data = v.trim().to_owned();
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("id:") {
-                        event.id = Some(v.trim().to_owned());
-                    }
-                }
-                if any {
+                if let Some(event) = SseEvent::parse(&block) {
                     return Some(event);
                 }
                 continue;

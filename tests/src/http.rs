@@ -42,6 +42,30 @@ pub struct SseEvent {
 }
 
 impl SseEvent {
+    /// The event in one SSE block (its lines up to the blank line); `None` for a block
+    /// with neither `event:` nor `data:` (a heartbeat comment, a `retry:` field).
+    pub fn parse(block: &[u8]) -> Option<Self> {
+        let text = String::from_utf8_lossy(block);
+        let mut event = Self {
+            event: String::new(),
+            data: String::new(),
+            id: None,
+        };
+        let mut any = false;
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                event.event = v.trim().to_owned();
+                any = true;
+            } else if let Some(v) = line.strip_prefix("data:") {
+                event.data = v.trim().to_owned();
+                any = true;
+            } else if let Some(v) = line.strip_prefix("id:") {
+                event.id = Some(v.trim().to_owned());
+            }
+        }
+        any.then_some(event)
+    }
+
     /// `data` as JSON.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.data).unwrap_or(Value::Null)
@@ -329,25 +353,7 @@ impl HttpResponse {
     pub fn next_event(&mut self) -> Option<SseEvent> {
         loop {
             let block = self.take_until(b"\n\n")?;
-            let text = String::from_utf8_lossy(&block).into_owned();
-            let mut event = SseEvent {
-                event: String::new(),
-                data: String::new(),
-                id: None,
-            };
-            let mut any = false;
-            for line in text.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    event.event = v.trim().to_owned();
-                    any = true;
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    event.data = v.trim().to_owned();
-                    any = true;
-                } else if let Some(v) = line.strip_prefix("id:") {
-                    event.id = Some(v.trim().to_owned());
-                }
-            }
-            if any {
+            if let Some(event) = SseEvent::parse(&block) {
                 return Some(event);
             }
         }

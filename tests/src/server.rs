@@ -256,12 +256,28 @@ impl TestServer {
         self.control.shutdown_beside_a_timer(grace, timer)
     }
 
-    /// Waits until no demo stream and no operation is alive, and no connection.
+    /// Waits until no demo stream, operation, HTTP stream or connection is alive.
     pub fn wait_idle(&self) {
         wait_until("liveStreams and gauges back to zero", DEADLINE, || {
             let g = self.gauges.snapshot();
-            self.live.get() == 0 && g.operations == 0 && g.connections == 0
+            self.live.get() == 0 && g.operations == 0 && g.http_streams == 0 && g.connections == 0
         });
+    }
+
+    /// Waits for `n` `on_complete` calls, asserts each ran once with `reason`, and that
+    /// the server is idle again.
+    pub fn assert_completed(&self, n: usize, reason: &subscope::EndReason) {
+        let e = self
+            .recorder
+            .wait(&format!("{n} on_complete"), DEADLINE, |e| {
+                e.completes.len() >= n
+            });
+        self.wait_idle();
+        let e2 = self.recorder.events();
+        assert_eq!(e2.completes.len(), n, "exactly once each: {e:?}");
+        for (_, _, r) in &e2.completes {
+            assert_eq!(r, reason, "{e2:?}");
+        }
     }
 
     /// Waits until `n` demo streams are alive.

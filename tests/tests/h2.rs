@@ -42,28 +42,6 @@ fn tls() -> Config {
     Config::default().tls(server_tls())
 }
 
-/// Waits until no demo stream, operation, HTTP stream or WebSocket is alive.
-fn wait_idle(s: &TestServer) {
-    wait_until("liveStreams and gauges back to zero", DEADLINE, || {
-        let g = s.gauges.snapshot();
-        s.live.get() == 0 && g.operations == 0 && g.http_streams == 0 && g.connections == 0
-    });
-}
-
-/// Waits for `n` `on_complete` calls, asserts each ran once with `reason`, and that the
-/// server is idle again.
-fn assert_completed(s: &TestServer, n: usize, reason: &EndReason) {
-    let e = s.recorder.wait(&format!("{n} on_complete"), DEADLINE, |e| {
-        e.completes.len() >= n
-    });
-    wait_idle(s);
-    let e2 = s.recorder.events();
-    assert_eq!(e2.completes.len(), n, "exactly once each: {e:?}");
-    for (_, _, r) in &e2.completes {
-        assert_eq!(r, reason, "{e2:?}");
-    }
-}
-
 /// Waits for `n` `on_close` calls and asserts each ran with `reason`.
 fn assert_closed(s: &TestServer, n: usize, reason: &CloseReason) {
     let closes = s.recorder.wait_closes(n, DEADLINE).closes;
@@ -115,7 +93,7 @@ fn websocket_over_tls_runs_a_subscription<R: TestRuntime>() {
     assert_eq!(ws.recv_json(), json!({"id": "t", "type": "complete"}));
     let answer = ws.close(1000);
     assert!(matches!(answer, Frame::Close(1000, _)), "{answer:?}");
-    assert_completed(&s, 1, &EndReason::Completed);
+    s.assert_completed(1, &EndReason::Completed);
     let closes = s.recorder.wait_closes(1, DEADLINE).closes;
     assert!(
         matches!(closes[0].1, CloseReason::ClientClosed { code: 1000, .. }),
@@ -152,7 +130,7 @@ fn sse_and_a_query_over_http2_over_tls<R: TestRuntime>() {
     drop(r);
     let end = c.close();
     assert!(end.is_ok(), "the connection closes cleanly: {end:?}");
-    assert_completed(&s, 2, &EndReason::Completed);
+    s.assert_completed(2, &EndReason::Completed);
     let g = s.gauges.snapshot();
     assert_eq!(
         (
@@ -189,7 +167,7 @@ fn plain_requests_over_http1_over_tls<R: TestRuntime>() {
     let r = http1_exchange(&mut bare, "GET", "/graphql?query=%7Bhello%7D", &[], b"");
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["data"]["hello"], "world");
-    assert_completed(&s, 2, &EndReason::Completed);
+    s.assert_completed(2, &EndReason::Completed);
     assert_eq!(s.gauges.snapshot().tls_handshake_failures, 0);
 }
 
@@ -244,7 +222,7 @@ fn ten_sse_streams_share_one_h2c_connection<R: TestRuntime>() {
     s.recorder.clear();
     // FIN under HTTP/2: no GOAWAY, no RST_STREAM (the streams are still held).
     let _ = c.fin();
-    assert_completed(&s, N, &EndReason::ConnectionClosed(CloseReason::PeerGone));
+    s.assert_completed(N, &EndReason::ConnectionClosed(CloseReason::PeerGone));
     assert_closed(&s, N, &CloseReason::PeerGone);
     drop(streams);
 }
@@ -301,7 +279,7 @@ fn a_reset_stream_ends_alone<R: TestRuntime>() {
     );
     assert_eq!(e.closes[0].1, CloseReason::PeerGone);
     let _ = c.fin();
-    wait_idle(&s);
+    s.wait_idle();
     drop(streams);
 }
 
@@ -343,7 +321,7 @@ fn client_goaway_then_fin_ends_every_stream<R: TestRuntime>() {
     c.wait_data(&[a, b]);
     assert_eq!(s.live.get(), 2, "the client's GOAWAY ended nothing");
     c.fin();
-    assert_completed(&s, 2, &EndReason::ConnectionClosed(CloseReason::PeerGone));
+    s.assert_completed(2, &EndReason::ConnectionClosed(CloseReason::PeerGone));
     assert_closed(&s, 2, &CloseReason::PeerGone);
     c.read_to_end();
 }
@@ -365,7 +343,7 @@ fn tcp_reset_ends_every_stream<R: TestRuntime>() {
     heads.sort_unstable();
     assert_eq!(heads, ids);
     c.reset();
-    assert_completed(&s, 3, &EndReason::ConnectionClosed(CloseReason::PeerGone));
+    s.assert_completed(3, &EndReason::ConnectionClosed(CloseReason::PeerGone));
     assert_closed(&s, 3, &CloseReason::PeerGone);
 }
 
@@ -389,11 +367,7 @@ fn a_window_that_never_opens_cuts_the_connection<R: TestRuntime>() {
     // Not before the write timeout; how long after is the machine's business (the wait
     // above has the deadline).
     assert!(cut >= write_timeout, "cut after {cut:?}");
-    assert_completed(
-        &s,
-        2,
-        &EndReason::ConnectionClosed(CloseReason::WriteTimeout),
-    );
+    s.assert_completed(2, &EndReason::ConnectionClosed(CloseReason::WriteTimeout));
     assert_closed(&s, 2, &CloseReason::WriteTimeout);
     // Cut, not ended: the streams end without END_STREAM (h2 reports the connection's
     // EOF itself as a clean end).
@@ -446,11 +420,7 @@ fn graceful_shutdown_sends_goaway_and_ends_the_streams<R: TestRuntime>() {
         took < grace,
         "shutdown waited out the grace period: {took:?}"
     );
-    assert_completed(
-        &s,
-        2,
-        &EndReason::ConnectionClosed(CloseReason::ServerShutdown),
-    );
+    s.assert_completed(2, &EndReason::ConnectionClosed(CloseReason::ServerShutdown));
     assert_closed(&s, 2, &CloseReason::ServerShutdown);
 }
 
@@ -518,7 +488,7 @@ fn websockets_over_extended_connect<R: TestRuntime>() {
         let answer = ws.close(1000);
         assert!(matches!(answer, Frame::Close(1000, _)), "{answer:?}");
     }
-    assert_completed(&s, 2, &EndReason::Completed);
+    s.assert_completed(2, &EndReason::Completed);
     let closes = s.recorder.wait_closes(2, DEADLINE).closes;
     assert!(
         closes
@@ -580,7 +550,7 @@ fn resetting_a_connect_stream_ends_its_websocket_alone<R: TestRuntime>() {
     assert_eq!(s.gauges.snapshot().http_streams, 1);
     drop(ws);
     let _ = c.fin();
-    wait_idle(&s);
+    s.wait_idle();
     drop(sse);
 }
 
@@ -755,7 +725,7 @@ fn a_ping_flood<R: TestRuntime>() {
     assert!(!out.closed && out.wrote_all, "{summary}");
     assert_eq!(out.probe_body(1).as_deref(), Some("ok"), "{summary}");
     assert_healthy(s.addr);
-    wait_idle(&s);
+    s.wait_idle();
 }
 
 /// 10,000 empty SETTINGS in a burst on one h2c connection.
@@ -771,7 +741,7 @@ fn a_settings_flood<R: TestRuntime>() {
     assert!(!out.closed && out.wrote_all, "{summary}");
     assert_eq!(out.probe_body(1).as_deref(), Some("ok"), "{summary}");
     assert_healthy(s.addr);
-    wait_idle(&s);
+    s.wait_idle();
 }
 
 /// 10,000 streams opened (an SSE subscription each) and reset at once (CVE-2023-44487's
@@ -804,7 +774,7 @@ fn a_rapid_reset_flood<R: TestRuntime>() {
     assert!(out.closed, "{summary}");
     assert_eq!(out.probe_body(probe), None, "{summary}");
     assert_healthy(s.addr);
-    wait_idle(&s);
+    s.wait_idle();
     let e = s.recorder.events();
     assert!(
         e.completes.len() <= (last as usize).div_ceil(2),
@@ -833,7 +803,7 @@ fn streams_opened_and_reset_one_by_one<R: TestRuntime>() {
     let e = s.recorder.wait(&format!("{N} on_complete"), DEADLINE, |e| {
         e.completes.len() >= N
     });
-    wait_idle(&s);
+    s.wait_idle();
     let e2 = s.recorder.events();
     assert_eq!(e2.completes.len(), N, "exactly once each: {e:?}");
     let reset = EndReason::ConnectionClosed(CloseReason::PeerGone);

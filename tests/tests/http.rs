@@ -21,28 +21,6 @@ use subscope_tests::http::{
 use subscope_tests::server::drop_connection_future_at;
 use subscope_tests::{Client, DEADLINE, TestRuntime, TestServer, per_runtime, wait_until};
 
-/// Waits until no demo stream, operation or HTTP stream is alive.
-fn wait_idle(s: &TestServer) {
-    wait_until("liveStreams and gauges back to zero", DEADLINE, || {
-        let g = s.gauges.snapshot();
-        s.live.get() == 0 && g.operations == 0 && g.http_streams == 0 && g.connections == 0
-    });
-}
-
-/// Waits for `n` `on_complete` calls, asserts each ran once with `reason`, and that the
-/// server is idle again.
-fn assert_completed(s: &TestServer, n: usize, reason: &EndReason) {
-    let e = s.recorder.wait(&format!("{n} on_complete"), DEADLINE, |e| {
-        e.completes.len() >= n
-    });
-    wait_idle(s);
-    let e2 = s.recorder.events();
-    assert_eq!(e2.completes.len(), n, "exactly once each: {e:?}");
-    for (_, _, r) in &e2.completes {
-        assert_eq!(r, reason, "{e2:?}");
-    }
-}
-
 fn ticks(r: &mut HttpResponse, n: usize) -> Vec<i64> {
     (0..n)
         .map(|_| {
@@ -64,7 +42,7 @@ fn sse_distinct_streams_results_then_complete<R: TestRuntime>() {
     let e = r.next_event().expect("complete");
     assert_eq!((e.event.as_str(), e.data.as_str()), ("complete", ""));
     assert!(r.next_event().is_none(), "the stream ends after complete");
-    assert_completed(&s, 1, &EndReason::Completed);
+    s.assert_completed(1, &EndReason::Completed);
     let closes = s.recorder.wait_closes(1, DEADLINE).closes;
     assert_eq!(closes[0].1, CloseReason::Finished);
     assert_eq!(s.gauges.snapshot().http_streams_total, 1);
@@ -93,7 +71,7 @@ fn sse_get_with_parameters_and_validation_errors<R: TestRuntime>() {
         "a request error has no data: {e:?}"
     );
     assert_eq!(r.next_event().expect("complete").event, "complete");
-    wait_idle(&s);
+    s.wait_idle();
     let completes = s.recorder.events().completes;
     assert_eq!(completes[1].2, EndReason::RequestError);
 }
@@ -110,7 +88,7 @@ fn multipart_parts_heartbeats_and_the_closing_delimiter<R: TestRuntime>() {
         assert_eq!(part, json!({ "payload": { "data": { "ticks": n } } }));
     }
     assert!(r.next_part().is_none(), "closing delimiter");
-    assert_completed(&s, 1, &EndReason::Completed);
+    s.assert_completed(1, &EndReason::Completed);
 }
 
 /// GraphQL over HTTP incremental delivery: `multipart/mixed` without `subscriptionSpec`
@@ -135,7 +113,7 @@ fn incremental_delivery_parts_with_has_next<R: TestRuntime>() {
     }
     assert_eq!(r.next_any_part(), Some(json!({ "hasNext": false })));
     assert_eq!(r.next_any_part(), None, "closing delimiter");
-    assert_completed(&s, 1, &EndReason::Completed);
+    s.assert_completed(1, &EndReason::Completed);
 
     let mut r = mixed("{ hello }");
     let part = r.next_any_part().expect("the result");
@@ -333,7 +311,7 @@ fn single_connection_mode_end_to_end<R: TestRuntime>() {
     stream.reset();
     s.recorder.wait_closes(1, DEADLINE);
     assert_eq!(op("d", "{ hello }").status, 404, "the token is forgotten");
-    wait_idle(&s);
+    s.wait_idle();
 }
 
 fn single_connection_refusals<R: TestRuntime>() {
@@ -386,11 +364,7 @@ fn reservation_never_opened_expires<R: TestRuntime>() {
     let token = reserve(s.addr);
     let r = post_operation(s.addr, &token, "1", "subscription { delayed(ms: 60000) }");
     assert_eq!(r.status, 202);
-    assert_completed(
-        &s,
-        1,
-        &EndReason::ConnectionClosed(CloseReason::InitTimeout),
-    );
+    s.assert_completed(1, &EndReason::ConnectionClosed(CloseReason::InitTimeout));
     let closes = s.recorder.wait_closes(1, DEADLINE).closes;
     assert_eq!(closes[0].1, CloseReason::InitTimeout);
     assert_eq!(open_stream(s.addr, &token).status, 404);
@@ -475,7 +449,7 @@ fn bad_requests_get_their_status<R: TestRuntime>() {
         status(post_json(s.addr, "application/json", &sub, &[])),
         406
     );
-    wait_idle(&s);
+    s.wait_idle();
     assert!(s.gauges.snapshot().http_refused >= 13);
     assert_eq!(
         s.recorder.events().completes.len(),
@@ -513,7 +487,7 @@ fn stream_limit_answers_503<R: TestRuntime>() {
         200
     );
     first.reset();
-    wait_idle(&s);
+    s.wait_idle();
     let _second = sse(s.addr, "subscription { delayed(ms: 60000) }");
     s.wait_live(1);
 }
@@ -551,7 +525,7 @@ fn client_reset_mid_stream<R: TestRuntime>() {
         let r = open(&s, format, "subscription { ticks(everyMs: 10) }");
         s.wait_live(1);
         r.reset();
-        assert_completed(&s, 1, &EndReason::ConnectionClosed(CloseReason::PeerGone));
+        s.assert_completed(1, &EndReason::ConnectionClosed(CloseReason::PeerGone));
         assert_eq!(
             s.recorder.wait_closes(1, DEADLINE).closes[0].1,
             CloseReason::PeerGone
@@ -565,7 +539,7 @@ fn client_fin_mid_stream<R: TestRuntime>() {
         let r = open(&s, format, "subscription { delayed(ms: 60000) }");
         s.wait_live(1);
         r.socket().shutdown(Shutdown::Write).expect("fin");
-        assert_completed(&s, 1, &EndReason::ConnectionClosed(CloseReason::PeerGone));
+        s.assert_completed(1, &EndReason::ConnectionClosed(CloseReason::PeerGone));
         drop(r);
     }
 }
@@ -576,11 +550,7 @@ fn slow_reader_is_cut_at_the_write_timeout<R: TestRuntime>() {
         let r = open(&s, format, "subscription { payload(bytes: 65536) }");
         s.wait_live(1);
         // Never read again: the socket buffers fill, the server's write stalls.
-        assert_completed(
-            &s,
-            1,
-            &EndReason::ConnectionClosed(CloseReason::WriteTimeout),
-        );
+        s.assert_completed(1, &EndReason::ConnectionClosed(CloseReason::WriteTimeout));
         drop(r);
     }
 }
@@ -611,11 +581,7 @@ fn stream_end_and_graceful_shutdown<R: TestRuntime>() {
     assert_eq!(fatal["payload"], json!(null));
     assert_eq!(fatal["errors"][0]["message"], "Server is shutting down");
     assert!(b.next_part().is_none(), "then the closing delimiter");
-    assert_completed(
-        &s,
-        2,
-        &EndReason::ConnectionClosed(CloseReason::ServerShutdown),
-    );
+    s.assert_completed(2, &EndReason::ConnectionClosed(CloseReason::ServerShutdown));
     let closes = s.recorder.wait_closes(3, DEADLINE).closes;
     assert!(
         closes.iter().all(|c| c.1 == CloseReason::ServerShutdown),

@@ -391,14 +391,6 @@ fn wait_subscribers(s: &TestServer, topic: &str, n: usize) {
     });
 }
 
-/// Waits until no demo stream, operation, HTTP stream or connection is alive.
-fn wait_idle(s: &TestServer) {
-    wait_until("liveStreams and gauges back to zero", DEADLINE, || {
-        let g = s.gauges.snapshot();
-        s.live.get() == 0 && g.operations == 0 && g.http_streams == 0 && g.connections == 0
-    });
-}
-
 fn event_id(id: &str) -> EventId {
     id.parse()
         .unwrap_or_else(|e| panic!("an event id is <epoch>-<seq>: {e}"))
@@ -500,7 +492,7 @@ fn resume_after_a_reset_loses_nothing<R: TestRuntime>() {
         );
         second.reset();
         drop(p);
-        wait_idle(&s);
+        s.wait_idle();
         assert_eq!(s.broker.subscribers(topic), 0);
     }
 }
@@ -554,7 +546,7 @@ fn a_resume_past_history_says_the_gap_first<R: TestRuntime>() {
     assert_eq!(g.resume_gaps, 5, "one gap said per resume");
     assert_eq!(g.events_replayed, 5 * 5, "the 5 retained, per resume");
     drop(p);
-    wait_idle(&s);
+    s.wait_idle();
 }
 
 fn malformed_last_event_ids_are_request_errors<R: TestRuntime>() {
@@ -640,7 +632,7 @@ fn malformed_last_event_ids_are_request_errors<R: TestRuntime>() {
     assert_eq!(r.status, 400);
     says_why(&r.json()["errors"][0]);
     stream.reset();
-    wait_idle(&s);
+    s.wait_idle();
     let g = s.gauges.snapshot();
     assert_eq!(
         (g.resume_gaps, g.events_replayed, g.subscriptions_total),
@@ -690,7 +682,7 @@ fn a_well_formed_id_without_history_says_the_gap_then_goes_live<R: TestRuntime>(
     }
     assert_eq!(s.gauges.snapshot().resume_gaps, 3 * 5);
     drop(p);
-    wait_idle(&s);
+    s.wait_idle();
 }
 
 fn ids_of_another_epoch_or_never_issued_say_the_gap<R: TestRuntime>() {
@@ -770,7 +762,7 @@ fn ids_of_another_epoch_or_never_issued_say_the_gap<R: TestRuntime>() {
     let g = s.gauges.snapshot();
     assert_eq!(g.resume_gaps, 3 * 5, "three gaps per transport, no more");
     drop(p);
-    wait_idle(&s);
+    s.wait_idle();
 }
 
 fn events_past_the_age_bound_are_a_gap<R: TestRuntime>() {
@@ -802,7 +794,7 @@ fn events_past_the_age_bound_are_a_gap<R: TestRuntime>() {
     }
     live.reset();
     drop(p);
-    wait_idle(&s);
+    s.wait_idle();
 }
 
 fn a_resume_never_joins_a_shared_execution<R: TestRuntime>() {
@@ -855,7 +847,7 @@ fn a_resume_never_joins_a_shared_execution<R: TestRuntime>() {
     }
     assert_eq!(s.gauges.snapshot().resume_gaps, 0);
     drop(p);
-    wait_idle(&s);
+    s.wait_idle();
 }
 
 /// Writes `bytes` on `tcp` and reads one response (its head and a `content-length` body):
