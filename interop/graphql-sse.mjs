@@ -1,11 +1,17 @@
 // npm `graphql-sse` (createClient) against subscope's SSE transport, in both of its modes:
 // distinct connections (one HTTP stream per operation) and single connection (one
 // reserved stream, operations POSTed to it).
-// Server expectations: started with `--auth-token interop`.
+// Over TLS (xtask's `{tls}`: it sets SUBSCOPE_TLS_CERT, and NODE_EXTRA_CA_CERTS so fetch
+// verifies the self-signed certificate as it would a real one) the same runs over
+// https://, then the same GET stream through Node's own HTTP/2 client, which ALPN must put
+// on h2.
+// Server expectations: started with `--auth-token interop` (and `--tls-cert/--tls-key`).
+import http2 from 'node:http2';
 import { createClient } from 'graphql-sse';
 import { check, collect, main, query, waitLiveStreams, withDeadline } from './lib.mjs';
 
 const params = { token: 'interop' };
+const tls = process.env.SUBSCOPE_TLS_CERT !== undefined;
 
 async function mode(ws, http, singleConnection) {
   const label = singleConnection ? 'single connection' : 'distinct connections';
@@ -61,10 +67,52 @@ async function mode(ws, http, singleConnection) {
   refused.dispose();
 }
 
+/** graphql-sse's distinct-connections GET over Node's HTTP/2 client; returns the events. */
+async function overH2(https) {
+  const url = new URL(https);
+  url.searchParams.set('query', 'subscription { ticks(everyMs: 20, count: 3) }');
+  const session = http2.connect(url.origin);
+  try {
+    const alpn = await withDeadline(new Promise((resolve, reject) => {
+      session.once('connect', () => resolve(session.alpnProtocol));
+      session.once('error', reject);
+    }), 'h2 connect');
+    const body = await withDeadline(new Promise((resolve, reject) => {
+      const stream = session.request({
+        ':method': 'GET',
+        ':path': url.pathname + url.search,
+        accept: 'text/event-stream',
+        authorization: 'Bearer interop',
+      });
+      let status;
+      let text = '';
+      stream.setEncoding('utf8');
+      stream.on('response', (headers) => { status = headers[':status']; });
+      stream.on('data', (chunk) => { text += chunk; });
+      stream.on('end', () => resolve({ status, text }));
+      stream.on('error', reject);
+    }), 'h2 stream');
+    return { alpn, ...body };
+  } finally {
+    session.close();
+  }
+}
+
 await main('graphql-sse.mjs', async (ws) => {
+  if (tls) {
+    check(ws.startsWith('wss://'), `the server listens with TLS (${ws})`);
+  }
   const http = ws.replace(/^ws/, 'http');
   const baseline = (await query(ws, '{ liveStreams }', params)).liveStreams;
   check(baseline === 0, 'no stream is live at the start');
   await mode(ws, http, false);
   await mode(ws, http, true);
+  if (tls) {
+    const h2 = await overH2(http);
+    check(h2.alpn === 'h2', `Node's HTTP/2 client negotiated ALPN ${h2.alpn}`);
+    check(h2.status === 200, `the GET stream over h2 answered ${h2.status}`);
+    const ticks = [...h2.text.matchAll(/^event: next\ndata: (.*)$/gm)].map((m) => JSON.parse(m[1]).data.ticks);
+    check(JSON.stringify(ticks) === '[0,1,2]', `the stream over h2 delivers 0,1,2 (${ticks})`);
+    check(/^event: complete$/m.test(h2.text), 'then an event: complete, and the h2 stream ends');
+  }
 });

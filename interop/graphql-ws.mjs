@@ -1,16 +1,40 @@
 // npm `graphql-ws` (createClient + ws) against subscope on `graphql-transport-ws`.
-// Server expectations: started with `--auth-token interop --keepalive-ms 300`.
+// Over TLS (xtask's `{tls}`: it sets SUBSCOPE_TLS_CERT, and NODE_EXTRA_CA_CERTS so Node
+// verifies the self-signed certificate's chain and name as it would a real one) the same
+// runs over wss://, and every socket under the client is checked to be TLS.
+// Server expectations: started with `--auth-token interop --keepalive-ms 300` (and
+// `--tls-cert/--tls-key`).
 import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
 import { check, collect, main, query, waitLiveStreams, withDeadline } from './lib.mjs';
 
 const params = { token: 'interop' };
+const tls = process.env.SUBSCOPE_TLS_CERT !== undefined;
+
+/** What the socket under each of the client's WebSockets negotiated (read at the
+ * upgrade: the lazy client closes the socket when its last operation ends). */
+const sessions = [];
+class Recording extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.on('upgrade', ({ socket }) => sessions.push({
+      encrypted: socket.encrypted === true,
+      version: socket.getProtocol?.(),
+      authorized: socket.authorized,
+      alpn: socket.alpnProtocol,
+      san: socket.getPeerCertificate?.()?.subjectaltname,
+    }));
+  }
+}
 
 await main('graphql-ws.mjs', async (url) => {
+  if (tls) {
+    check(url.startsWith('wss://'), `the server listens on wss:// (${url})`);
+  }
   let pongs = 0;
   const client = createClient({
     url,
-    webSocketImpl: WebSocket,
+    webSocketImpl: Recording,
     connectionParams: params,
     retryAttempts: 0,
     keepAlive: 200, // the client's own protocol pings
@@ -51,6 +75,14 @@ await main('graphql-ws.mjs', async (url) => {
   check(pongs >= 3, `keep-alive pings answered (${pongs} pongs)`);
   idle.dispose();
   await client.dispose();
+  if (tls) {
+    check(sessions.length > 0 && sessions.every((s) => s.encrypted), `every WebSocket ran over TLS (${sessions.map((s) => s.version)})`);
+    check(sessions.every((s) => s.authorized === true), 'Node verified the server certificate (no rejectUnauthorized: false)');
+    check(/IP Address:127\.0\.0\.1/.test(sessions[0].san), `the certificate names 127.0.0.1 (${sessions[0].san})`);
+    check(sessions.every((s) => s.alpn === false || s.alpn === 'http/1.1'), `the upgrades ran on HTTP/1.1 (ALPN ${sessions[0].alpn})`);
+  } else {
+    check(sessions.length > 0 && sessions.every((s) => !s.encrypted), 'every WebSocket ran in the clear');
+  }
 
   // A rejected on_connect surfaces as 4403.
   const code = await withDeadline(new Promise((resolve) => {

@@ -80,13 +80,13 @@ pub(crate) const CLIENTS: &[(&str, &str, &str, &[&str])] = &[
     (
         "npm graphql-ws over wss:// (TLS)",
         "node",
-        "graphql-ws-tls.mjs",
+        "graphql-ws.mjs",
         &[TLS],
     ),
     (
         "npm graphql-sse over https:// (TLS, both modes)",
         "node",
-        "graphql-sse-tls.mjs",
+        "graphql-sse.mjs",
         &[TLS],
     ),
     (
