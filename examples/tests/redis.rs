@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Demo, connect_acked, init, query, recv, send};
+use common::{Demo, connect_acked, init, port_below_ephemeral_range, query, recv, send};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -1013,7 +1013,11 @@ fn restart_on_the_same_redis(runtime: &str) {
         "1000",
     ];
     let publisher = Demo::start(&args);
-    let mut a = Demo::start(&args);
+    // Restarted on its port below: one the kernel never picks for an outgoing connection.
+    let addr = format!("127.0.0.1:{}", port_below_ephemeral_range());
+    let mut with_addr = vec!["--addr", addr.as_str()];
+    with_addr.extend_from_slice(&args);
+    let mut a = Demo::spawn(env!("CARGO_BIN_EXE_demo"), &with_addr);
     let protocol = "graphql-transport-ws";
     let mut ws = connect_acked(&a.url, protocol);
     subscribe_many(&mut ws, protocol, "r", &[(0, None)]);
@@ -1037,9 +1041,7 @@ fn restart_on_the_same_redis(runtime: &str) {
     assert_eq!(read, Outcome::Lost, "the connection dies with the process");
     publish_some(5); // while no process serves the subscriber
 
-    let mut all = vec!["--addr", a.addr()];
-    all.extend_from_slice(&args);
-    let restarted = Demo::spawn(env!("CARGO_BIN_EXE_demo"), &all);
+    let restarted = Demo::spawn(env!("CARGO_BIN_EXE_demo"), &with_addr);
     assert_eq!(restarted.url, a.url, "the same port");
     let mut ws = connect_acked(&restarted.url, protocol);
     let last = items[0].last().map(|e| e.id.clone());

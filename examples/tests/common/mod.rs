@@ -72,6 +72,27 @@ impl Demo {
     }
 }
 
+/// A free loopback port below the kernel's ephemeral range (`ip_local_port_range`), for a
+/// demo a test restarts on its port: a port the kernel picked (port 0) may meanwhile
+/// become an outgoing connection's source port (to Redis, say), and the restart could not
+/// bind it. Each call starts its search elsewhere, so tests running at once differ.
+/// (`xtask/src/interop.rs` has its twin for the interop clients.)
+pub(crate) fn port_below_ephemeral_range() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(20_000).max(1);
+    let offset = (std::process::id() % u32::from(span)) as u16;
+    let offset = offset.wrapping_add(NEXT.fetch_add(97, Ordering::Relaxed)) % span;
+    (0..span)
+        .map(|i| 20_000 + (offset + i) % span)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 fn spawn(program: &OsStr, args: &[&str]) -> Demo {
     let mut child = Command::new(program)
         .args(args)
