@@ -3,13 +3,15 @@
 //! connection (ALPN `h2` under TLS, prior knowledge in the clear).
 
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
@@ -40,6 +42,36 @@ fn connector(alpn: &[u8]) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
+/// `--spread true`: bind each client socket to a loopback source address of its own.
+static SPREAD: AtomicBool = AtomicBool::new(false);
+
+/// The next source address's last octet (cycles through 2..=250).
+static NEXT_SOURCE: AtomicU32 = AtomicU32::new(0);
+
+/// Spreads this process's client sockets across source addresses 127.0.0.2 to
+/// 127.0.0.250 (bind to `127.0.0.X:0` before connecting), so tens of thousands of
+/// connections to one server port never run out of ephemeral ports (each source address
+/// has the whole range). Only for a loopback IPv4 server.
+pub fn spread_sources(on: bool) {
+    SPREAD.store(on, Ordering::Relaxed);
+}
+
+/// A TCP connection to `host` (`IP:PORT`), from a spread source address when
+/// [`spread_sources`] is on and the server is on loopback IPv4.
+pub async fn tcp_connect(host: &str) -> io::Result<TcpStream> {
+    match host.parse::<SocketAddr>() {
+        Ok(addr @ SocketAddr::V4(v4))
+            if SPREAD.load(Ordering::Relaxed) && v4.ip().is_loopback() =>
+        {
+            let x = 2 + NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) % 249;
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, x as u8), 0)))?;
+            socket.connect(addr).await
+        }
+        _ => TcpStream::connect(host).await,
+    }
+}
+
 /// Whether `url` asks for TLS.
 pub fn is_tls(url: &str) -> bool {
     url.starts_with("wss://") || url.starts_with("https://")
@@ -65,7 +97,10 @@ impl Conn {
     /// (`http/1.1` for WebSocket and HTTP/1.1, `h2` for HTTP/2).
     pub async fn open(url: &str, alpn: &[u8]) -> Self {
         let host = authority(url);
-        let tcp = TcpStream::connect(&host).await.expect("connect");
+        let tcp = tokio::time::timeout(std::time::Duration::from_secs(30), tcp_connect(&host))
+            .await
+            .expect("connected in time")
+            .expect("connect");
         let _ = tcp.set_nodelay(true);
         if !is_tls(url) {
             return Self::Plain(tcp);

@@ -630,11 +630,9 @@ pub(crate) fn loss(line: &str) -> Option<(f64, f64)> {
     (lost > 0.0).then(|| (lost, json_number(line, "expected").unwrap_or(f64::NAN)))
 }
 
-/// Runs every scenario against every contender; writes target/bench/*.{md,json,svg}.
-/// `window` is how many `publish` mutations the fan-out publishers keep in flight.
-/// `only`: just these scenarios (the result files then hold only them).
-pub(crate) fn bench(quick: bool, window: u64, only: Option<&[&str]>) -> ExitCode {
-    let window_arg = window.to_string();
+/// Builds the demo and the bench binaries in release; returns the directory holding them
+/// and `target/bench` (created), or `None` if the build failed.
+pub(crate) fn build_release() -> Option<(String, String)> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let built = Command::new(&cargo)
         .args([
@@ -650,12 +648,22 @@ pub(crate) fn bench(quick: bool, window: u64, only: Option<&[&str]>) -> ExitCode
         .map(|s| s.success())
         .unwrap_or(false);
     if !built {
-        return ExitCode::FAILURE;
+        return None;
     }
     let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
-    let bin = format!("{target}/release");
     let out_dir = format!("{target}/bench");
     let _ = std::fs::create_dir_all(&out_dir);
+    Some((format!("{target}/release"), out_dir))
+}
+
+/// Runs every scenario against every contender; writes target/bench/*.{md,json,svg}.
+/// `window` is how many `publish` mutations the fan-out publishers keep in flight.
+/// `only`: just these scenarios (the result files then hold only them).
+pub(crate) fn bench(quick: bool, window: u64, only: Option<&[&str]>) -> ExitCode {
+    let window_arg = window.to_string();
+    let Some((bin, out_dir)) = build_release() else {
+        return ExitCode::FAILURE;
+    };
     let started = Instant::now();
     let mut markdown = format!(
         "# subscope benchmarks ({} run, publishers keep {window} mutations in flight)\n\nEach contender runs in its own process on 127.0.0.1; one Rust load generator \

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_resume;
+mod bench_scale;
 mod fuzz;
 mod interop;
 mod setup;
@@ -37,6 +38,11 @@ commands:
                      command fails if a subscope contender lost one; `resume` (also a
                      scenario name for --only) adds history's cost, replay vs live rate,
                      Redis Streams vs pub/sub and a rolling restart; writes target/bench/
+  bench --scale      the demo at the scale this machine's open-file limit allows, in a few
+                     minutes: idle RSS per connection from 2k to ~19k connections (every
+                     runtime), per subscription at 100k, one event to 100k subscribers
+                     (shared or not), reconnect storms over WebSocket and SSE; writes
+                     target/bench/scale.md and scale-*.svg
   interop            npm graphql-ws, subscriptions-transport-ws, Python gql and headless
                      Chromium against the demo server on every runtime (installs them),
                      over TLS and HTTP/2 too, and GraphiQL in Chromium
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        ["bench", "--scale"] => bench_scale::scale(),
         ["bench", rest @ ..] => {
             let quick = rest.contains(&"--quick");
             let window = rest

@@ -2,10 +2,18 @@
 //! (or, with `--transport sse`, subscribers over graphql-sse). Prints one JSON line with
 //! the scenario's figures.
 //!
-//! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup [--graphql true|false]
-//!          [--connections C] [--subs S] [--messages P] [--window W] [--seconds T]
-//!          [--samples K] [--publish-url URL] [--transport ws|sse] [--deflate true]
-//!          [--active true] [--message-bytes B] [--ca PEM]`
+//! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup|broadcast|storm
+//!          [--graphql true|false] [--connections C] [--subs S] [--messages P] [--window W]
+//!          [--seconds T] [--samples K] [--publish-url URL] [--transport ws|sse]
+//!          [--deflate true] [--active true] [--message-bytes B] [--ca PEM]
+//!          [--extra E] [--parallel K] [--spread true] [--small-buffers true]
+//!          [--events N] [--rounds R] [--timeline CSV]`
+//!
+//! The scale scenarios (`broadcast`, `storm`, and `idle` with `--parallel`) are in
+//! [`scale`]; `--spread true` binds every client socket to a source address of its own
+//! in 127.0.0.2-250 so ephemeral ports never run out, and no scenario opens more client
+//! sockets than fit below the process's open-file limit (less a margin);
+//! `--small-buffers true` gives its WebSockets 4 KiB read buffers.
 //!
 //! A `wss://` URL runs every connection over TLS, trusting `--ca`. `--transport h2-sse`
 //! makes the fan-out's subscribers (and the idle scenario's) SSE streams, S of them on
@@ -40,6 +48,9 @@ use subscope::deflate::{Agreed, DeflateConfig, Deflated, Side, client_offer};
 use subscope_bench::port::{self, Conn};
 use tokio::sync::Mutex;
 
+#[path = "loadgen/scale.rs"]
+mod scale;
+
 type Ws = WebSocketStream<Deflated<Counted<TokioAdapter<Conn>>>>;
 
 /// Every wait in the load generator is bounded by this.
@@ -47,6 +58,10 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `--deflate true`: offer permessage-deflate on every WebSocket.
 static OFFER_DEFLATE: AtomicBool = AtomicBool::new(false);
+
+/// `--small-buffers true`: 4 KiB WebSocket read buffers instead of tungstenite's 128 KiB
+/// (the scale scenarios hold up to ~19,000 connections in this one process).
+static SMALL_BUFFERS: AtomicBool = AtomicBool::new(false);
 
 /// Bytes the fan-out's subscriber connections read off their sockets.
 static SUBSCRIBER_BYTES: AtomicU64 = AtomicU64::new(0);
@@ -161,7 +176,10 @@ async fn connect_counting(url: &str, counter: Option<&'static AtomicU64>) -> Ws 
         ),
         None => Deflated::plain(socket),
     };
-    let mut ws = WebSocketStream::from_raw_socket(socket, Role::Client, None).await;
+    let config = SMALL_BUFFERS.load(Ordering::Relaxed).then(|| {
+        async_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096)
+    });
+    let mut ws = WebSocketStream::from_raw_socket(socket, Role::Client, config).await;
     send(&mut ws, json!({"type": "connection_init"})).await;
     loop {
         if recv(&mut ws).await["type"] == "connection_ack" {
@@ -790,22 +808,39 @@ impl IdleConn {
     }
 }
 
-/// Many idle subscriptions: N connections (over SSE, single-connection streams), 1 then 5
-/// quiet subscriptions each; RSS per connection and per extra subscription.
+/// Many idle subscriptions: N connections (over SSE, single-connection streams), 1 then
+/// 1 + `--extra` (default 4) quiet subscriptions each; RSS per connection and per extra
+/// subscription. `--parallel K` opens K connections at a time (default 1); a connection
+/// that failed to open is counted in `errors`, the per-connection figure is over the rest.
 async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
     let transport = a.get("--transport", "ws");
-    let n = a.num("--connections", 200);
-    let extra = 4;
+    let requested = a.num("--connections", 200);
+    let extra = a.num("--extra", 4);
+    scale::check_fds(requested + 2);
     let mut obs = Observer::new(url).await;
     let base_live = if graphql { obs.live_streams().await } else { 0 };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(pid);
-    let mut conns = Vec::new();
-    for _ in 0..n {
-        let mut conn = IdleConn::open(url, &transport).await;
-        conn.subscribe(url, "i0").await;
-        conns.push(conn);
-    }
+    let epoch = Instant::now();
+    let (url_owned, transport_owned) = (url.to_owned(), transport.clone());
+    let (mut conns, errors) = scale::open_bounded(
+        requested,
+        a.num("--parallel", 1),
+        epoch,
+        Arc::default(),
+        Arc::default(),
+        |_| {
+            let (url, transport) = (url_owned.clone(), transport_owned.clone());
+            async move {
+                let mut conn = IdleConn::open(&url, &transport).await;
+                conn.subscribe(&url, "i0").await;
+                conn
+            }
+        },
+    )
+    .await;
+    let setup_s = epoch.elapsed().as_secs_f64();
+    let n = conns.len() as u64;
     obs.wait_live(graphql, base_live, n).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let with_one = rss_kib(pid);
@@ -831,12 +866,21 @@ async fn idle(url: &str, a: &Args, pid: u32, graphql: bool) -> Value {
         None
     };
     drop(conns);
+    let (own_rss, own_cpu) = scale::own_usage();
     json!({
-        "kib_per_connection": with_one.saturating_sub(before) as f64 / n as f64,
-        "kib_per_subscription": with_more.saturating_sub(with_one) as f64 / (n * extra) as f64,
-        "kib_per_active_connection": active.map(|a| a.saturating_sub(before) as f64 / n as f64),
+        "kib_per_connection": with_one.saturating_sub(before) as f64 / n.max(1) as f64,
+        "kib_per_subscription": (extra > 0)
+            .then(|| with_more.saturating_sub(with_one) as f64 / (n * extra).max(1) as f64),
+        "kib_per_active_connection": active.map(|a| a.saturating_sub(before) as f64 / n.max(1) as f64),
+        "connections": n,
+        "errors": errors,
+        "extra_subscriptions": n * extra,
+        "setup_s": setup_s,
         "rss_before_kib": before,
+        "rss_one_kib": with_one,
         "rss_after_kib": with_more,
+        "loadgen_peak_rss_kib": own_rss,
+        "loadgen_cpu_ms": own_cpu,
     })
 }
 
@@ -1130,6 +1174,14 @@ async fn main() {
     let graphql = args.get("--graphql", "true") == "true";
     let scenario = args.get("--scenario", "fanout");
     OFFER_DEFLATE.store(args.get("--deflate", "false") == "true", Ordering::Relaxed);
+    port::spread_sources(args.get("--spread", "false") == "true");
+    SMALL_BUFFERS.store(
+        args.get("--small-buffers", "false") == "true",
+        Ordering::Relaxed,
+    );
+    if matches!(scenario.as_str(), "broadcast" | "storm") || args.0.contains_key("--parallel") {
+        scale::quiet_panics();
+    }
     let result = match scenario.as_str() {
         s if s.starts_with("fanout") || s == "deep" => fanout(&url, &args, pid, graphql).await,
         s if s.starts_with("idle") => idle(&url, &args, pid, graphql).await,
@@ -1137,6 +1189,8 @@ async fn main() {
         "cleanup" => cleanup(&url, &args, graphql).await,
         "replay" => replay(&url, &args).await,
         "rolling" => rolling(&url, &args).await,
+        "broadcast" => scale::broadcast(&url, &args, pid, graphql).await,
+        "storm" => scale::storm(&url, &args, pid).await,
         other => panic!("unknown scenario {other}"),
     };
     println!("{result}");
