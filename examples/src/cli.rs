@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use subscope::deflate::DeflateConfig;
+use subscope::deflate::{Context, DeflateConfig};
 use subscope::{Config, Delivery, History, Overflow, Rate};
 
 /// The runtimes the demo can run on.
@@ -131,6 +131,22 @@ struct Cli {
     /// connection, less compression).
     #[arg(long, requires = "deflate")]
     deflate_no_context_takeover: bool,
+    /// With --deflate: how context is kept between messages: `stream` (a zlib stream per
+    /// active connection) or the number of recent bytes each connection keeps
+    /// (default 2048).
+    #[arg(long, value_name = "stream|BYTES", default_value = "2048", requires = "deflate", value_parser = parse_context)]
+    deflate_context: Context,
+}
+
+/// `--deflate-context`: `stream`, or a number of bytes.
+fn parse_context(value: &str) -> Result<Context, String> {
+    if value == "stream" {
+        return Ok(Context::Stream);
+    }
+    value
+        .parse::<usize>()
+        .map(Context::Recent)
+        .map_err(|_| format!("expected `stream` or a number of bytes, got `{value}`"))
 }
 
 /// Parsed `demo` arguments.
@@ -234,7 +250,8 @@ impl DemoArgs {
                     .server_max_window_bits(cli.deflate_window_bits)
                     .mem_level(cli.deflate_mem_level)
                     .level(cli.deflate_level)
-                    .server_no_context_takeover(cli.deflate_no_context_takeover),
+                    .server_no_context_takeover(cli.deflate_no_context_takeover)
+                    .context(cli.deflate_context),
             ));
         }
         let delivery = Delivery::default()
@@ -322,6 +339,15 @@ mod tests {
             .mem_level(2)
             .server_no_context_takeover(true);
         assert_eq!(a.config.deflate_settings(), Some(&want));
+        for (flag, context) in [("stream", Context::Stream), ("512", Context::Recent(512))] {
+            let a = parse(&["--deflate", "--deflate-context", flag]).expect("context");
+            let want = DeflateConfig::new().context(context);
+            assert_eq!(a.config.deflate_settings(), Some(&want));
+        }
+        assert_eq!(
+            kind(&["--deflate", "--deflate-context", "lots"]),
+            ErrorKind::ValueValidation
+        );
         assert_eq!(
             kind(&["--deflate-window-bits", "12"]),
             ErrorKind::MissingRequiredArgument

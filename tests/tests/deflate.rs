@@ -8,7 +8,7 @@ use std::io::{Cursor, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use serde_json::{Value, json};
-use subscope::deflate::{Agreed, DeflateConfig, Deflated, Side};
+use subscope::deflate::{Agreed, Context, DeflateConfig, Deflated, Side};
 use subscope::{CloseReason, Config};
 use subscope_tests::client::deflate_suite;
 use subscope_tests::{Client, DEADLINE, TestRuntime, per_runtime, wait_until};
@@ -230,13 +230,37 @@ fn corrupt_compressed_data_ends_the_connection_and_its_operations<R: TestRuntime
     assert_eq!(s.live.get(), 0);
 }
 
+/// The default ([`Context::Recent`]): events flow compressed against the last 2 KiB the
+/// connection sent, and no connection ever holds a zlib stream.
+fn by_default_no_connection_holds_a_zlib_stream<R: TestRuntime>() {
+    let s = R::start(deflating(Config::default()));
+    let mut busy = offering(s.addr);
+    busy.init(None);
+    busy.subscribe("t", "subscription { ticks(everyMs: 5) }");
+    for i in 0..40 {
+        let next = busy.recv_json();
+        assert_eq!(next["type"], "next", "event {i}: {next}");
+        assert_eq!(s.gauges.snapshot().deflate_streams, 0, "event {i}");
+    }
+    let gauges = s.gauges.snapshot();
+    assert!(
+        gauges.deflate_wire_bytes_total * 2 < gauges.deflate_payload_bytes_total,
+        "events shrink against the kept text: {} wire bytes for {}",
+        gauges.deflate_wire_bytes_total,
+        gauges.deflate_payload_bytes_total
+    );
+}
+
+/// [`Context::Stream`]: a zlib stream per connection while events flow, freed a
+/// keepalive interval after they stop.
 fn compression_state_is_held_only_while_events_flow<R: TestRuntime>() {
     let every = std::time::Duration::from_millis(150);
-    let s = R::start(deflating(
+    let s = R::start(
         Config::default()
             .keepalive_interval(every)
-            .keepalive_timeout(None),
-    ));
+            .keepalive_timeout(None)
+            .deflate(Some(DeflateConfig::new().context(Context::Stream))),
+    );
     let streams = || s.gauges.snapshot().deflate_streams;
     let mut idle = offering(s.addr);
     idle.init(None);
@@ -276,6 +300,7 @@ per_runtime!(
     events_go_out_compressed_and_inflate_to_the_events,
     a_deflate_bomb_closes_1009_and_others_go_on,
     corrupt_compressed_data_ends_the_connection_and_its_operations,
+    by_default_no_connection_holds_a_zlib_stream,
     compression_state_is_held_only_while_events_flow,
     the_compressed_run_compresses,
 );

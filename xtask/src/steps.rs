@@ -267,7 +267,7 @@ pub(crate) fn ci_steps() -> Vec<Step> {
         ],
     ));
     steps.push(step(
-        "test bench: an idle connection's heap by stage (dhat)",
+        "test bench: an idle connection's heap by stage, and what deflate adds (dhat)",
         &[
             "test",
             "-p",
@@ -276,6 +276,8 @@ pub(crate) fn ci_steps() -> Vec<Step> {
             "dhat-heap",
             "--test",
             "idle_heap",
+            "--test",
+            "deflate_heap",
             "--",
             "--nocapture",
         ],

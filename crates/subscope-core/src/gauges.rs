@@ -134,9 +134,9 @@ pub struct GaugeSnapshot {
     pub http_refused: u64,
     /// WebSocket connections that agreed on permessage-deflate.
     pub deflate_connections_total: u64,
-    /// zlib streams connections hold now (one per connection that compresses with context
-    /// takeover and has sent an event within a keepalive interval, one per connection
-    /// whose client keeps its context): the memory compression costs, in units.
+    /// zlib streams connections hold now: with `Context::Stream`, one per connection that
+    /// has sent an event within a keepalive interval; one per connection whose client
+    /// keeps its context. 0 at the default settings, which share one stream per thread.
     pub deflate_streams: u64,
     /// Bytes of outbound message payload compressed with permessage-deflate...
     pub deflate_payload_bytes_total: u64,

@@ -284,8 +284,13 @@ pub(crate) struct Outbound {
     /// Inside a fragmented message whose first frame carried RSV1.
     in_message: bool,
     compressor: Compressor,
-    scratch: Vec<u8>,
     gauges: Option<Arc<dyn Stats>>,
+}
+
+thread_local! {
+    /// Where a frame's payload is compressed before its header (which states the length)
+    /// is written: one per thread, so an idle connection keeps none.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Outbound {
@@ -296,7 +301,6 @@ impl Outbound {
             payload: Vec::new(),
             in_message: false,
             compressor,
-            scratch: Vec::new(),
             gauges: None,
         }
     }
@@ -310,6 +314,11 @@ impl Outbound {
     /// Whether a zlib stream is held now.
     pub(crate) fn holds_state(&self) -> bool {
         self.compressor.holds_state()
+    }
+
+    /// The bytes of compression context kept between messages, beside any stream.
+    pub(crate) fn kept_bytes(&self) -> usize {
+        self.compressor.kept_bytes()
     }
 
     /// Consumes all of `input` (frames our WebSocket wrote), appending the wire bytes to
@@ -375,10 +384,10 @@ impl Outbound {
         if frame.mode == Mode::Collect {
             let payload = std::mem::take(&mut self.payload);
             self.finish(frame.opcode, frame.fin, frame.mask, &payload, out)?;
-            self.payload = payload;
-            self.payload.clear();
-            if self.payload.capacity() > FRAME_CHUNK {
-                self.payload = Vec::new();
+            if !frame.fin {
+                // More of this message follows: keep the buffer for it.
+                self.payload = payload;
+                self.payload.clear();
             }
         }
         Ok(())
@@ -393,23 +402,27 @@ impl Outbound {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), DeflateError> {
-        self.scratch.clear();
-        let compressed = self.compressor.compress(payload, fin, &mut self.scratch)?;
-        let body: &[u8] = if compressed { &self.scratch } else { payload };
-        if let Some(gauges) = &self.gauges {
-            gauges.compressed(payload.len(), body.len());
-        }
-        let first = !self.in_message && opcode != 0;
-        self.in_message = !fin;
-        frame::write(out, fin, first && compressed, opcode, mask, body.len());
-        let at = out.len();
-        out.extend_from_slice(body);
-        if let Some(key) = mask {
-            frame::apply_mask(&mut out[at..], key, 0);
-        }
-        if self.scratch.capacity() > FRAME_CHUNK {
-            self.scratch = Vec::new();
-        }
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            scratch.clear();
+            let compressed = self.compressor.compress(payload, fin, &mut scratch)?;
+            let body: &[u8] = if compressed { &scratch } else { payload };
+            if let Some(gauges) = &self.gauges {
+                gauges.compressed(payload.len(), body.len());
+            }
+            let first = !self.in_message && opcode != 0;
+            self.in_message = !fin;
+            frame::write(out, fin, first && compressed, opcode, mask, body.len());
+            let at = out.len();
+            out.extend_from_slice(body);
+            if let Some(key) = mask {
+                frame::apply_mask(&mut out[at..], key, 0);
+            }
+            if scratch.capacity() > FRAME_CHUNK {
+                *scratch = Vec::new();
+            }
+            Ok::<_, DeflateError>(())
+        })?;
         Ok(())
     }
 }
@@ -417,6 +430,7 @@ impl Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zlib::Mode;
     use crate::zlib::tests::PARAMS;
 
     /// A server's outbound and a client's inbound: what the server's WebSocket writes
@@ -435,7 +449,10 @@ mod tests {
         frame::write(&mut plain, true, false, 1, None, 0); // an empty message
         for cut in [1, 3, 17, 4096] {
             for takeover in [true, false] {
-                let mut out = Outbound::new(Compressor::new(PARAMS, takeover));
+                let mut out = Outbound::new(Compressor::new(
+                    PARAMS,
+                    if takeover { Mode::Stream } else { Mode::Alone },
+                ));
                 let mut wire = Vec::new();
                 for piece in plain.chunks(cut) {
                     out.encode(piece, &mut wire).unwrap();
@@ -463,7 +480,7 @@ mod tests {
     #[test]
     fn masked_fragments_from_a_client() {
         let key = [7, 1, 2, 3];
-        let mut out = Outbound::new(Compressor::new(PARAMS, false));
+        let mut out = Outbound::new(Compressor::new(PARAMS, Mode::Alone));
         let mut wire = Vec::new();
         for (i, part) in [&b"{\"type\":"[..], b"\"ping\"}"].iter().enumerate() {
             let mut frame = Vec::new();

@@ -10,16 +10,17 @@ use crate::Stats;
 use std::sync::Arc;
 
 use super::codec::{Inbound, Outbound};
-use super::zlib::{Compressor, Decompressor, Params};
+use super::zlib::{Compressor, Decompressor, Mode, Params};
 use super::{Agreed, DeflateConfig, DeflateError};
 
 /// Bytes compressed and not yet written past which a write waits for the socket: with
 /// the WebSocket's own write buffer above, what one connection may hold stays bounded.
 pub const HIGH_WATER: usize = 64 * 1024;
 
-/// Buffers at most this large are kept between uses; larger ones are freed, so a
-/// connection that once moved a burst does not keep its memory.
-const KEEP: usize = 16 * 1024;
+/// Buffers at most this large are kept between uses; larger ones are freed once drained,
+/// so a connection between messages keeps nothing here (the allocator serves the next
+/// message's buffer again in nanoseconds, next to compressing it).
+const KEEP: usize = 0;
 
 /// Which end of the WebSocket this socket is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +97,14 @@ impl<S> Deflated<S> {
                 max_message_size,
                 Decompressor::new(theirs.0, !theirs.1),
             ),
-            outbound: Outbound::new(Compressor::new(params, !ours.1)),
+            outbound: Outbound::new(Compressor::new(
+                params,
+                if ours.1 {
+                    Mode::Alone
+                } else {
+                    config.context.mode()
+                },
+            )),
             up: Vec::new(),
             up_at: 0,
             out: Vec::new(),
@@ -133,6 +141,12 @@ impl<S> Deflated<S> {
         self.codec
             .as_ref()
             .is_some_and(|c| c.inbound.holds_state() || c.outbound.holds_state())
+    }
+
+    /// The bytes of compression context this connection keeps between messages besides
+    /// any zlib stream ([`Context::Recent`](crate::Context::Recent)'s kept text).
+    pub fn kept_context_bytes(&self) -> usize {
+        self.codec.as_ref().map_or(0, |c| c.outbound.kept_bytes())
     }
 
     /// The socket.

@@ -3,17 +3,18 @@
 //! wrappers included), on either side.
 //!
 //! [`negotiate`] answers a client's offer at the upgrade (and [`client_offer`] makes one);
-//! a connection that does not offer it runs exactly as without. The compression is a rewriting of frames under the WebSocket
-//! implementation ([`Deflated`]), so every limit, close code and timeout of an
+//! a connection that does not offer it runs exactly as without. The compression is a
+//! rewriting of frames under the WebSocket implementation ([`Deflated`]), so every limit, close code and timeout of an
 //! uncompressed connection holds unchanged, and the message size limit applies to the
 //! inflated message.
 //!
-//! Memory: a connection holds no compression state until it sends or receives a
-//! compressed message. With context takeover (the default for what the server sends) it
-//! keeps one zlib stream from then on, sized by the window and memory level; without it,
-//! messages are compressed with a per-thread stream and the connection keeps nothing. The
-//! server asks clients not to keep context (`client_no_context_takeover`), so inflating
-//! what they send never needs per-connection state either.
+//! Memory: no connection holds a zlib stream by default. Messages are compressed with a
+//! per-thread stream; with context takeover (the default for what the server sends) the
+//! connection keeps only the plain text of its last messages, 2 KiB, which primes that
+//! stream as a preset dictionary ([`Context::Recent`]); without takeover it keeps nothing.
+//! [`Context::Stream`] keeps a zlib stream per active connection instead. The server asks
+//! clients not to keep context (`client_no_context_takeover`), so inflating what they
+//! send never needs per-connection state either.
 
 mod codec;
 mod frame;
@@ -24,6 +25,34 @@ mod zlib;
 pub use io::HIGH_WATER;
 pub use io::{Deflated, Side};
 pub use negotiate::{Agreed, client_offer, negotiate};
+
+/// How the sending side carries compression context from one message to the next, when
+/// the negotiation lets it (see [`DeflateConfig::context`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Context {
+    /// Keep the plain text of the last `n` bytes sent compressed (at most the window) and
+    /// compress each message against it, as a preset dictionary of a per-thread zlib
+    /// stream. A connection holds those `n` bytes and no zlib state, at every instant.
+    Recent(usize),
+    /// A zlib stream of the connection's own, from its first event until a keepalive
+    /// interval passes without one: about 160 KiB at the defaults, for the least CPU per
+    /// message.
+    Stream,
+}
+
+impl Context {
+    /// The default: [`Context::Recent`] with 2 KiB, a few small events back or one
+    /// record-like event.
+    pub const DEFAULT: Self = Self::Recent(2048);
+
+    pub(crate) fn mode(self) -> zlib::Mode {
+        match self {
+            Self::Recent(n) => zlib::Mode::Recent(n),
+            Self::Stream => zlib::Mode::Stream,
+        }
+    }
+}
 
 /// Where a compressed socket reports what it holds and does: subscope's server gauges
 /// implement it; every method defaults to doing nothing.
@@ -73,29 +102,28 @@ impl DeflateError {
 
 /// permessage-deflate settings (subscope's server takes them in `Config::deflate`).
 ///
-/// The defaults suit a fan-out of JSON events: the server keeps its compression context
-/// between messages (what makes repeated keys cost almost nothing: 5.8 times fewer bytes
-/// per small event in the bench) at level 1 (about the CPU of not compressing at all;
-/// level 6 saves another fifth of the bytes for three times the CPU), with a 12-bit
-/// window (4 KiB of history, several events back) and memory level 5, so an active
-/// connection's zlib stream costs about 160 KiB rather than the 310 KiB of zlib's usual
-/// 15 and 8. Clients are asked to reset their context after every message: what they send
-/// is small and rare, and the server then needs no inflate state per connection. Raise
-/// [`server_max_window_bits`], [`mem_level`] and [`level`] for large events that repeat
-/// far apart; set [`server_no_context_takeover`] to keep no state at all (small events
-/// then hardly shrink).
+/// The defaults suit a fan-out of JSON events to many connections. The server carries
+/// context between messages (what makes repeated keys cost almost nothing) without a zlib
+/// stream per connection: each connection keeps the last 2 KiB it sent
+/// ([`Context::Recent`]) and compresses against them with a per-thread stream, so a
+/// compressed connection costs at most 2 KiB more than a plain one at every instant. Level
+/// 1 (level 6 saves another fifth of the bytes for three times the CPU), a 12-bit window
+/// (what the client keeps) and memory level 5 (the per-thread stream's block buffer).
+/// Clients are asked to reset their context after every message: what they send is small
+/// and rare, and the server then needs no inflate state per connection.
+/// [`Context::Stream`] spends about 160 KiB per active connection for less CPU per
+/// message; [`server_no_context_takeover`] keeps no state at all (small events then
+/// hardly shrink).
 ///
-/// [`server_max_window_bits`]: Self::server_max_window_bits
-/// [`mem_level`]: Self::mem_level
-/// [`level`]: Self::level
 /// [`server_no_context_takeover`]: Self::server_no_context_takeover
 ///
 /// ```
-/// use subscope_deflate::DeflateConfig;
+/// use subscope_deflate::{Context, DeflateConfig};
 ///
 /// // subscope's server takes it as `Config::default().deflate(Some(config))`.
-/// let config = DeflateConfig::new().server_max_window_bits(12).mem_level(5);
-/// assert!(config.state_bytes() < DeflateConfig::new().server_max_window_bits(15).state_bytes());
+/// let config = DeflateConfig::new();
+/// assert_eq!(config.state_bytes(), 2048);
+/// assert!(DeflateConfig::new().context(Context::Stream).state_bytes() > 100 << 10);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeflateConfig {
@@ -105,6 +133,7 @@ pub struct DeflateConfig {
     pub(crate) client_no_context_takeover: bool,
     pub(crate) level: u8,
     pub(crate) mem_level: u8,
+    pub(crate) context: Context,
 }
 
 impl Default for DeflateConfig {
@@ -123,6 +152,7 @@ impl DeflateConfig {
             client_no_context_takeover: true,
             level: 1,
             mem_level: 5,
+            context: Context::DEFAULT,
         }
     }
 
@@ -155,6 +185,15 @@ impl DeflateConfig {
         self
     }
 
+    /// How context is carried between messages when the server keeps it (it does unless
+    /// [`server_no_context_takeover`](Self::server_no_context_takeover) is set):
+    /// [`Context::Recent`] (the default, 2 KiB kept per connection) or
+    /// [`Context::Stream`].
+    pub const fn context(mut self, context: Context) -> Self {
+        self.context = context;
+        self
+    }
+
     /// The zlib compression level, 0 (stored) to 9 (clamped).
     pub const fn level(mut self, level: u8) -> Self {
         self.level = clamp(level, 0, 9);
@@ -170,17 +209,25 @@ impl DeflateConfig {
 }
 
 impl DeflateConfig {
-    /// An upper bound of the zlib streams one connection may hold with these settings
-    /// (zlib-rs: a 2^bits window and its chains at 4 bytes per position, a fixed 128 KiB
+    /// An upper bound of the compression state one connection may hold with these
+    /// settings: the kept text of [`Context::Recent`], or with [`Context::Stream`] its
+    /// zlib stream (zlib-rs: a 2^bits window and its chains at 4 bytes per position, a fixed 128 KiB
     /// hash table, 4 bytes per symbol of the memory level's buffer, the state itself; and
     /// an inflate window when clients keep their context).
     pub fn state_bytes(&self) -> usize {
         let mut bytes = 0;
         if !self.server_no_context_takeover {
-            bytes += (4 << self.server_max_window_bits)
-                + (128 << 10)
-                + (4 << (self.mem_level + 6))
-                + (48 << 10);
+            bytes += match self.context {
+                Context::Recent(n) => n.min(1 << self.server_max_window_bits),
+                // A fragmented message (which our server never sends) holds one of these
+                // while it is open, in either mode.
+                Context::Stream => {
+                    (4 << self.server_max_window_bits)
+                        + (128 << 10)
+                        + (4 << (self.mem_level + 6))
+                        + (48 << 10)
+                }
+            };
         }
         if !self.client_no_context_takeover {
             bytes += (1 << 15) + (16 << 10);

@@ -80,21 +80,42 @@ thread_local! {
 /// is 49 bytes.
 pub(crate) const PROMOTE_AT: usize = 40;
 
+/// How the sending side carries context from one message to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Every message compressed alone (no context takeover).
+    Alone,
+    /// The last `n` bytes sent compressed are kept and prime the thread's stream for the
+    /// next message.
+    Recent(usize),
+    /// A stream of the connection's own, from its first message of [`PROMOTE_AT`] bytes.
+    Stream,
+}
+
 /// The sending side's compressor.
 ///
-/// With context takeover a connection compresses with its own stream from its first
-/// message of [`PROMOTE_AT`] bytes or more, and frees it again when a whole keepalive
-/// interval passes without one ([`Compressor::tick`], at each of our pings). Starting a
-/// fresh stream at any message is always valid: the new stream's back-references reach only
-/// its own output, which the peer's window holds last.
+/// - [`Mode::Recent`]: the connection keeps only the plain text of its last few messages
+///   (what the peer's window holds last) and compresses each message with the thread's
+///   stream, primed with that text as a dictionary, so back-references reach it as they
+///   would in a stream of its own. Between messages it holds those bytes and nothing else.
+/// - [`Mode::Stream`]: a connection compresses with its own stream from its first message
+///   of [`PROMOTE_AT`] bytes or more, and frees it again when a whole keepalive interval
+///   passes without one ([`Compressor::tick`], at each of our pings).
+///
+/// Starting a fresh stream at any message is always valid: the new stream's
+/// back-references reach only its own output and its dictionary, which the peer's window
+/// holds last. A message sent uncompressed never enters the peer's window, so it never
+/// enters the kept text either.
 pub(crate) struct Compressor {
     params: Params,
-    takeover: bool,
-    /// Our own stream: with context takeover once active, or while a fragmented message
-    /// is open.
+    mode: Mode,
+    /// Our own stream: in [`Mode::Stream`] once active, or while a fragmented message is
+    /// open.
     own: Option<Held<Deflate>>,
+    /// [`Mode::Recent`]: the tail of what the peer has inflated, at most its `n` bytes.
+    recent: Vec<u8>,
     gauges: Option<Arc<dyn Stats>>,
-    /// `own` compressed a message since the last tick.
+    /// A message was compressed since the last tick.
     used: bool,
     /// Inside a fragmented message: `own` must carry on.
     fragment_open: bool,
@@ -104,18 +125,28 @@ impl std::fmt::Debug for Compressor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compressor")
             .field("params", &self.params)
-            .field("takeover", &self.takeover)
+            .field("mode", &self.mode)
             .field("holds_state", &self.own.is_some())
+            .field("recent", &self.recent.len())
             .finish()
     }
 }
 
 impl Compressor {
-    pub(crate) fn new(params: Params, takeover: bool) -> Self {
+    pub(crate) fn new(params: Params, mode: Mode) -> Self {
+        let mode = match mode {
+            // The peer's window holds no more than 2^bits bytes.
+            Mode::Recent(n) => match n.min(1 << params.window_bits) {
+                0 => Mode::Alone,
+                n => Mode::Recent(n),
+            },
+            other => other,
+        };
         Self {
             params,
-            takeover,
+            mode,
             own: None,
+            recent: Vec::new(),
             gauges: None,
             used: false,
             fragment_open: false,
@@ -132,20 +163,27 @@ impl Compressor {
         self.own.is_some()
     }
 
-    /// One keepalive interval passed (we sent a ping): a stream unused since the last
-    /// tick is freed.
+    /// The bytes of compression context this connection keeps between messages: its
+    /// kept text (a held zlib stream is reported by [`Self::holds_state`]).
+    pub(crate) fn kept_bytes(&self) -> usize {
+        self.recent.capacity()
+    }
+
+    /// One keepalive interval passed (we sent a ping): context unused since the last
+    /// tick is freed. The next message then starts afresh, which is always valid.
     pub(crate) fn tick(&mut self) {
         if !self.used && !self.fragment_open {
             self.own = None;
+            self.recent = Vec::new();
         }
         self.used = false;
     }
 
     /// Appends `input` compressed to `out`; `fin` ends the message (its sync-flush tail
     /// is left off, RFC 7692 7.2.1). `Ok(false)`: send the message uncompressed instead
-    /// (RSV1 clear), because compressing it alone did not make it smaller; only a whole
-    /// message compressed with the thread's stream can be, since the peer's window must
-    /// hold every byte our own stream compressed.
+    /// (RSV1 clear), because compressing it did not make it smaller; only a whole message
+    /// compressed with the thread's stream can be, since the peer's window must hold
+    /// every byte our own stream compressed.
     pub(crate) fn compress(
         &mut self,
         input: &[u8],
@@ -156,16 +194,24 @@ impl Compressor {
         let own = self.own.is_some()
             || !fin
             || self.fragment_open
-            || (self.takeover && input.len() >= PROMOTE_AT);
+            || (self.mode == Mode::Stream && input.len() >= PROMOTE_AT);
+        let recent: &[u8] = match self.mode {
+            Mode::Recent(_) if !self.fragment_open => &self.recent,
+            _ => &[],
+        };
         if own {
             let (params, gauges) = (self.params, self.gauges.as_ref());
-            let held = self
-                .own
-                .get_or_insert_with(|| Held::new(params.build(), gauges));
+            let held = match &mut self.own {
+                Some(held) => held,
+                slot => {
+                    let mut stream = params.build();
+                    prime(&mut stream, recent)?;
+                    slot.insert(Held::new(stream, gauges))
+                }
+            };
             deflate(&mut held.stream, input, out)?;
-            self.used = true;
             self.fragment_open = !fin;
-            if fin && !self.takeover {
+            if fin && self.mode != Mode::Stream {
                 self.own = None;
             }
         } else {
@@ -179,11 +225,12 @@ impl Compressor {
                     }
                 };
                 let stream = &mut pool[at].1;
-                let done = deflate(stream, input, out);
+                let done = prime(stream, recent).and_then(|()| deflate(stream, input, out));
                 stream.reset();
                 done
             })?;
         }
+        self.used = true;
         if fin {
             if out.ends_with(&TAIL) {
                 out.truncate(out.len() - TAIL.len());
@@ -192,13 +239,48 @@ impl Compressor {
                 // An empty message still needs a (empty) deflate block.
                 out.push(0);
             }
-            if !own && out.len() - start >= input.len() {
+            // In Recent mode an event goes compressed even when it did not shrink (the
+            // first one, with nothing kept yet): that puts its text in the peer's window,
+            // so the next events can refer to it.
+            let seeds = matches!(self.mode, Mode::Recent(_)) && input.len() >= PROMOTE_AT;
+            if !own && !seeds && out.len() - start >= input.len() {
                 out.truncate(start);
                 return Ok(false);
             }
         }
+        if let Mode::Recent(n) = self.mode {
+            keep_tail(&mut self.recent, input, n);
+        }
         Ok(true)
     }
+}
+
+/// Primes a fresh stream with the text the peer's window ends with.
+fn prime(stream: &mut Deflate, recent: &[u8]) -> Result<(), DeflateError> {
+    if recent.is_empty() {
+        return Ok(());
+    }
+    stream
+        .set_dictionary(recent)
+        .map(drop)
+        .map_err(|_| DeflateError::Compress)
+}
+
+/// Appends `input` to `kept`, keeping its last `n` bytes; allocates exactly `n` once.
+fn keep_tail(kept: &mut Vec<u8>, input: &[u8], n: usize) {
+    if kept.capacity() < n {
+        kept.reserve_exact(n - kept.len());
+    }
+    if input.len() >= n {
+        kept.clear();
+        kept.extend_from_slice(&input[input.len() - n..]);
+        return;
+    }
+    let overflow = (kept.len() + input.len()).saturating_sub(n);
+    if overflow > 0 {
+        kept.drain(..overflow);
+    }
+    kept.extend_from_slice(input);
 }
 
 fn deflate(stream: &mut Deflate, input: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
@@ -367,7 +449,7 @@ pub(crate) mod tests {
     #[test]
     fn round_trip_with_and_without_takeover() {
         for takeover in [true, false] {
-            let mut c = Compressor::new(PARAMS, takeover);
+            let mut c = Compressor::new(PARAMS, if takeover { Mode::Stream } else { Mode::Alone });
             let mut d = Decompressor::new(15, takeover);
             let mut sizes = Vec::new();
             for i in 0..20 {
@@ -393,9 +475,81 @@ pub(crate) mod tests {
         }
     }
 
+    /// The kept text primes the thread's stream: events shrink as with a stream of the
+    /// connection's own, the peer inflates them with its context, and the connection holds
+    /// only the kept bytes, never a zlib stream.
+    #[test]
+    fn recent_text_compresses_like_a_stream_and_holds_only_its_bytes() {
+        let params = Params {
+            level: 1,
+            window_bits: 12,
+            mem_level: 5,
+        };
+        let mut recent = Compressor::new(params, Mode::Recent(2048));
+        let mut stream = Compressor::new(params, Mode::Stream);
+        let mut alone = Compressor::new(params, Mode::Alone);
+        let mut d = Decompressor::new(12, true);
+        let (mut total_recent, mut total_stream, mut total_alone) = (0, 0, 0);
+        for i in 0..50 {
+            let mut wire = Vec::new();
+            // A message that does not shrink is sent as it is: it never enters the
+            // peer's window, so it must not enter the kept text either.
+            if i % 10 == 3 {
+                assert!(!recent.compress(b"Q7!", true, &mut wire).unwrap());
+                assert!(wire.is_empty());
+            }
+            assert!(recent.compress(&event(i), true, &mut wire).unwrap());
+            assert_eq!(
+                d.inflate(&mut wire, 1 << 20).unwrap(),
+                event(i),
+                "event {i}"
+            );
+            assert!(!recent.holds_state());
+            assert!(recent.kept_bytes() <= 2048, "{}", recent.kept_bytes());
+            total_recent += wire.len();
+            let mut other = Vec::new();
+            stream.compress(&event(i), true, &mut other).unwrap();
+            total_stream += other.len();
+            other.clear();
+            if alone.compress(&event(i), true, &mut other).unwrap() {
+                total_alone += other.len();
+            } else {
+                total_alone += event(i).len();
+            }
+        }
+        assert!(
+            total_recent < total_stream * 2 && total_recent * 4 < total_alone,
+            "recent {total_recent}, stream {total_stream}, alone {total_alone}"
+        );
+        // A fragmented message carries the context too.
+        let mut wire = Vec::new();
+        recent.compress(&event(7)[..20], false, &mut wire).unwrap();
+        recent.compress(&event(7)[20..], true, &mut wire).unwrap();
+        assert!(!recent.holds_state());
+        assert_eq!(d.inflate(&mut wire, 1 << 20).unwrap(), event(7));
+        // An interval without events frees the kept text; the next event starts afresh.
+        recent.tick();
+        recent.tick();
+        assert_eq!(recent.kept_bytes(), 0);
+        let mut wire = Vec::new();
+        recent.compress(&event(8), true, &mut wire).unwrap();
+        assert_eq!(d.inflate(&mut wire, 1 << 20).unwrap(), event(8));
+    }
+
+    #[test]
+    fn keep_tail_keeps_the_last_bytes() {
+        let mut kept = Vec::new();
+        keep_tail(&mut kept, b"abc", 5);
+        keep_tail(&mut kept, b"def", 5);
+        assert_eq!(kept, b"bcdef");
+        keep_tail(&mut kept, b"0123456", 5);
+        assert_eq!(kept, b"23456");
+        assert_eq!(kept.capacity(), 5);
+    }
+
     #[test]
     fn protocol_chatter_allocates_nothing() {
-        let mut c = Compressor::new(PARAMS, true);
+        let mut c = Compressor::new(PARAMS, Mode::Stream);
         let mut d = Decompressor::new(15, true);
         for small in [&br#"{"type":"connection_ack"}"#[..], br#"{"type":"ka"}"#] {
             let mut wire = Vec::new();
@@ -416,7 +570,7 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_message_and_fragments() {
-        let mut c = Compressor::new(PARAMS, false);
+        let mut c = Compressor::new(PARAMS, Mode::Alone);
         let mut wire = Vec::new();
         // Alone, neither an empty message nor a short one gets smaller: sent as it is.
         assert!(!c.compress(b"", true, &mut wire).unwrap());
@@ -424,7 +578,7 @@ pub(crate) mod tests {
         assert!(wire.is_empty());
         let mut d = Decompressor::new(15, false);
         // An empty compressed message is one empty block.
-        let mut takeover = Compressor::new(PARAMS, true);
+        let mut takeover = Compressor::new(PARAMS, Mode::Stream);
         let mut first = Vec::new();
         takeover.compress(&event(0), true, &mut first).unwrap();
         let mut empty = Vec::new();
@@ -444,7 +598,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_bomb_stops_at_the_limit() {
-        let mut c = Compressor::new(PARAMS, false);
+        let mut c = Compressor::new(PARAMS, Mode::Alone);
         let mut wire = Vec::new();
         c.compress(&vec![b'a'; 10 << 20], true, &mut wire).unwrap();
         assert!(
