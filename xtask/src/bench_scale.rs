@@ -34,6 +34,18 @@ const STORM_PARALLEL: &str = "1000";
 /// Connections opened at a time for the idle points and the broadcast.
 const OPEN_PARALLEL: &str = "128";
 
+/// Storms per transport on one server (the leak check compares them).
+const STORM_ROUNDS: u64 = 4;
+
+/// The storm's JSON keys for round `k` (round 1 has none, round k `_k`).
+fn suffix(k: u64) -> String {
+    if k == 1 {
+        String::new()
+    } else {
+        format!("_{k}")
+    }
+}
+
 /// The runtimes of the idle curve (tokio first: it carries every other figure).
 const RUNTIMES: &[&str] = &["tokio", "smol", "async-std"];
 
@@ -60,6 +72,37 @@ fn open_files() -> (u64, String) {
         .unwrap_or(1024);
     let hard = proc_field("/proc/self/limits", "Max open files", 1).unwrap_or_default();
     (soft, hard)
+}
+
+/// `/proc/loadavg`'s first three fields (other work on the machine shows here).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|_| "n/a".to_owned())
+}
+
+/// The commit measured, and whether the working tree differed from it.
+fn code_measured() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("`{head}` plus uncommitted changes in the working tree")
+            } else {
+                format!("`{head}`")
+            }
+        }
+        None => "n/a".to_owned(),
+    }
 }
 
 /// A started demo server: the process and its URL.
@@ -102,7 +145,53 @@ impl Drop for Demo {
     }
 }
 
-/// A line chart: one polyline per series, axes from 0 to the largest value.
+/// A round tick step for an axis from 0 to `max` (about 5 ticks), and the axis end.
+fn nice_axis(max: f64) -> (f64, f64) {
+    let max = max.max(1e-9);
+    let raw = max / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    (step, (max / step).ceil() * step)
+}
+
+/// A tick value: whole numbers with thousands separators, else up to two decimals.
+fn tick_label(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        count(v)
+    } else {
+        format!("{v:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    }
+}
+
+/// A whole number with thousands separators (`19,000`).
+fn count(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".to_owned();
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 { format!("-{out}") } else { out }
+}
+
+/// [`count`] of an optional figure.
+fn count_of(v: Option<f64>) -> String {
+    v.map_or("n/a".to_owned(), count)
+}
+
+/// A line chart: one polyline per series, axes from 0 to a round value above the largest.
 pub(crate) fn line_chart(
     title: &str,
     x_label: &str,
@@ -111,12 +200,8 @@ pub(crate) fn line_chart(
 ) -> String {
     const COLORS: &[&str] = &["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"];
     let points = series.iter().flat_map(|s| s.1.iter());
-    let x_max = points
-        .clone()
-        .map(|p| p.0)
-        .fold(0.0_f64, f64::max)
-        .max(1e-9);
-    let y_max = points.map(|p| p.1).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+    let (x_step, x_max) = nice_axis(points.clone().map(|p| p.0).fold(0.0_f64, f64::max));
+    let (y_step, y_max) = nice_axis(points.map(|p| p.1).fold(0.0_f64, f64::max));
     let (w, h, left, top, right, bottom) = (720.0, 400.0, 70.0, 50.0, 170.0, 50.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let x = |v: f64| left + pw * v / x_max;
@@ -137,18 +222,23 @@ pub(crate) fn line_chart(
         top + ph / 2.0,
         top + ph / 2.0,
     );
-    for i in 0..=4 {
-        let (xv, yv) = (x_max * i as f64 / 4.0, y_max * i as f64 / 4.0);
+    let ticks =
+        |step: f64, max: f64| (0..=((max / step).round() as usize)).map(move |i| step * i as f64);
+    for xv in ticks(x_step, x_max) {
         out.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\
-             <line x1=\"{left}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             x(xv),
             top + ph + 16.0,
-            fmt_value(Some(xv)),
+            tick_label(xv),
+        ));
+    }
+    for yv in ticks(y_step, y_max) {
+        out.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\
+             <line x1=\"{left}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>",
             left - 6.0,
             y(yv) + 4.0,
-            fmt_value(Some(yv)),
+            tick_label(yv),
             y(yv),
             left + pw,
             y(yv),
@@ -245,10 +335,12 @@ pub(crate) fn scale() -> ExitCode {
          | cores | {cores} |\n| memory | {mem} (no swap) |\n\
          | open files per process (RLIMIT_NOFILE soft / hard) | {limit} / {hard} |\n\
          | `net.ipv4.ip_local_port_range` | {} |\n| `net.core.somaxconn` | {} |\n\
-         | `net.ipv4.tcp_max_syn_backlog` | {} |\n\n\
+         | `net.ipv4.tcp_max_syn_backlog` | {} |\n\
+         | load average (1, 5, 15 min) at the start | {} |\n\
+         | code measured | {} |\n\n\
          **The cap.** Each process (the server, the load generator) must hold every connection \
          as a descriptor, so the largest point is min({MOST}, RLIMIT_NOFILE − {FD_MARGIN}) \
-         rounded down to a thousand = **{top}** connections (the load generator refuses to \
+         rounded down to a thousand = **{}** connections (the load generator refuses to \
          open more client sockets than its limit − 500). The ephemeral port range \
          ({}) would allow ~28,000 connections from one source address; every client socket \
          is bound to its own 127.0.0.X (X cycling through 2–250) before connecting, so ports \
@@ -259,6 +351,9 @@ pub(crate) fn scale() -> ExitCode {
         sysctl("/proc/sys/net/ipv4/ip_local_port_range"),
         sysctl("/proc/sys/net/core/somaxconn"),
         sysctl("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
+        load_average(),
+        code_measured(),
+        count(top as f64),
         sysctl("/proc/sys/net/ipv4/ip_local_port_range").replace(' ', "–"),
         DEMO_FLAGS.join(" "),
     );
@@ -309,18 +404,19 @@ pub(crate) fn scale() -> ExitCode {
                     if extra == "9" {
                         let sub = json_number(&line, "kib_per_subscription");
                         per_sub = Some(format!(
-                            "At {big} connections × 10 subscriptions = {} live subscriptions \
+                            "At {} connections × 10 subscriptions = {} live subscriptions \
                              (tokio): RSS {} with 1 subscription each, {} with 10 each: \
                              ({} − {}) / {} extra subscriptions = **{} KiB per subscription** \
                              ({} connections open, {} errors).\n",
-                            big * 10,
+                            count(big as f64),
+                            count((big * 10) as f64),
                             kib(json_number(&line, "rss_one_kib")),
                             kib(json_number(&line, "rss_after_kib")),
                             kib(json_number(&line, "rss_after_kib")),
                             kib(json_number(&line, "rss_one_kib")),
-                            fmt_value(json_number(&line, "extra_subscriptions")),
+                            count_of(json_number(&line, "extra_subscriptions")),
                             fmt_value(sub),
-                            fmt_value(json_number(&line, "connections")),
+                            count_of(json_number(&line, "connections")),
                             errors,
                         ));
                     }
@@ -358,7 +454,11 @@ pub(crate) fn scale() -> ExitCode {
     }
     md.push('\n');
     for (n, cells) in &idle_rows {
-        md.push_str(&format!("| {n} | {} |\n", cells.join(" | ")));
+        md.push_str(&format!(
+            "| {} | {} |\n",
+            count(*n as f64),
+            cells.join(" | ")
+        ));
     }
     md.push_str("\n![RSS per idle connection against connections](scale-idle.svg)\n\n");
     md.push_str(
@@ -381,15 +481,18 @@ pub(crate) fn scale() -> ExitCode {
     let mut bars = Vec::new();
     md.push_str(&format!(
         "\n## Broadcast: one event to {} subscribers of one topic\n\n\
-         {c} WebSocket connections × {s} subscriptions to `messages(topic: \"broadcast\")` on a \
+         {} WebSocket connections × {s} subscriptions to `messages(topic: \"broadcast\")` on a \
          fresh tokio demo; {events} events published one at a time (after one warm-up event \
          not counted), each awaited until every subscriber had it (or 30 s, or 3 s without a \
          delivery). Time: from sending the `publish` mutation until the last subscriber's \
-         frame was read by the load generator, which reads all {c} sockets on one thread (so \
-         this includes its own reading). A run with any loss shows no latency.\n\n\
-         | execution | p50 | p99 | max | delivered / expected | server CPU per event | setup (connect + subscribe) |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-        big * 10
+         frame was read by the load generator, which reads all {} sockets on one thread (so \
+         this includes its own reading; the first subscriber's p50 is beside it). A run with \
+         any loss shows no latency.\n\n\
+         | execution | p50 | p99 | max | first subscriber p50 | delivered / expected | server CPU per event | setup (connect + subscribe) |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        count((big * 10) as f64),
+        count(big as f64),
+        count(big as f64),
     ));
     for (label, extra) in [
         ("not shared (default)", &[][..]),
@@ -433,10 +536,13 @@ pub(crate) fn scale() -> ExitCode {
                 bars.push((format!("subscope-tokio {short} p50"), p50));
                 bars.push((format!("subscope-tokio {short} p99"), p99));
                 md.push_str(&format!(
-                    "| {label} | {} ms | {} ms | {} ms | {delivered:.0} / {expected:.0} = {:.4} | {} ms | {} s |\n",
+                    "| {label} | {} ms | {} ms | {} ms | {} ms | {} / {} = {:.4} | {} ms | {} s |\n",
                     fmt_value(p50),
                     fmt_value(p99),
                     fmt_value(json_number(&line, "max_ms")),
+                    fmt_value(json_number(&line, "first_p50_ms")),
+                    count(delivered),
+                    count(expected),
                     delivered / expected,
                     // The warm-up event is in the CPU time too.
                     fmt_value(json_number(&line, "server_cpu_ms").map(|ms| ms / 21.0)),
@@ -446,7 +552,7 @@ pub(crate) fn scale() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("scale broadcast {label} failed: {e}");
-                md.push_str(&format!("| {label} | failed: {e} | | | | | |\n"));
+                md.push_str(&format!("| {label} | failed: {e} | | | | | | |\n"));
                 failed = true;
             }
         }
@@ -457,7 +563,7 @@ pub(crate) fn scale() -> ExitCode {
         bar_chart(
             &format!(
                 "One event to {} subscribers: publish to the last delivery",
-                big * 10
+                count((big * 10) as f64)
             ),
             "ms (p50 and p99 over 20 events)",
             &rows,
@@ -467,6 +573,7 @@ pub(crate) fn scale() -> ExitCode {
 
     // 3 and 4. Reconnect storms.
     let n = top.to_string();
+    let rounds = STORM_ROUNDS.to_string();
     let mut storms = Vec::new();
     for (transport, subs) in [("ws", "5"), ("sse", "1")] {
         let csv = format!("{out_dir}/scale-storm-{transport}.csv");
@@ -487,7 +594,7 @@ pub(crate) fn scale() -> ExitCode {
                         "--parallel",
                         STORM_PARALLEL,
                         "--rounds",
-                        "2",
+                        &rounds,
                         "--timeline",
                         &csv,
                     ],
@@ -496,8 +603,10 @@ pub(crate) fn scale() -> ExitCode {
         match result {
             Ok(line) => {
                 eprintln!("scale storm {transport}: {line}");
-                for key in ["errors", "errors_2", "live_after"] {
-                    if json_number(&line, key) != Some(0.0) {
+                let mut keys = vec!["live_after".to_owned()];
+                keys.extend((1..=STORM_ROUNDS).map(|k| format!("errors{}", suffix(k))));
+                for key in keys {
+                    if json_number(&line, &key) != Some(0.0) {
                         failed = true;
                     }
                 }
@@ -512,22 +621,29 @@ pub(crate) fn scale() -> ExitCode {
         }
     }
     md.push_str(&format!(
-        "\n## Reconnect storm: {top} clients at once, then all reset\n\n\
-         A fresh tokio demo per transport. **WebSocket:** {top} clients connect, upgrade, send \
+        "\n## Reconnect storm: {} clients at once, then all reset\n\n\
+         A fresh tokio demo per transport. **WebSocket:** {} clients connect, upgrade, send \
          `connection_init`, wait for `connection_ack` and subscribe 5 times each \
-         (`messages(topic: \"idle\")`): {} subscriptions. **SSE:** {top} distinct-connection \
+         (`messages(topic: \"idle\")`): {} subscriptions. **SSE:** {} distinct-connection \
          graphql-sse streams (HTTP/1.1 `POST /graphql`, `accept: text/event-stream`, one \
          subscription each, as `EventSource` does). Both: {STORM_PARALLEL} handshakes in \
          flight, the next client starting as soon as one is done (as fast as the load \
          generator goes). \"Live\" is the demo's `liveStreams` (polled every 50 ms over a \
          separate WebSocket) reaching the target; \"acknowledged\" is when the last client had \
-         its ack / response head. Then every connection is closed with SO_LINGER 0 (a TCP \
-         reset) in one loop, and `liveStreams` is polled every 20 ms until it is 0. The storm \
-         runs twice on the same server: glibc keeps freed memory, so the leak check is RSS \
-         after the second storm against RSS after the first (a leak grows it by what a storm \
-         holds), plus the gauges at the end.\n\n\
-         | | WebSocket (5 subscriptions each) | SSE (1 stream each) |\n| --- | ---: | ---: |\n",
-        top * 5
+         its `connection_ack` / response head. Then every connection is closed with \
+         SO_LINGER 0 (a TCP reset) in one loop, and `liveStreams` is polled every 20 ms until \
+         it is 0.\n\n\
+         **The leak check.** RSS does not return to the fresh process's baseline: glibc's \
+         allocator keeps freed memory for reuse. So the storm runs {STORM_ROUNDS} times on the \
+         same server, and the check is the RSS 1 s after each storm: memory that leaks grows \
+         it by the same amount every storm, memory the allocator keeps grows it less and less \
+         (it is reused); and at the end the live-stream count and the library's gauges must \
+         be 0 (the observer's own connection is the 1).\n\n\
+         | storm 1 | WebSocket (5 subscriptions each) | SSE (1 stream each) |\n| --- | ---: | ---: |\n",
+        count(top as f64),
+        count(top as f64),
+        count((top * 5) as f64),
+        count(top as f64),
     ));
     let get = |t: &str, key: &str| {
         storms
@@ -539,8 +655,8 @@ pub(crate) fn scale() -> ExitCode {
     let row = |label: &str, f: &dyn Fn(&str) -> String| {
         format!("| {label} | {} | {} |\n", f("ws"), f("sse"))
     };
-    md.push_str(&row("live streams at the end of the storm", &|t| {
-        fmt_value(get(t, "target_live"))
+    md.push_str(&row("live streams when all are live", &|t| {
+        count_of(get(t, "target_live"))
     }));
     md.push_str(&row("time until all live (`liveStreams`)", &|t| {
         secs(get(t, "live_s"))
@@ -548,20 +664,14 @@ pub(crate) fn scale() -> ExitCode {
     md.push_str(&row("time until every client acknowledged", &|t| {
         secs(get(t, "acked_s"))
     }));
-    md.push_str(&row(
-        "connections per second (until all live)",
-        &|t| match (get(t, "connections"), get(t, "live_s")) {
-            (Some(n), Some(s)) if s > 0.0 => format!("{:.0}", n / s),
-            _ => "n/a".to_owned(),
-        },
-    ));
-    md.push_str(&row("errors (storm 1 / storm 2)", &|t| {
-        format!(
-            "{} / {}",
-            fmt_value(get(t, "errors")),
-            fmt_value(get(t, "errors_2"))
-        )
+    md.push_str(&row("clients per second (until all live)", &|t| match (
+        get(t, "connections"),
+        get(t, "live_s"),
+    ) {
+        (Some(n), Some(s)) if s > 0.0 => count(n / s),
+        _ => "n/a".to_owned(),
     }));
+    md.push_str(&row("errors", &|t| count_of(get(t, "errors"))));
     md.push_str(&row("server RSS before (fresh process)", &|t| {
         kib(get(t, "rss_baseline_kib"))
     }));
@@ -577,41 +687,67 @@ pub(crate) fn scale() -> ExitCode {
     md.push_str(&row("time from the resets until `liveStreams` = 0", &|t| {
         secs(get(t, "drain_s"))
     }));
-    md.push_str(&row("server RSS 1 s after storm 1", &|t| {
-        kib(get(t, "rss_after_kib"))
-    }));
-    md.push_str(&row("storm 2: all live / back to 0", &|t| {
-        format!(
-            "{} / {}",
-            secs(get(t, "live_s_2")),
-            secs(get(t, "drain_s_2"))
-        )
-    }));
-    md.push_str(&row("server RSS 1 s after storm 2", &|t| {
-        kib(get(t, "rss_after_kib_2"))
-    }));
-    md.push_str(&row("RSS after storm 2 − after storm 1", &|t| match (
-        get(t, "rss_after_kib_2"),
-        get(t, "rss_after_kib"),
-    ) {
-        (Some(b), Some(a)) => format!("{:+.1} MiB", (b - a) / 1024.0),
-        _ => "n/a".to_owned(),
-    }));
+    md.push_str(
+        "\n| storm k: all live / back to 0 / errors / RSS 1 s after (change) | WebSocket | SSE |\n| --- | ---: | ---: |\n",
+    );
+    for k in 1..=STORM_ROUNDS {
+        let sfx = suffix(k);
+        md.push_str(&row(&format!("storm {k}"), &|t| {
+            let after = get(t, &format!("rss_after_kib{sfx}"));
+            let before = if k == 1 {
+                get(t, "rss_baseline_kib")
+            } else {
+                get(t, &format!("rss_after_kib{}", suffix(k - 1)))
+            };
+            format!(
+                "{} / {} / {} / {} ({})",
+                secs(get(t, &format!("live_s{sfx}"))),
+                secs(get(t, &format!("drain_s{sfx}"))),
+                count_of(get(t, &format!("errors{sfx}"))),
+                kib(after),
+                match (after, before) {
+                    (Some(a), Some(b)) => format!("{:+.1} MiB", (a - b) / 1024.0),
+                    _ => "n/a".to_owned(),
+                }
+            )
+        }));
+    }
     md.push_str(&row(
-        "at the end: `liveStreams` / gauges connections, operations, subscriptions (the observer's own connection is 1)",
+        "at the end: `liveStreams` / gauges connections, operations, subscriptions",
         &|t| {
             format!(
                 "{} / {}, {}, {}",
-                fmt_value(get(t, "live_after")),
-                fmt_value(get(t, "metrics_connections_after")),
-                fmt_value(get(t, "metrics_operations_after")),
-                fmt_value(get(t, "metrics_subscriptions_after")),
+                count_of(get(t, "live_after")),
+                count_of(get(t, "metrics_connections_after")),
+                count_of(get(t, "metrics_operations_after")),
+                count_of(get(t, "metrics_subscriptions_after")),
             )
         },
     ));
-    md.push_str(&row("server CPU over both storms", &|t| {
-        get(t, "server_cpu_ms").map_or("n/a".to_owned(), |ms| format!("{:.1} s", ms / 1e3))
-    }));
+    md.push_str(&row(
+        &format!("server CPU over the {STORM_ROUNDS} storms"),
+        &|t| get(t, "server_cpu_ms").map_or("n/a".to_owned(), |ms| format!("{:.1} s", ms / 1e3)),
+    ));
+    for (transport, name) in [("ws", "WebSocket"), ("sse", "SSE")] {
+        let last = suffix(STORM_ROUNDS);
+        let prev = suffix(STORM_ROUNDS - 1);
+        if let (Some(a), Some(b), Some(live), Some(base)) = (
+            get(transport, &format!("rss_after_kib{last}")),
+            get(transport, &format!("rss_after_kib{prev}")),
+            get(transport, "rss_live_kib"),
+            get(transport, "rss_baseline_kib"),
+        ) {
+            md.push_str(&format!(
+                "\n{name}: storm {STORM_ROUNDS} left {:+.1} MiB more than storm {} did, \
+                 {:.1}% of the {:.1} MiB one storm holds live.",
+                (a - b) / 1024.0,
+                STORM_ROUNDS - 1,
+                100.0 * (a - b) / (live - base).max(1.0),
+                (live - base) / 1024.0,
+            ));
+        }
+    }
+    md.push('\n');
     let mut live_series = Vec::new();
     let mut rss_series = Vec::new();
     for (transport, line, csv) in &storms {
@@ -638,7 +774,10 @@ pub(crate) fn scale() -> ExitCode {
     let _ = std::fs::write(
         format!("{out_dir}/scale-storm-live.svg"),
         line_chart(
-            &format!("Reconnect storm, {top} clients, then all reset: live streams"),
+            &format!(
+                "Reconnect storm, {} clients, then all reset: live streams (storm 1)",
+                count(top as f64)
+            ),
             "seconds since the storm began",
             "% of target live",
             &live_series,
@@ -647,7 +786,10 @@ pub(crate) fn scale() -> ExitCode {
     let _ = std::fs::write(
         format!("{out_dir}/scale-storm-rss.svg"),
         line_chart(
-            &format!("Reconnect storm, {top} clients, then all reset: server RSS"),
+            &format!(
+                "Reconnect storm, {} clients, then all reset: server RSS (storm 1)",
+                count(top as f64)
+            ),
             "seconds since the storm began",
             "server RSS (MiB)",
             &rss_series,
@@ -685,13 +827,13 @@ pub(crate) fn scale() -> ExitCode {
             let gib = |conns: f64, kib: f64| conns * kib / 1024.0 / 1024.0;
             let sub = per_sub_kib.unwrap_or(f64::NAN);
             md.push_str(&format!(
-                "Measured here (tokio, {top} connections): **{k:.1} KiB per idle connection with \
+                "Measured here (tokio, {} connections): **{k:.1} KiB per idle connection with \
                  one subscription**, {sub:.1} KiB per further subscription. Linear \
                  extrapolation (the curve above is what says whether it holds):\n\n\
                  | | 1 subscription each | 5 subscriptions each |\n| --- | ---: | ---: |\n\
                  | 1,000,000 connections need | {:.1} GiB | {:.1} GiB |\n\
-                 | connections in 16 GiB | {:.0} | {:.0} |\n\
-                 | connections in 64 GiB | {:.0} | {:.0} |\n\n\
+                 | connections in 16 GiB | {} | {} |\n\
+                 | connections in 64 GiB | {} | {} |\n\n\
                  (Before the process's own baseline and the kernel's socket memory, which is not \
                  in the server's RSS: an idle TCP socket costs the kernel a few KiB more.) \
                  To get there a machine needs: `ulimit -n` (RLIMIT_NOFILE, and `fs.nr_open` / \
@@ -701,19 +843,21 @@ pub(crate) fn scale() -> ExitCode {
                  `ip_local_port_range` (~28,000 ports per source address and destination at \
                  the default range: 1,000,000 connections to one server port need at least 36 \
                  source addresses, or a wider range).\n",
+                count(top as f64),
                 gib(1e6, k),
                 gib(1e6, k + 4.0 * sub),
-                16.0 * 1024.0 * 1024.0 / k,
-                16.0 * 1024.0 * 1024.0 / (k + 4.0 * sub),
-                64.0 * 1024.0 * 1024.0 / k,
-                64.0 * 1024.0 * 1024.0 / (k + 4.0 * sub),
+                count(16.0 * 1024.0 * 1024.0 / k),
+                count(16.0 * 1024.0 * 1024.0 / (k + 4.0 * sub)),
+                count(64.0 * 1024.0 * 1024.0 / k),
+                count(64.0 * 1024.0 * 1024.0 / (k + 4.0 * sub)),
             ));
         }
         None => md.push_str("n/a: the largest idle point did not run.\n"),
     }
     md.push_str(&format!(
-        "\nWhole run: {:.0} s (after the build).\n",
-        started.elapsed().as_secs_f64()
+        "\nWhole run: {:.0} s (after the build); load average at the end: {}.\n",
+        started.elapsed().as_secs_f64(),
+        load_average(),
     ));
     let _ = std::fs::write(format!("{out_dir}/scale.md"), &md);
     println!("{md}");

@@ -166,6 +166,8 @@ pub(super) async fn broadcast(url: &str, a: &Args, pid: u32, graphql: bool) -> V
     let total = events as usize + 1;
     let counts: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let lasts: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let firsts: Arc<Vec<AtomicU64>> =
+        Arc::new((0..total).map(|_| AtomicU64::new(u64::MAX)).collect());
     let epoch = Instant::now();
     let url_owned = url.to_owned();
     let (conns, errors) = open_bounded(c, parallel, epoch, Arc::default(), Arc::default(), |_| {
@@ -188,7 +190,8 @@ pub(super) async fn broadcast(url: &str, a: &Args, pid: u32, graphql: bool) -> V
     // Readers run until aborted (the set is dropped at the end) or their stream ends.
     let mut readers = tokio::task::JoinSet::new();
     for mut ws in conns {
-        let (counts, lasts) = (Arc::clone(&counts), Arc::clone(&lasts));
+        let (counts, lasts, firsts) =
+            (Arc::clone(&counts), Arc::clone(&lasts), Arc::clone(&firsts));
         readers.spawn(async move {
             while let Some(Ok(m)) = ws.next().await {
                 let Message::Text(t) = m else { continue };
@@ -196,8 +199,10 @@ pub(super) async fn broadcast(url: &str, a: &Args, pid: u32, graphql: bool) -> V
                     continue;
                 };
                 if let Some(i) = leading_index(rest).filter(|i| *i < counts.len()) {
+                    let now = epoch.elapsed().as_nanos() as u64;
                     counts[i].fetch_add(1, Ordering::Relaxed);
-                    lasts[i].fetch_max(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    lasts[i].fetch_max(now, Ordering::Relaxed);
+                    firsts[i].fetch_min(now, Ordering::Relaxed);
                 }
             }
         });
@@ -208,7 +213,7 @@ pub(super) async fn broadcast(url: &str, a: &Args, pid: u32, graphql: bool) -> V
     let rss_live = rss_kib(pid);
     let mut publisher = connect(url).await;
     let cpu_before = cpu_ms(pid);
-    let mut times = Vec::new();
+    let (mut times, mut first_times) = (Vec::new(), Vec::new());
     let mut delivered = 0;
     for i in 0..total {
         let sent_at = epoch.elapsed().as_nanos() as u64;
@@ -241,11 +246,14 @@ pub(super) async fn broadcast(url: &str, a: &Args, pid: u32, graphql: bool) -> V
         if got == expected_each {
             let last = lasts[i].load(Ordering::Relaxed);
             times.push(last.saturating_sub(sent_at) as f64 / 1e6);
+            let first = firsts[i].load(Ordering::Relaxed);
+            first_times.push(first.saturating_sub(sent_at) as f64 / 1e6);
         }
     }
     let cpu = cpu_before.zip(cpu_ms(pid)).map(|(b, a)| a - b);
     drop(readers);
     times.sort_by(f64::total_cmp);
+    first_times.sort_by(f64::total_cmp);
     let expected = expected_each * events;
     let (own_rss, own_cpu) = own_usage();
     let complete = delivered == expected && errors == 0;
@@ -260,6 +268,8 @@ pub(super) async fn broadcast(url: &str, a: &Args, pid: u32, graphql: bool) -> V
         "p50_ms": complete.then(|| percentile(&times, 0.50)),
         "p99_ms": complete.then(|| percentile(&times, 0.99)),
         "max_ms": complete.then(|| times.last().copied()).flatten(),
+        // From the publish until the first subscriber had it.
+        "first_p50_ms": complete.then(|| percentile(&first_times, 0.50)),
         "delivered": delivered,
         "expected": expected,
         "lost": expected.saturating_sub(delivered),
