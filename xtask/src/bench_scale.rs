@@ -339,7 +339,7 @@ pub(crate) fn scale() -> ExitCode {
          | load average (1, 5, 15 min) at the start | {} |\n\
          | code measured | {} |\n\n\
          **The cap.** Each process (the server, the load generator) must hold every connection \
-         as a descriptor, so the largest point is min({MOST}, RLIMIT_NOFILE − {FD_MARGIN}) \
+         as a descriptor, so the largest point is min({}, RLIMIT_NOFILE − {}) \
          rounded down to a thousand = **{}** connections (the load generator refuses to \
          open more client sockets than its limit − 500). The ephemeral port range \
          ({}) would allow ~28,000 connections from one source address; every client socket \
@@ -353,6 +353,8 @@ pub(crate) fn scale() -> ExitCode {
         sysctl("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
         load_average(),
         code_measured(),
+        count(MOST as f64),
+        count(FD_MARGIN as f64),
         count(top as f64),
         sysctl("/proc/sys/net/ipv4/ip_local_port_range").replace(' ', "–"),
         DEMO_FLAGS.join(" "),
@@ -420,7 +422,10 @@ pub(crate) fn scale() -> ExitCode {
                             errors,
                         ));
                     }
-                    loadgen_rows.push((format!("idle, {rt}, {n} connections"), line.clone()));
+                    loadgen_rows.push((
+                        format!("idle, {rt}, {} connections", count(n as f64)),
+                        line.clone(),
+                    ));
                     format!(
                         "{} KiB ({} s, {} err)",
                         fmt_value(per),
@@ -486,8 +491,9 @@ pub(crate) fn scale() -> ExitCode {
          not counted), each awaited until every subscriber had it (or 30 s, or 3 s without a \
          delivery). Time: from sending the `publish` mutation until the last subscriber's \
          frame was read by the load generator, which reads all {} sockets on one thread (so \
-         this includes its own reading; the first subscriber's p50 is beside it). A run with \
-         any loss shows no latency.\n\n\
+         this includes its own reading; the first subscriber's p50 is beside it). Server CPU \
+         per event: the demo's CPU time (user + system) over the 21 events, divided by 21. A \
+         run with any loss shows no latency.\n\n\
          | execution | p50 | p99 | max | first subscriber p50 | delivered / expected | server CPU per event | setup (connect + subscribe) |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         count((big * 10) as f64),
@@ -626,7 +632,7 @@ pub(crate) fn scale() -> ExitCode {
          `connection_init`, wait for `connection_ack` and subscribe 5 times each \
          (`messages(topic: \"idle\")`): {} subscriptions. **SSE:** {} distinct-connection \
          graphql-sse streams (HTTP/1.1 `POST /graphql`, `accept: text/event-stream`, one \
-         subscription each, as `EventSource` does). Both: {STORM_PARALLEL} handshakes in \
+         subscription each, as `EventSource` does). Both: {} handshakes in \
          flight, the next client starting as soon as one is done (as fast as the load \
          generator goes). \"Live\" is the demo's `liveStreams` (polled every 50 ms over a \
          separate WebSocket) reaching the target; \"acknowledged\" is when the last client had \
@@ -644,6 +650,7 @@ pub(crate) fn scale() -> ExitCode {
         count(top as f64),
         count((top * 5) as f64),
         count(top as f64),
+        count(STORM_PARALLEL.parse().unwrap_or(f64::NAN)),
     ));
     let get = |t: &str, key: &str| {
         storms
@@ -678,6 +685,17 @@ pub(crate) fn scale() -> ExitCode {
     md.push_str(&row("server RSS, all live", &|t| {
         kib(get(t, "rss_live_kib"))
     }));
+    md.push_str(&row(
+        "server RSS per client, all live ((all live − before) / clients)",
+        &|t| match (
+            get(t, "rss_live_kib"),
+            get(t, "rss_baseline_kib"),
+            get(t, "connections"),
+        ) {
+            (Some(l), Some(b), Some(n)) if n > 0.0 => format!("{:.1} KiB", (l - b) / n),
+            _ => "n/a".to_owned(),
+        },
+    ));
     md.push_str(&row("server peak RSS (VmHWM)", &|t| {
         kib(get(t, "peak_rss_kib"))
     }));
@@ -819,7 +837,7 @@ pub(crate) fn scale() -> ExitCode {
     let per_conn = top_tokio;
     let per_sub_kib = loadgen_rows
         .iter()
-        .find(|r| r.0 == format!("idle, tokio, {big} connections"))
+        .find(|r| r.0 == format!("idle, tokio, {} connections", count(big as f64)))
         .and_then(|r| json_number(&r.1, "kib_per_subscription"));
     md.push_str("\n## Without the descriptor cap: the arithmetic\n\n");
     match per_conn {
@@ -834,8 +852,8 @@ pub(crate) fn scale() -> ExitCode {
                  | 1,000,000 connections need | {:.1} GiB | {:.1} GiB |\n\
                  | connections in 16 GiB | {} | {} |\n\
                  | connections in 64 GiB | {} | {} |\n\n\
-                 (Before the process's own baseline and the kernel's socket memory, which is not \
-                 in the server's RSS: an idle TCP socket costs the kernel a few KiB more.) \
+                 (Server RSS only: the process's own baseline, and the kernel's memory for each \
+                 socket, which is not in RSS and not measured here, come on top.) \
                  To get there a machine needs: `ulimit -n` (RLIMIT_NOFILE, and `fs.nr_open` / \
                  `fs.file-max`) above the connection count; `net.core.somaxconn` and \
                  `net.ipv4.tcp_max_syn_backlog` raised for storms of reconnects; and, on the \
