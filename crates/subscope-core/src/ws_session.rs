@@ -112,9 +112,26 @@ where
 
     /// Runs the connection to its end and returns why it ended, with the socket (for a
     /// lingering close). Every operation is gone and the end hooks have run by then.
-    pub(crate) async fn run(mut self) -> (CloseReason, T) {
-        let reason = poll_fn(|cx| self.poll_run(cx)).await;
-        self.teardown(reason).await
+    ///
+    /// Not an `async fn`: one of those would hold the session twice for the connection's
+    /// whole life (its argument and its moved local), and once more inside the teardown's
+    /// state. Here the session is held once while it runs; the teardown gets its own
+    /// allocation only when the connection ends.
+    pub(crate) fn run(self) -> impl Future<Output = (CloseReason, T)> + use<T, E, H, R> {
+        let mut session = Some(self);
+        let mut teardown = None;
+        poll_fn(move |cx| {
+            if let Some(running) = session.as_mut() {
+                let reason = std::task::ready!(running.poll_run(cx));
+                if let Some(ended) = session.take() {
+                    teardown = Some(Box::pin(ended.teardown(reason)));
+                }
+            }
+            match &mut teardown {
+                Some(teardown) => teardown.as_mut().poll(cx),
+                None => unreachable!("a session runs until its teardown starts"),
+            }
+        })
     }
 
     fn now(&self) -> Instant {

@@ -237,8 +237,10 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         request: UpgradeRequest,
     ) -> impl Future<Output = CloseReason> + Send + use<T, E, H, R> {
         // Tracked like `serve_io`, so shutdown waits for sockets another server upgraded.
-        let connection = self.connection(ws, protocol, request);
-        self.track(async move { connection.await.0 }, CloseReason::Dropped)
+        // `connection` maps its own output: wrapping it in another async block would hold
+        // the connection future twice.
+        let connection = self.connection(ws, protocol, request, |reason, _| reason);
+        self.track(connection, CloseReason::Dropped)
     }
 
     /// Applies [`Config::allowed_origins`] to an upgrade request another HTTP server
@@ -281,13 +283,14 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         Tracked::new(future::or(forced, task), self.inner.tracker.token())
     }
 
-    /// Runs one WebSocket connection; returns why it ended and the socket.
-    fn connection<T: WebSocket>(
+    /// Runs one WebSocket connection; returns `finish` of why it ended and the socket.
+    fn connection<T: WebSocket, O>(
         &self,
         mut ws: T,
         protocol: Option<Subprotocol>,
         request: UpgradeRequest,
-    ) -> impl Future<Output = (CloseReason, T)> + Send + use<T, E, H, R> {
+        finish: fn(CloseReason, T) -> O,
+    ) -> impl Future<Output = O> + Send + use<T, E, H, R, O> {
         let inner = Arc::clone(&self.inner);
         async move {
             let refuse = match protocol {
@@ -312,7 +315,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     deadline,
                 )
                 .await;
-                return (reason, ws);
+                return finish(reason, ws);
             };
             let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
             let conn = Arc::new(ConnectionInfo::new(id, protocol, request));
@@ -337,10 +340,11 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                 sessions: Arc::clone(&inner.sessions),
                 span: span.clone(),
             };
-            WsSession::new(ws, machine, conn, parts)
+            let (reason, ws) = WsSession::new(ws, machine, conn, parts)
                 .run()
                 .instrument(span)
-                .await
+                .await;
+            finish(reason, ws)
         }
     }
 

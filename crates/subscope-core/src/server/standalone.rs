@@ -125,7 +125,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
                     let ws = server.websocket(socket, deflate.as_ref()).await;
                     let request = (*request).with_peer(peer);
                     let (reason, ws) = server
-                        .connection(Tungstenite::from(ws), protocol, request)
+                        .connection(Tungstenite::from(ws), protocol, request, |r, ws| (r, ws))
                         .await;
                     if reason.sends_close_frame() {
                         // Our close frame is out; let the peer's unread bytes drain so the
@@ -593,7 +593,10 @@ async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
     if io.close().await.is_err() {
         return;
     }
-    let mut sink = [0u8; 8192];
+    // On the heap, and only now: a buffer in the future itself would be part of every
+    // connection's future for its whole life (async fn state is sized for its largest
+    // await point), 8 KiB per idle connection.
+    let mut sink = vec![0u8; 2048];
     while let Ok(1..) = io.read(&mut sink).await {}
 }
 
