@@ -746,6 +746,23 @@ pub(crate) fn scale() -> ExitCode {
         &format!("server CPU over the {STORM_ROUNDS} storms"),
         &|t| get(t, "server_cpu_ms").map_or("n/a".to_owned(), |ms| format!("{:.1} s", ms / 1e3)),
     ));
+    md.push_str(&row(
+        &format!("load generator CPU over the {STORM_ROUNDS} storms (one thread; against the sum of the times until all live)"),
+        &|t| {
+            let up: Option<f64> = (1..=STORM_ROUNDS)
+                .map(|k| get(t, &format!("live_s{}", suffix(k))))
+                .sum();
+            match (get(t, "loadgen_cpu_ms"), up) {
+                (Some(ms), Some(up)) => format!("{:.1} s / {up:.1} s", ms / 1e3),
+                _ => "n/a".to_owned(),
+            }
+        },
+    ));
+    md.push_str(
+        "\nThe load generator shares the 2 cores with the server and drives every client from \
+         one thread: where its CPU time comes close to the time the storms took, the rate \
+         above is the generator's limit as much as the server's.\n",
+    );
     for (transport, name) in [("ws", "WebSocket"), ("sse", "SSE")] {
         let last = suffix(STORM_ROUNDS);
         let prev = suffix(STORM_ROUNDS - 1);
