@@ -144,6 +144,12 @@ impl<C: Stream + Unpin + Send> Scope<C> {
         }
         let generation = self.next_generation;
         self.next_generation += 1;
+        if self.slots.capacity() == 0 {
+            // Most connections hold one or two operations: room for one, not the four a
+            // first push would reserve (a slot is a few hundred bytes); later growth
+            // doubles as usual.
+            self.slots.reserve_exact(1);
+        }
         let vacant = self.slots.vacant_entry();
         let slot = vacant.key();
         let flag = Arc::new(ChildWaker {
