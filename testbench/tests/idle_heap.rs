@@ -71,7 +71,11 @@ fn tungstenite_alone(config: &Config) -> usize {
 #[test]
 fn an_idle_connection_s_heap_by_stage() {
     let _profiler = dhat::Profiler::builder().testing().build();
-    let config = Config::default().keepalive_interval(None);
+    // No document cache: its entries are server-wide state made during the connection,
+    // which would count against the heap left once it dropped (the base).
+    let config = Config::default()
+        .keepalive_interval(None)
+        .document_cache(0);
     let mut report = format!(
         "tungstenite's stream alone (of the first line below): {:.2} KiB\n",
         tungstenite_alone(&config) as f64 / 1024.0
@@ -104,12 +108,20 @@ fn an_idle_connection_s_heap_by_stage() {
             ));
             previous = Some(own);
         }
+        let upgraded = at[0].1.saturating_sub(after);
         let idle = at[2].1.saturating_sub(after);
         let second = at[4].1.saturating_sub(at[3].1);
-        // Nothing here may approach a buffer bound: an idle connection holds kilobytes.
+        // The connection's future holds its state once (it held it twice, and an 8 KiB
+        // lingering-close buffer, before issue 24): a few KiB before `connection_init`.
         assert!(
-            idle < 64 * 1024,
-            "{name}: {idle} bytes for one idle subscription"
+            upgraded < 6 * 1024,
+            "{name}: {upgraded} bytes for an upgraded connection\n{report}"
+        );
+        // Issue 24's budget for a whole connection with one subscription is 16 KiB of
+        // RSS; its heap (debug build) stays well inside it.
+        assert!(
+            idle < 14 * 1024,
+            "{name}: {idle} bytes for one idle subscription\n{report}"
         );
         assert!(
             second < 16 * 1024,
