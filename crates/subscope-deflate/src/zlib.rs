@@ -92,6 +92,9 @@ pub(crate) enum Mode {
     Stream,
 }
 
+/// The least of the kept text that primes a message: a few small events.
+const PRIME_MIN: usize = 512;
+
 /// The sending side's compressor.
 ///
 /// - [`Mode::Recent`]: the connection keeps only the plain text of its last few messages
@@ -196,7 +199,13 @@ impl Compressor {
             || self.fragment_open
             || (self.mode == Mode::Stream && input.len() >= PROMOTE_AT);
         let recent: &[u8] = match self.mode {
-            Mode::Recent(_) if !self.fragment_open => &self.recent,
+            Mode::Recent(_) if !self.fragment_open => {
+                // Priming costs a hash insert per byte: only as far back as this message's
+                // size suggests the next repeat lies (its predecessor, for record-like
+                // events; a few of them for small ones).
+                let want = (input.len() + input.len() / 4).max(PRIME_MIN);
+                &self.recent[self.recent.len().saturating_sub(want)..]
+            }
             _ => &[],
         };
         if own {
