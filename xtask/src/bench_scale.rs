@@ -1,8 +1,10 @@
 //! `cargo xtask bench --scale`: the demo server at the scale this machine allows, in a few
 //! minutes: the idle RSS curve per connection (every runtime), RSS per subscription at
 //! 100,000, one event broadcast to 100,000 subscribers (with and without shared execution),
-//! and a reconnect storm over WebSocket and over SSE. Writes `target/bench/scale.md` and
-//! `target/bench/scale-*.svg`.
+//! a reconnect storm over WebSocket and over SSE, and a Redis fleet (4 processes, one
+//! Redis, a pipelined publisher) against one process ([`crate::bench_fleet`]). Writes
+//! `target/bench/scale.md` and `target/bench/scale-*.svg`. `--only idle,broadcast,storm,fleet`
+//! runs just those sections.
 //!
 //! Every connection count stays below the open-file limit this process (and so the demo
 //! and the load generator it starts) runs under, less a margin: the limit is read, not
@@ -105,14 +107,15 @@ fn code_measured() -> String {
     }
 }
 
-/// A started demo server: the process and its URL.
-struct Demo {
-    child: std::process::Child,
-    url: String,
+/// A started demo server: the process and its URL (killed when dropped).
+pub(crate) struct Demo {
+    pub(crate) child: std::process::Child,
+    pub(crate) url: String,
 }
 
 impl Demo {
-    fn start(bin: &str, runtime: &str, extra: &[&str]) -> Option<Self> {
+    /// Starts `bin/demo` on `runtime` with the scale flags and `extra`.
+    pub(crate) fn start(bin: &str, runtime: &str, extra: &[&str]) -> Option<Self> {
         let mut args = vec!["--addr", "127.0.0.1:0", "--runtime", runtime];
         args.extend_from_slice(DEMO_FLAGS);
         args.extend_from_slice(extra);
@@ -171,7 +174,7 @@ fn tick_label(v: f64) -> String {
 }
 
 /// A whole number with thousands separators (`19,000`).
-fn count(v: f64) -> String {
+pub(crate) fn count(v: f64) -> String {
     if !v.is_finite() {
         return "n/a".to_owned();
     }
@@ -187,7 +190,7 @@ fn count(v: f64) -> String {
 }
 
 /// [`count`] of an optional figure.
-fn count_of(v: Option<f64>) -> String {
+pub(crate) fn count_of(v: Option<f64>) -> String {
     v.map_or("n/a".to_owned(), count)
 }
 
@@ -295,7 +298,8 @@ fn timeline(path: &str) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
-fn kib(v: Option<f64>) -> String {
+/// KiB as MiB with one decimal.
+pub(crate) fn kib(v: Option<f64>) -> String {
     v.map_or("n/a".to_owned(), |v| format!("{:.1} MiB", v / 1024.0))
 }
 
@@ -303,8 +307,13 @@ fn secs(v: Option<f64>) -> String {
     v.map_or("n/a".to_owned(), |v| format!("{v:.2} s"))
 }
 
-/// `cargo xtask bench --scale`.
-pub(crate) fn scale() -> ExitCode {
+/// The sections of `cargo xtask bench --scale`, in order (names for `--only`).
+pub(crate) const SECTIONS: &[&str] = &["idle", "broadcast", "storm", "fleet"];
+
+/// `cargo xtask bench --scale [--only SECTION,...]`: `only` runs just those of
+/// [`SECTIONS`] (the machine table always; the report then holds only them).
+pub(crate) fn scale(only: Option<&[&str]>) -> ExitCode {
+    let want = |name: &str| only.is_none_or(|o| o.contains(&name));
     let Some((bin, out_dir)) = build_release() else {
         return ExitCode::FAILURE;
     };
@@ -361,130 +370,141 @@ pub(crate) fn scale() -> ExitCode {
     );
     let mut loadgen_rows: Vec<(String, String)> = Vec::new();
 
+    if let Some(only) = only {
+        md.push_str(&format!(
+            "\n**Sections run:** {} only (`--only`).\n",
+            only.join(", ")
+        ));
+    }
+
     // 1. The idle curve, a fresh demo process per point and runtime.
-    let mut curve: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    let mut idle_rows: Vec<(u64, Vec<String>)> = points.iter().map(|p| (*p, Vec::new())).collect();
-    let mut per_sub: Option<String> = None;
     let mut top_tokio = None;
-    for rt in RUNTIMES {
-        let mut pts = Vec::new();
-        for (i, &n) in points.iter().enumerate() {
-            let n_arg = n.to_string();
-            // At 10,000 connections on tokio, 9 more subscriptions each: 100,000 in all.
-            let extra = if *rt == "tokio" && n == big { "9" } else { "0" };
-            let result = Demo::start(&bin, rt, &[])
-                .ok_or_else(|| "demo did not start".to_owned())
-                .and_then(|demo| {
-                    demo.loadgen(
-                        &bin,
-                        &[
-                            "--scenario",
-                            "idle",
-                            "--connections",
-                            &n_arg,
-                            "--extra",
-                            extra,
-                            "--parallel",
-                            OPEN_PARALLEL,
-                        ],
-                    )
-                });
-            let cell = match result {
-                Ok(line) => {
-                    eprintln!("scale idle {rt} {n}: {line}");
-                    let per = json_number(&line, "kib_per_connection");
-                    let errors = json_number(&line, "errors").unwrap_or(f64::NAN);
-                    if errors != 0.0 {
-                        failed = true;
-                    }
-                    if let Some(per) = per {
-                        pts.push((n as f64, per));
-                    }
-                    if *rt == "tokio" && n == top {
-                        top_tokio = per;
-                    }
-                    if extra == "9" {
-                        let sub = json_number(&line, "kib_per_subscription");
-                        per_sub = Some(format!(
-                            "At {} connections × 10 subscriptions = {} live subscriptions \
+    if want("idle") {
+        let mut curve: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        let mut idle_rows: Vec<(u64, Vec<String>)> =
+            points.iter().map(|p| (*p, Vec::new())).collect();
+        let mut per_sub: Option<String> = None;
+        for rt in RUNTIMES {
+            let mut pts = Vec::new();
+            for (i, &n) in points.iter().enumerate() {
+                let n_arg = n.to_string();
+                // At 10,000 connections on tokio, 9 more subscriptions each: 100,000 in all.
+                let extra = if *rt == "tokio" && n == big { "9" } else { "0" };
+                let result = Demo::start(&bin, rt, &[])
+                    .ok_or_else(|| "demo did not start".to_owned())
+                    .and_then(|demo| {
+                        demo.loadgen(
+                            &bin,
+                            &[
+                                "--scenario",
+                                "idle",
+                                "--connections",
+                                &n_arg,
+                                "--extra",
+                                extra,
+                                "--parallel",
+                                OPEN_PARALLEL,
+                            ],
+                        )
+                    });
+                let cell = match result {
+                    Ok(line) => {
+                        eprintln!("scale idle {rt} {n}: {line}");
+                        let per = json_number(&line, "kib_per_connection");
+                        let errors = json_number(&line, "errors").unwrap_or(f64::NAN);
+                        if errors != 0.0 {
+                            failed = true;
+                        }
+                        if let Some(per) = per {
+                            pts.push((n as f64, per));
+                        }
+                        if *rt == "tokio" && n == top {
+                            top_tokio = per;
+                        }
+                        if extra == "9" {
+                            let sub = json_number(&line, "kib_per_subscription");
+                            per_sub = Some(format!(
+                                "At {} connections × 10 subscriptions = {} live subscriptions \
                              (tokio): RSS {} with 1 subscription each, {} with 10 each: \
                              ({} − {}) / {} extra subscriptions = **{} KiB per subscription** \
                              ({} connections open, {} errors).\n",
-                            count(big as f64),
-                            count((big * 10) as f64),
-                            kib(json_number(&line, "rss_one_kib")),
-                            kib(json_number(&line, "rss_after_kib")),
-                            kib(json_number(&line, "rss_after_kib")),
-                            kib(json_number(&line, "rss_one_kib")),
-                            count_of(json_number(&line, "extra_subscriptions")),
-                            fmt_value(sub),
-                            count_of(json_number(&line, "connections")),
-                            errors,
+                                count(big as f64),
+                                count((big * 10) as f64),
+                                kib(json_number(&line, "rss_one_kib")),
+                                kib(json_number(&line, "rss_after_kib")),
+                                kib(json_number(&line, "rss_after_kib")),
+                                kib(json_number(&line, "rss_one_kib")),
+                                count_of(json_number(&line, "extra_subscriptions")),
+                                fmt_value(sub),
+                                count_of(json_number(&line, "connections")),
+                                errors,
+                            ));
+                        }
+                        loadgen_rows.push((
+                            format!("idle, {rt}, {} connections", count(n as f64)),
+                            line.clone(),
                         ));
+                        format!(
+                            "{} KiB ({} s, {} err)",
+                            fmt_value(per),
+                            fmt_value(json_number(&line, "setup_s")),
+                            errors
+                        )
                     }
-                    loadgen_rows.push((
-                        format!("idle, {rt}, {} connections", count(n as f64)),
-                        line.clone(),
-                    ));
-                    format!(
-                        "{} KiB ({} s, {} err)",
-                        fmt_value(per),
-                        fmt_value(json_number(&line, "setup_s")),
-                        errors
-                    )
-                }
-                Err(e) => {
-                    eprintln!("scale idle {rt} {n} failed: {e}");
-                    failed = true;
-                    "failed".to_owned()
-                }
-            };
-            idle_rows[i].1.push(cell);
+                    Err(e) => {
+                        eprintln!("scale idle {rt} {n} failed: {e}");
+                        failed = true;
+                        "failed".to_owned()
+                    }
+                };
+                idle_rows[i].1.push(cell);
+            }
+            curve.push((format!("subscope-{rt}"), pts));
         }
-        curve.push((format!("subscope-{rt}"), pts));
-    }
-    md.push_str(
-        "\n## Idle: server RSS per connection, each with one idle subscription\n\n\
+        md.push_str(
+            "\n## Idle: server RSS per connection, each with one idle subscription\n\n\
          A fresh demo process per point and runtime: N WebSocket connections \
          (`graphql-transport-ws`, initialised, one `subscription { messages(topic: \"idle\") }` \
          each, opened 128 at a time), then (RSS with them − RSS before them) / N, after \
          300 ms of quiet. In parentheses: seconds to open them all, errors.\n\n| connections |",
-    );
-    for rt in RUNTIMES {
-        md.push_str(&format!(" subscope-{rt} |"));
+        );
+        for rt in RUNTIMES {
+            md.push_str(&format!(" subscope-{rt} |"));
+        }
+        md.push_str("\n| ---: |");
+        for _ in RUNTIMES {
+            md.push_str(" ---: |");
+        }
+        md.push('\n');
+        for (n, cells) in &idle_rows {
+            md.push_str(&format!(
+                "| {} | {} |\n",
+                count(*n as f64),
+                cells.join(" | ")
+            ));
+        }
+        md.push_str("\n![RSS per idle connection against connections](scale-idle.svg)\n\n");
+        md.push_str(
+            per_sub
+                .as_deref()
+                .unwrap_or("Per subscription: not measured.\n"),
+        );
+        let _ = std::fs::write(
+            format!("{out_dir}/scale-idle.svg"),
+            line_chart(
+                "Server RSS per idle connection (1 subscription each), fresh process per point",
+                "connections",
+                "KiB per connection",
+                &curve,
+            ),
+        );
     }
-    md.push_str("\n| ---: |");
-    for _ in RUNTIMES {
-        md.push_str(" ---: |");
-    }
-    md.push('\n');
-    for (n, cells) in &idle_rows {
-        md.push_str(&format!(
-            "| {} | {} |\n",
-            count(*n as f64),
-            cells.join(" | ")
-        ));
-    }
-    md.push_str("\n![RSS per idle connection against connections](scale-idle.svg)\n\n");
-    md.push_str(
-        per_sub
-            .as_deref()
-            .unwrap_or("Per subscription: not measured.\n"),
-    );
-    let _ = std::fs::write(
-        format!("{out_dir}/scale-idle.svg"),
-        line_chart(
-            "Server RSS per idle connection (1 subscription each), fresh process per point",
-            "connections",
-            "KiB per connection",
-            &curve,
-        ),
-    );
 
     // 2. Broadcast to 100,000 subscribers of one topic.
-    let (c, s, events) = (big.to_string(), "10", "20");
-    let mut bars = Vec::new();
-    md.push_str(&format!(
+    if want("broadcast") {
+        let (c, s, events) = (big.to_string(), "10", "20");
+        let mut bars = Vec::new();
+        md.push_str(&format!(
         "\n## Broadcast: one event to {} subscribers of one topic\n\n\
          {} WebSocket connections × {s} subscriptions to `messages(topic: \"broadcast\")` on a \
          fresh tokio demo; {events} events published one at a time (after one warm-up event \
@@ -500,48 +520,48 @@ pub(crate) fn scale() -> ExitCode {
         count(big as f64),
         count(big as f64),
     ));
-    for (label, extra) in [
-        ("not shared (default)", &[][..]),
-        ("shared (`--share`)", &["--share"][..]),
-    ] {
-        let result = Demo::start(&bin, "tokio", extra)
-            .ok_or_else(|| "demo did not start".to_owned())
-            .and_then(|demo| {
-                demo.loadgen(
-                    &bin,
-                    &[
-                        "--scenario",
-                        "broadcast",
-                        "--connections",
-                        &c,
-                        "--subs",
-                        s,
-                        "--events",
-                        events,
-                        "--parallel",
-                        OPEN_PARALLEL,
-                    ],
-                )
-            });
-        match result {
-            Ok(line) => {
-                eprintln!("scale broadcast {label}: {line}");
-                let (delivered, expected) = (
-                    json_number(&line, "delivered").unwrap_or(0.0),
-                    json_number(&line, "expected").unwrap_or(f64::NAN),
-                );
-                if delivered != expected || json_number(&line, "errors") != Some(0.0) {
-                    failed = true;
-                }
-                let (p50, p99) = (json_number(&line, "p50_ms"), json_number(&line, "p99_ms"));
-                let short = if extra.is_empty() {
-                    "no share"
-                } else {
-                    "share"
-                };
-                bars.push((format!("subscope-tokio {short} p50"), p50));
-                bars.push((format!("subscope-tokio {short} p99"), p99));
-                md.push_str(&format!(
+        for (label, extra) in [
+            ("not shared (default)", &[][..]),
+            ("shared (`--share`)", &["--share"][..]),
+        ] {
+            let result = Demo::start(&bin, "tokio", extra)
+                .ok_or_else(|| "demo did not start".to_owned())
+                .and_then(|demo| {
+                    demo.loadgen(
+                        &bin,
+                        &[
+                            "--scenario",
+                            "broadcast",
+                            "--connections",
+                            &c,
+                            "--subs",
+                            s,
+                            "--events",
+                            events,
+                            "--parallel",
+                            OPEN_PARALLEL,
+                        ],
+                    )
+                });
+            match result {
+                Ok(line) => {
+                    eprintln!("scale broadcast {label}: {line}");
+                    let (delivered, expected) = (
+                        json_number(&line, "delivered").unwrap_or(0.0),
+                        json_number(&line, "expected").unwrap_or(f64::NAN),
+                    );
+                    if delivered != expected || json_number(&line, "errors") != Some(0.0) {
+                        failed = true;
+                    }
+                    let (p50, p99) = (json_number(&line, "p50_ms"), json_number(&line, "p99_ms"));
+                    let short = if extra.is_empty() {
+                        "no share"
+                    } else {
+                        "share"
+                    };
+                    bars.push((format!("subscope-tokio {short} p50"), p50));
+                    bars.push((format!("subscope-tokio {short} p99"), p99));
+                    md.push_str(&format!(
                     "| {label} | {} ms | {} ms | {} ms | {} ms | {} / {} = {:.4} | {} ms | {} s |\n",
                     fmt_value(p50),
                     fmt_value(p99),
@@ -554,79 +574,81 @@ pub(crate) fn scale() -> ExitCode {
                     fmt_value(json_number(&line, "server_cpu_ms").map(|ms| ms / 21.0)),
                     fmt_value(json_number(&line, "setup_s")),
                 ));
-                loadgen_rows.push((format!("broadcast, {label}"), line));
-            }
-            Err(e) => {
-                eprintln!("scale broadcast {label} failed: {e}");
-                md.push_str(&format!("| {label} | failed: {e} | | | | | | |\n"));
-                failed = true;
+                    loadgen_rows.push((format!("broadcast, {label}"), line));
+                }
+                Err(e) => {
+                    eprintln!("scale broadcast {label} failed: {e}");
+                    md.push_str(&format!("| {label} | failed: {e} | | | | | | |\n"));
+                    failed = true;
+                }
             }
         }
-    }
-    let rows: Vec<(&str, Option<f64>)> = bars.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    let _ = std::fs::write(
-        format!("{out_dir}/scale-broadcast.svg"),
-        bar_chart(
-            &format!(
-                "One event to {} subscribers: publish to the last delivery",
-                count((big * 10) as f64)
+        let rows: Vec<(&str, Option<f64>)> = bars.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        let _ = std::fs::write(
+            format!("{out_dir}/scale-broadcast.svg"),
+            bar_chart(
+                &format!(
+                    "One event to {} subscribers: publish to the last delivery",
+                    count((big * 10) as f64)
+                ),
+                "ms (p50 and p99 over 20 events)",
+                &rows,
             ),
-            "ms (p50 and p99 over 20 events)",
-            &rows,
-        ),
-    );
-    md.push_str("\n![broadcast latency](scale-broadcast.svg)\n");
+        );
+        md.push_str("\n![broadcast latency](scale-broadcast.svg)\n");
+    }
 
     // 3 and 4. Reconnect storms.
-    let n = top.to_string();
-    let rounds = STORM_ROUNDS.to_string();
-    let mut storms = Vec::new();
-    for (transport, subs) in [("ws", "5"), ("sse", "1")] {
-        let csv = format!("{out_dir}/scale-storm-{transport}.csv");
-        let result = Demo::start(&bin, "tokio", &[])
-            .ok_or_else(|| "demo did not start".to_owned())
-            .and_then(|demo| {
-                demo.loadgen(
-                    &bin,
-                    &[
-                        "--scenario",
-                        "storm",
-                        "--transport",
-                        transport,
-                        "--connections",
-                        &n,
-                        "--subs",
-                        subs,
-                        "--parallel",
-                        STORM_PARALLEL,
-                        "--rounds",
-                        &rounds,
-                        "--timeline",
-                        &csv,
-                    ],
-                )
-            });
-        match result {
-            Ok(line) => {
-                eprintln!("scale storm {transport}: {line}");
-                let mut keys = vec!["live_after".to_owned()];
-                keys.extend((1..=STORM_ROUNDS).map(|k| format!("errors{}", suffix(k))));
-                for key in keys {
-                    if json_number(&line, &key) != Some(0.0) {
-                        failed = true;
+    if want("storm") {
+        let n = top.to_string();
+        let rounds = STORM_ROUNDS.to_string();
+        let mut storms = Vec::new();
+        for (transport, subs) in [("ws", "5"), ("sse", "1")] {
+            let csv = format!("{out_dir}/scale-storm-{transport}.csv");
+            let result = Demo::start(&bin, "tokio", &[])
+                .ok_or_else(|| "demo did not start".to_owned())
+                .and_then(|demo| {
+                    demo.loadgen(
+                        &bin,
+                        &[
+                            "--scenario",
+                            "storm",
+                            "--transport",
+                            transport,
+                            "--connections",
+                            &n,
+                            "--subs",
+                            subs,
+                            "--parallel",
+                            STORM_PARALLEL,
+                            "--rounds",
+                            &rounds,
+                            "--timeline",
+                            &csv,
+                        ],
+                    )
+                });
+            match result {
+                Ok(line) => {
+                    eprintln!("scale storm {transport}: {line}");
+                    let mut keys = vec!["live_after".to_owned()];
+                    keys.extend((1..=STORM_ROUNDS).map(|k| format!("errors{}", suffix(k))));
+                    for key in keys {
+                        if json_number(&line, &key) != Some(0.0) {
+                            failed = true;
+                        }
                     }
+                    loadgen_rows.push((format!("storm, {transport}"), line.clone()));
+                    storms.push((transport, Some(line), csv));
                 }
-                loadgen_rows.push((format!("storm, {transport}"), line.clone()));
-                storms.push((transport, Some(line), csv));
-            }
-            Err(e) => {
-                eprintln!("scale storm {transport} failed: {e}");
-                failed = true;
-                storms.push((transport, None, csv));
+                Err(e) => {
+                    eprintln!("scale storm {transport} failed: {e}");
+                    failed = true;
+                    storms.push((transport, None, csv));
+                }
             }
         }
-    }
-    md.push_str(&format!(
+        md.push_str(&format!(
         "\n## Reconnect storm: {} clients at once, then all reset\n\n\
          A fresh tokio demo per transport. **WebSocket:** {} clients connect, upgrade, send \
          `connection_init`, wait for `connection_ack` and subscribe 5 times each \
@@ -653,101 +675,103 @@ pub(crate) fn scale() -> ExitCode {
         count(top as f64),
         count(STORM_PARALLEL.parse().unwrap_or(f64::NAN)),
     ));
-    let get = |t: &str, key: &str| {
-        storms
-            .iter()
-            .find(|s| s.0 == t)
-            .and_then(|s| s.1.as_deref())
-            .and_then(|l| json_number(l, key))
-    };
-    let row = |label: &str, f: &dyn Fn(&str) -> String| {
-        format!("| {label} | {} | {} |\n", f("ws"), f("sse"))
-    };
-    md.push_str(&row("live streams when all are live", &|t| {
-        count_of(get(t, "target_live"))
-    }));
-    md.push_str(&row("time until all live (`liveStreams`)", &|t| {
-        secs(get(t, "live_s"))
-    }));
-    md.push_str(&row("time until every client acknowledged", &|t| {
-        secs(get(t, "acked_s"))
-    }));
-    md.push_str(&row("clients per second (until all live)", &|t| match (
-        get(t, "connections"),
-        get(t, "live_s"),
-    ) {
-        (Some(n), Some(s)) if s > 0.0 => count(n / s),
-        _ => "n/a".to_owned(),
-    }));
-    md.push_str(&row("errors", &|t| count_of(get(t, "errors"))));
-    md.push_str(&row("server RSS before (fresh process)", &|t| {
-        kib(get(t, "rss_baseline_kib"))
-    }));
-    md.push_str(&row("server RSS, all live", &|t| {
-        kib(get(t, "rss_live_kib"))
-    }));
-    md.push_str(&row(
-        "server RSS per client, all live ((all live − before) / clients)",
-        &|t| match (
-            get(t, "rss_live_kib"),
-            get(t, "rss_baseline_kib"),
+        let get = |t: &str, key: &str| {
+            storms
+                .iter()
+                .find(|s| s.0 == t)
+                .and_then(|s| s.1.as_deref())
+                .and_then(|l| json_number(l, key))
+        };
+        let row = |label: &str, f: &dyn Fn(&str) -> String| {
+            format!("| {label} | {} | {} |\n", f("ws"), f("sse"))
+        };
+        md.push_str(&row("live streams when all are live", &|t| {
+            count_of(get(t, "target_live"))
+        }));
+        md.push_str(&row("time until all live (`liveStreams`)", &|t| {
+            secs(get(t, "live_s"))
+        }));
+        md.push_str(&row("time until every client acknowledged", &|t| {
+            secs(get(t, "acked_s"))
+        }));
+        md.push_str(&row("clients per second (until all live)", &|t| match (
             get(t, "connections"),
+            get(t, "live_s"),
         ) {
-            (Some(l), Some(b), Some(n)) if n > 0.0 => format!("{:.1} KiB", (l - b) / n),
+            (Some(n), Some(s)) if s > 0.0 => count(n / s),
             _ => "n/a".to_owned(),
-        },
-    ));
-    md.push_str(&row("server peak RSS (VmHWM)", &|t| {
-        kib(get(t, "peak_rss_kib"))
-    }));
-    md.push_str(&row("reset loop (closing every socket)", &|t| {
-        secs(get(t, "reset_loop_s"))
-    }));
-    md.push_str(&row("time from the resets until `liveStreams` = 0", &|t| {
-        secs(get(t, "drain_s"))
-    }));
-    md.push_str(
+        }));
+        md.push_str(&row("errors", &|t| count_of(get(t, "errors"))));
+        md.push_str(&row("server RSS before (fresh process)", &|t| {
+            kib(get(t, "rss_baseline_kib"))
+        }));
+        md.push_str(&row("server RSS, all live", &|t| {
+            kib(get(t, "rss_live_kib"))
+        }));
+        md.push_str(&row(
+            "server RSS per client, all live ((all live − before) / clients)",
+            &|t| match (
+                get(t, "rss_live_kib"),
+                get(t, "rss_baseline_kib"),
+                get(t, "connections"),
+            ) {
+                (Some(l), Some(b), Some(n)) if n > 0.0 => format!("{:.1} KiB", (l - b) / n),
+                _ => "n/a".to_owned(),
+            },
+        ));
+        md.push_str(&row("server peak RSS (VmHWM)", &|t| {
+            kib(get(t, "peak_rss_kib"))
+        }));
+        md.push_str(&row("reset loop (closing every socket)", &|t| {
+            secs(get(t, "reset_loop_s"))
+        }));
+        md.push_str(&row("time from the resets until `liveStreams` = 0", &|t| {
+            secs(get(t, "drain_s"))
+        }));
+        md.push_str(
         "\n| storm k: all live / back to 0 / errors / RSS 1 s after (change) | WebSocket | SSE |\n| --- | ---: | ---: |\n",
     );
-    for k in 1..=STORM_ROUNDS {
-        let sfx = suffix(k);
-        md.push_str(&row(&format!("storm {k}"), &|t| {
-            let after = get(t, &format!("rss_after_kib{sfx}"));
-            let before = if k == 1 {
-                get(t, "rss_baseline_kib")
-            } else {
-                get(t, &format!("rss_after_kib{}", suffix(k - 1)))
-            };
-            format!(
-                "{} / {} / {} / {} ({})",
-                secs(get(t, &format!("live_s{sfx}"))),
-                secs(get(t, &format!("drain_s{sfx}"))),
-                count_of(get(t, &format!("errors{sfx}"))),
-                kib(after),
-                match (after, before) {
-                    (Some(a), Some(b)) => format!("{:+.1} MiB", (a - b) / 1024.0),
-                    _ => "n/a".to_owned(),
-                }
-            )
-        }));
-    }
-    md.push_str(&row(
-        "at the end: `liveStreams` / gauges connections, operations, subscriptions",
-        &|t| {
-            format!(
-                "{} / {}, {}, {}",
-                count_of(get(t, "live_after")),
-                count_of(get(t, "metrics_connections_after")),
-                count_of(get(t, "metrics_operations_after")),
-                count_of(get(t, "metrics_subscriptions_after")),
-            )
-        },
-    ));
-    md.push_str(&row(
-        &format!("server CPU over the {STORM_ROUNDS} storms"),
-        &|t| get(t, "server_cpu_ms").map_or("n/a".to_owned(), |ms| format!("{:.1} s", ms / 1e3)),
-    ));
-    md.push_str(&row(
+        for k in 1..=STORM_ROUNDS {
+            let sfx = suffix(k);
+            md.push_str(&row(&format!("storm {k}"), &|t| {
+                let after = get(t, &format!("rss_after_kib{sfx}"));
+                let before = if k == 1 {
+                    get(t, "rss_baseline_kib")
+                } else {
+                    get(t, &format!("rss_after_kib{}", suffix(k - 1)))
+                };
+                format!(
+                    "{} / {} / {} / {} ({})",
+                    secs(get(t, &format!("live_s{sfx}"))),
+                    secs(get(t, &format!("drain_s{sfx}"))),
+                    count_of(get(t, &format!("errors{sfx}"))),
+                    kib(after),
+                    match (after, before) {
+                        (Some(a), Some(b)) => format!("{:+.1} MiB", (a - b) / 1024.0),
+                        _ => "n/a".to_owned(),
+                    }
+                )
+            }));
+        }
+        md.push_str(&row(
+            "at the end: `liveStreams` / gauges connections, operations, subscriptions",
+            &|t| {
+                format!(
+                    "{} / {}, {}, {}",
+                    count_of(get(t, "live_after")),
+                    count_of(get(t, "metrics_connections_after")),
+                    count_of(get(t, "metrics_operations_after")),
+                    count_of(get(t, "metrics_subscriptions_after")),
+                )
+            },
+        ));
+        md.push_str(&row(
+            &format!("server CPU over the {STORM_ROUNDS} storms"),
+            &|t| {
+                get(t, "server_cpu_ms").map_or("n/a".to_owned(), |ms| format!("{:.1} s", ms / 1e3))
+            },
+        ));
+        md.push_str(&row(
         &format!("load generator CPU over the {STORM_ROUNDS} storms (one thread; against the sum of the times until all live)"),
         &|t| {
             let up: Option<f64> = (1..=STORM_ROUNDS)
@@ -759,105 +783,114 @@ pub(crate) fn scale() -> ExitCode {
             }
         },
     ));
-    md.push_str(
-        "\nThe load generator shares the 2 cores with the server and drives every client from \
+        md.push_str(
+            "\nThe load generator shares the 2 cores with the server and drives every client from \
          one thread: where its CPU time comes close to the time the storms took, the rate \
          above is the generator's limit as much as the server's.\n",
-    );
-    // Leak check in numbers: the mean growth per storm over the second half of the storms
-    // (the allocator has settled by then), against what one storm holds.
-    let half = STORM_ROUNDS / 2;
-    let mut leak_series = Vec::new();
-    for (transport, name) in [("ws", "WebSocket"), ("sse", "SSE")] {
-        let after = |k: u64| get(transport, &format!("rss_after_kib{}", suffix(k)));
-        leak_series.push((
-            name.to_owned(),
-            (1..=STORM_ROUNDS)
-                .filter_map(|k| Some((k as f64, after(k)? / 1024.0)))
-                .collect::<Vec<_>>(),
-        ));
-        if let (Some(a), Some(b), Some(live), Some(base)) = (
-            after(STORM_ROUNDS),
-            after(half),
-            get(transport, "rss_live_kib"),
-            get(transport, "rss_baseline_kib"),
-        ) {
-            let per_storm = (a - b) / (STORM_ROUNDS - half) as f64;
-            md.push_str(&format!(
-                "\n{name}: from storm {half} to storm {STORM_ROUNDS}, RSS after a storm grew \
+        );
+        // Leak check in numbers: the mean growth per storm over the second half of the storms
+        // (the allocator has settled by then), against what one storm holds.
+        let half = STORM_ROUNDS / 2;
+        let mut leak_series = Vec::new();
+        for (transport, name) in [("ws", "WebSocket"), ("sse", "SSE")] {
+            let after = |k: u64| get(transport, &format!("rss_after_kib{}", suffix(k)));
+            leak_series.push((
+                name.to_owned(),
+                (1..=STORM_ROUNDS)
+                    .filter_map(|k| Some((k as f64, after(k)? / 1024.0)))
+                    .collect::<Vec<_>>(),
+            ));
+            if let (Some(a), Some(b), Some(live), Some(base)) = (
+                after(STORM_ROUNDS),
+                after(half),
+                get(transport, "rss_live_kib"),
+                get(transport, "rss_baseline_kib"),
+            ) {
+                let per_storm = (a - b) / (STORM_ROUNDS - half) as f64;
+                md.push_str(&format!(
+                    "\n{name}: from storm {half} to storm {STORM_ROUNDS}, RSS after a storm grew \
                  {:+.1} MiB per storm on average: {:.2}% of the {:.1} MiB one storm holds live \
                  ({:.0} bytes per client and storm).\n",
-                per_storm / 1024.0,
-                100.0 * per_storm / (live - base).max(1.0),
-                (live - base) / 1024.0,
-                per_storm * 1024.0 / get(transport, "connections").unwrap_or(f64::NAN),
+                    per_storm / 1024.0,
+                    100.0 * per_storm / (live - base).max(1.0),
+                    (live - base) / 1024.0,
+                    per_storm * 1024.0 / get(transport, "connections").unwrap_or(f64::NAN),
+                ));
+            }
+        }
+        md.push_str("\n![server RSS after each storm](scale-storm-leak.svg)\n");
+        let _ = std::fs::write(
+            format!("{out_dir}/scale-storm-leak.svg"),
+            line_chart(
+                &format!(
+                    "Server RSS 1 s after each storm of {} clients (one server per transport)",
+                    count(top as f64)
+                ),
+                "storm",
+                "server RSS (MiB)",
+                &leak_series,
+            ),
+        );
+        let mut live_series = Vec::new();
+        let mut rss_series = Vec::new();
+        for (transport, line, csv) in &storms {
+            let target = line
+                .as_deref()
+                .and_then(|l| json_number(l, "target_live"))
+                .unwrap_or(1.0)
+                .max(1.0);
+            let rows = timeline(csv);
+            let name = if *transport == "ws" {
+                "WebSocket"
+            } else {
+                "SSE"
+            };
+            live_series.push((
+                name.to_owned(),
+                rows.iter().map(|r| (r.0, 100.0 * r.1 / target)).collect(),
+            ));
+            rss_series.push((
+                name.to_owned(),
+                rows.iter().map(|r| (r.0, r.2 / 1024.0)).collect(),
             ));
         }
-    }
-    md.push_str("\n![server RSS after each storm](scale-storm-leak.svg)\n");
-    let _ = std::fs::write(
-        format!("{out_dir}/scale-storm-leak.svg"),
-        line_chart(
-            &format!(
-                "Server RSS 1 s after each storm of {} clients (one server per transport)",
-                count(top as f64)
+        let _ = std::fs::write(
+            format!("{out_dir}/scale-storm-live.svg"),
+            line_chart(
+                &format!(
+                    "Reconnect storm, {} clients, then all reset: live streams (storm 1)",
+                    count(top as f64)
+                ),
+                "seconds since the storm began",
+                "% of target live",
+                &live_series,
             ),
-            "storm",
-            "server RSS (MiB)",
-            &leak_series,
-        ),
-    );
-    let mut live_series = Vec::new();
-    let mut rss_series = Vec::new();
-    for (transport, line, csv) in &storms {
-        let target = line
-            .as_deref()
-            .and_then(|l| json_number(l, "target_live"))
-            .unwrap_or(1.0)
-            .max(1.0);
-        let rows = timeline(csv);
-        let name = if *transport == "ws" {
-            "WebSocket"
-        } else {
-            "SSE"
-        };
-        live_series.push((
-            name.to_owned(),
-            rows.iter().map(|r| (r.0, 100.0 * r.1 / target)).collect(),
-        ));
-        rss_series.push((
-            name.to_owned(),
-            rows.iter().map(|r| (r.0, r.2 / 1024.0)).collect(),
-        ));
-    }
-    let _ = std::fs::write(
-        format!("{out_dir}/scale-storm-live.svg"),
-        line_chart(
-            &format!(
-                "Reconnect storm, {} clients, then all reset: live streams (storm 1)",
-                count(top as f64)
+        );
+        let _ = std::fs::write(
+            format!("{out_dir}/scale-storm-rss.svg"),
+            line_chart(
+                &format!(
+                    "Reconnect storm, {} clients, then all reset: server RSS (storm 1)",
+                    count(top as f64)
+                ),
+                "seconds since the storm began",
+                "server RSS (MiB)",
+                &rss_series,
             ),
-            "seconds since the storm began",
-            "% of target live",
-            &live_series,
-        ),
-    );
-    let _ = std::fs::write(
-        format!("{out_dir}/scale-storm-rss.svg"),
-        line_chart(
-            &format!(
-                "Reconnect storm, {} clients, then all reset: server RSS (storm 1)",
-                count(top as f64)
-            ),
-            "seconds since the storm began",
-            "server RSS (MiB)",
-            &rss_series,
-        ),
-    );
-    md.push_str(
-        "\n![live streams during the storms](scale-storm-live.svg)\n\n\
+        );
+        md.push_str(
+            "\n![live streams during the storms](scale-storm-live.svg)\n\n\
          ![server RSS during the storms](scale-storm-rss.svg)\n",
-    );
+        );
+    }
+
+    // 5. A Redis fleet against one process.
+    if want("fleet") {
+        let (section, rows, fleet_failed) = crate::bench_fleet::fleet(&bin);
+        md.push_str(&section);
+        loadgen_rows.extend(rows);
+        failed |= fleet_failed;
+    }
 
     // What the load generator used.
     md.push_str(
@@ -874,19 +907,20 @@ pub(crate) fn scale() -> ExitCode {
         ));
     }
 
-    // The arithmetic for a machine without the cap.
-    let per_conn = top_tokio;
-    let per_sub_kib = loadgen_rows
-        .iter()
-        .find(|r| r.0 == format!("idle, tokio, {} connections", count(big as f64)))
-        .and_then(|r| json_number(&r.1, "kib_per_subscription"));
-    md.push_str("\n## Without the descriptor cap: the arithmetic\n\n");
-    match per_conn {
-        Some(k) => {
-            let gib = |conns: f64, kib: f64| conns * kib / 1024.0 / 1024.0;
-            let sub = per_sub_kib.unwrap_or(f64::NAN);
-            md.push_str(&format!(
-                "Measured here (tokio, {} connections): **{k:.1} KiB per idle connection with \
+    // The arithmetic for a machine without the cap (from the idle curve).
+    if want("idle") {
+        let per_conn = top_tokio;
+        let per_sub_kib = loadgen_rows
+            .iter()
+            .find(|r| r.0 == format!("idle, tokio, {} connections", count(big as f64)))
+            .and_then(|r| json_number(&r.1, "kib_per_subscription"));
+        md.push_str("\n## Without the descriptor cap: the arithmetic\n\n");
+        match per_conn {
+            Some(k) => {
+                let gib = |conns: f64, kib: f64| conns * kib / 1024.0 / 1024.0;
+                let sub = per_sub_kib.unwrap_or(f64::NAN);
+                md.push_str(&format!(
+                    "Measured here (tokio, {} connections): **{k:.1} KiB per idle connection with \
                  one subscription**, {sub:.1} KiB per further subscription. Linear \
                  extrapolation (the curve above is what says whether it holds):\n\n\
                  | | 1 subscription each | 5 subscriptions each |\n| --- | ---: | ---: |\n\
@@ -902,16 +936,17 @@ pub(crate) fn scale() -> ExitCode {
                  `ip_local_port_range` (~28,000 ports per source address and destination at \
                  the default range: 1,000,000 connections to one server port need at least 36 \
                  source addresses, or a wider range).\n",
-                count(top as f64),
-                gib(1e6, k),
-                gib(1e6, k + 4.0 * sub),
-                count(16.0 * 1024.0 * 1024.0 / k),
-                count(16.0 * 1024.0 * 1024.0 / (k + 4.0 * sub)),
-                count(64.0 * 1024.0 * 1024.0 / k),
-                count(64.0 * 1024.0 * 1024.0 / (k + 4.0 * sub)),
-            ));
+                    count(top as f64),
+                    gib(1e6, k),
+                    gib(1e6, k + 4.0 * sub),
+                    count(16.0 * 1024.0 * 1024.0 / k),
+                    count(16.0 * 1024.0 * 1024.0 / (k + 4.0 * sub)),
+                    count(64.0 * 1024.0 * 1024.0 / k),
+                    count(64.0 * 1024.0 * 1024.0 / (k + 4.0 * sub)),
+                ));
+            }
+            None => md.push_str("n/a: the largest idle point did not run.\n"),
         }
-        None => md.push_str("n/a: the largest idle point did not run.\n"),
     }
     md.push_str(&format!(
         "\nWhole run: {:.0} s (after the build); load average at the end: {}.\n",

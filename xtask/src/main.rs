@@ -3,6 +3,7 @@
 //! Only `std`: xtask must build in seconds on a fresh machine. One module per command.
 
 mod bench;
+mod bench_fleet;
 mod bench_resume;
 mod bench_scale;
 mod fuzz;
@@ -38,10 +39,13 @@ commands:
                      command fails if a subscope contender lost one; `resume` (also a
                      scenario name for --only) adds history's cost, replay vs live rate,
                      Redis Streams vs pub/sub and a rolling restart; writes target/bench/
-  bench --scale      the demo at the scale this machine's open-file limit allows, in a few
+  bench --scale [--only SECTION,...]
+                     the demo at the scale this machine's open-file limit allows, in a few
                      minutes: idle RSS per connection from 2k to ~19k connections (every
                      runtime), per subscription at 100k, one event to 100k subscribers
-                     (shared or not), reconnect storms over WebSocket and SSE; writes
+                     (shared or not), reconnect storms over WebSocket and SSE, and 4 demo
+                     processes behind one Redis against one process (100k subscribers, a
+                     pipelined publisher); sections idle, broadcast, storm, fleet; writes
                      target/bench/scale.md and scale-*.svg
   interop            npm graphql-ws, subscriptions-transport-ws, Python gql and headless
                      Chromium against the demo server on every runtime (installs them),
@@ -75,7 +79,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        ["bench", "--scale"] => bench_scale::scale(),
+        ["bench", "--scale"] => bench_scale::scale(None),
+        ["bench", "--scale", "--only", names] => {
+            let only: Vec<&str> = names.split(',').collect();
+            if only.iter().all(|n| bench_scale::SECTIONS.contains(n)) {
+                bench_scale::scale(Some(&only))
+            } else {
+                eprintln!("{}", usage());
+                ExitCode::from(2)
+            }
+        }
         ["bench", rest @ ..] => {
             let quick = rest.contains(&"--quick");
             let window = rest

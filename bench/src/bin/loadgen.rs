@@ -2,7 +2,7 @@
 //! (or, with `--transport sse`, subscribers over graphql-sse). Prints one JSON line with
 //! the scenario's figures.
 //!
-//! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup|broadcast|storm
+//! `loadgen --url URL --pid PID --scenario fanout|idle|churn|cleanup|broadcast|storm|fleet
 //!          [--graphql true|false] [--connections C] [--subs S] [--messages P] [--window W]
 //!          [--seconds T] [--samples K] [--publish-url URL] [--transport ws|sse]
 //!          [--deflate true] [--active true] [--message-bytes B] [--ca PEM]
@@ -10,7 +10,9 @@
 //!          [--events N] [--rounds R] [--timeline CSV]`
 //!
 //! The scale scenarios (`broadcast`, `storm`, and `idle` with `--parallel`) are in
-//! [`scale`]; `--spread true` binds every client socket to a source address of its own
+//! [`scale`], and the Redis fleet (`fleet`: subscribers spread over several processes
+//! with `--urls`, `--pids`, a publisher keeping `--in-flight` mutations outstanding) in
+//! [`fleet`]; `--spread true` binds every client socket to a source address of its own
 //! in 127.0.0.2-250 so ephemeral ports never run out, and no scenario opens more client
 //! sockets than fit below the process's open-file limit (less a margin);
 //! `--small-buffers true` gives its WebSockets 4 KiB read buffers.
@@ -48,6 +50,8 @@ use subscope::deflate::{Agreed, DeflateConfig, Deflated, Side, client_offer};
 use subscope_bench::port::{self, Conn};
 use tokio::sync::Mutex;
 
+#[path = "loadgen/fleet.rs"]
+mod fleet;
 #[path = "loadgen/scale.rs"]
 mod scale;
 
@@ -1179,7 +1183,9 @@ async fn main() {
         args.get("--small-buffers", "false") == "true",
         Ordering::Relaxed,
     );
-    if matches!(scenario.as_str(), "broadcast" | "storm") || args.0.contains_key("--parallel") {
+    if matches!(scenario.as_str(), "broadcast" | "storm" | "fleet")
+        || args.0.contains_key("--parallel")
+    {
         scale::quiet_panics();
     }
     let result = match scenario.as_str() {
@@ -1191,6 +1197,7 @@ async fn main() {
         "rolling" => rolling(&url, &args).await,
         "broadcast" => scale::broadcast(&url, &args, pid, graphql).await,
         "storm" => scale::storm(&url, &args, pid).await,
+        "fleet" => fleet::fleet(&args).await,
         other => panic!("unknown scenario {other}"),
     };
     println!("{result}");
