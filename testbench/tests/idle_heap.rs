@@ -73,9 +73,7 @@ fn an_idle_connection_s_heap_by_stage() {
     let _profiler = dhat::Profiler::builder().testing().build();
     // No document cache: its entries are server-wide state made during the connection,
     // which would count against the heap left once it dropped (the base).
-    let config = Config::default()
-        .keepalive_interval(None)
-        .document_cache(0);
+    let config = Config::default().keepalive_interval(None).document_cache(0);
     let mut report = format!(
         "tungstenite's stream alone (of the first line below): {:.2} KiB\n",
         tungstenite_alone(&config) as f64 / 1024.0
