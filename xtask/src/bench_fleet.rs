@@ -20,6 +20,9 @@ const SUBS: u64 = 10;
 const EVENTS: u64 = 100;
 const IN_FLIGHT: u64 = 64;
 
+/// Events then published one at a time (the latency with nothing queued).
+const PACED: u64 = 20;
+
 /// The fleet's size.
 const FLEET: usize = 4;
 
@@ -69,6 +72,7 @@ fn run(bin: &str, processes: usize, redis: Option<(&str, u32)>) -> Result<String
         .args(["--connections", &CONNECTIONS.to_string()])
         .args(["--subs", &SUBS.to_string(), "--events", &EVENTS.to_string()])
         .args(["--in-flight", &IN_FLIGHT.to_string()])
+        .args(["--paced", &PACED.to_string()])
         .args(["--parallel", OPEN_PARALLEL])
         .args(["--spread", "true", "--small-buffers", "true"])
         .output()
@@ -102,22 +106,30 @@ pub(crate) fn fleet(bin: &str) -> (String, Vec<(String, String)>, bool) {
          **Figures.** events/s and deliveries/s: over the span from sending the first \
          publish until the last delivery. Per event: from sending its publish until its \
          last subscriber had it (p50, p99). Per delivery: from sending the publish until \
-         one subscriber had it, over all {} deliveries (100 µs buckets). Server CPU: user + \
-         system of every demo process over the publishing, summed; Redis's beside it. \
+         one subscriber had it, over all {} deliveries (100 µs buckets). Publishing: until \
+         the last `publish` completed. **The pipelined publisher outruns delivery**: with \
+         Redis a `publish` completes once Redis has the event, so all {EVENTS} go out at \
+         once and its latency figures are mostly the backlog of {} deliveries draining; \
+         the paced columns are {PACED} further events published one at a time, each once \
+         the one before reached every subscriber: the latency with nothing queued. Server \
+         CPU: user + system of every demo process over the pipelined publishing, summed; \
+         Redis's beside it. \
          RSS: each demo with every subscriber live. A run with any loss shows no \
          throughput or latency, only the loss.\n\n\
          **This machine cannot show a fleet scaling.** The {FLEET} processes, Redis and the \
          load generator (one thread reading all {} sockets) share {} cores: the fleet row \
          shows that delivery through Redis across processes is complete and what it costs, \
          not what {FLEET} machines would do.\n\n\
-         | run | processes | subscribers per process | events | in flight | events/s | \
-         deliveries/s | per event p50 | per event p99 | per delivery p50 | per delivery p99 | \
-         delivered / expected | server CPU (sum) | Redis CPU | RSS per process | setup |\n\
+         | run | processes | subscribers per process | events | in flight | publishing | \
+         events/s | deliveries/s | per event p50 | per event p99 | per delivery p50 | \
+         per delivery p99 | delivered / expected | paced p50 | paced p99 | server CPU (sum) | \
+         Redis CPU | RSS per process | setup |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | \
-         ---: | ---: | ---: | ---: |\n",
+         ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         count(CONNECTIONS as f64),
         count((subscribers / FLEET as u64) as f64),
         count(subscribers as f64),
+        count((subscribers * EVENTS) as f64),
         count((subscribers * EVENTS) as f64),
         count(CONNECTIONS as f64),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -148,9 +160,13 @@ pub(crate) fn fleet(bin: &str) -> (String, Vec<(String, String)>, bool) {
                     json_number(&line, "delivered").unwrap_or(0.0),
                     json_number(&line, "expected").unwrap_or(f64::NAN),
                 );
+                let paced_ok = json_number(&line, "paced_delivered")
+                    == json_number(&line, "paced_expected")
+                    && json_number(&line, "paced_failed") == Some(0.0);
                 let ok = delivered == expected
                     && json_number(&line, "errors") == Some(0.0)
                     && json_number(&line, "publish_failed") == Some(0.0);
+                failed |= !paced_ok;
                 failed |= !ok;
                 let ms = |key: &str| {
                     json_number(&line, key).map_or("n/a".to_owned(), |v| format!("{v:.1} ms"))
@@ -164,8 +180,10 @@ pub(crate) fn fleet(bin: &str) -> (String, Vec<(String, String)>, bool) {
                         .map_or("n/a".to_owned(), |v| format!("{:.1} s", v / 1e3))
                 };
                 md.push_str(&format!(
-                    "| {label} | {processes} | {} | {EVENTS} | {IN_FLIGHT} | {} | {} | {} | {} | {} | {} | {} / {} = {:.4}{} | {} | {} | {} | {} s |\n",
+                    "| {label} | {processes} | {} | {EVENTS} | {IN_FLIGHT} | {} | {} | {} | {} | {} | {} | {} | {} / {} = {:.4}{} | {} | {} | {} | {} | {} | {} s |\n",
                     count((subscribers / processes as u64) as f64),
+                    json_number(&line, "publish_s")
+                        .map_or("n/a".to_owned(), |v| format!("{v:.2} s")),
                     fmt_value(json_number(&line, "events_per_s")),
                     count_of(json_number(&line, "deliveries_per_s")),
                     ms("event_p50_ms"),
@@ -180,9 +198,23 @@ pub(crate) fn fleet(bin: &str) -> (String, Vec<(String, String)>, bool) {
                     } else {
                         format!(" (**lost {}**)", count_of(json_number(&line, "lost")))
                     },
+                    if paced_ok {
+                        ms("paced_p50_ms")
+                    } else {
+                        format!(
+                            "**lost {}**",
+                            count(
+                                json_number(&line, "paced_expected").unwrap_or(f64::NAN)
+                                    - json_number(&line, "paced_delivered").unwrap_or(0.0)
+                            )
+                        )
+                    },
+                    ms("paced_p99_ms"),
                     cpu_s("server_cpu_ms_sum"),
                     if with_redis.is_some() {
-                        cpu_s("redis_cpu_ms")
+                        // Tens of ms: two decimals.
+                        json_number(&line, "redis_cpu_ms")
+                            .map_or("n/a".to_owned(), |v| format!("{:.2} s", v / 1e3))
                     } else {
                         "–".to_owned()
                     },
@@ -195,7 +227,7 @@ pub(crate) fn fleet(bin: &str) -> (String, Vec<(String, String)>, bool) {
             Err(e) => {
                 eprintln!("scale fleet {label} failed: {e}");
                 md.push_str(&format!(
-                    "| {label} | {processes} | failed: {e} | | | | | | | | | | | | | |\n"
+                    "| {label} | {processes} | failed: {e} | | | | | | | | | | | | | | | | |\n"
                 ));
                 failed = true;
                 lines.push((label, None));
@@ -216,11 +248,12 @@ pub(crate) fn fleet(bin: &str) -> (String, Vec<(String, String)>, bool) {
     };
     md.push_str(&format!(
         "\nFleet / single (both through Redis): events/s × **{}**, per-event p99 × **{}**, \
-         per-delivery p99 × **{}**, server CPU × {}. The smallest `publish` result (Redis \
+         per-delivery p99 × **{}**, paced p99 × **{}**, server CPU × {}. The smallest `publish` result (Redis \
          processes an event reached): fleet {}, single {}.\n\nSection wall time: {:.0} s.\n",
         ratio("events_per_s"),
         ratio("event_p99_ms"),
         ratio("delivery_p99_ms"),
+        ratio("paced_p99_ms"),
         ratio("server_cpu_ms_sum"),
         count_of(get("fleet, Redis", "publish_reached_min")),
         count_of(get("single, Redis", "publish_reached_min")),

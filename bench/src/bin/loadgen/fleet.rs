@@ -4,7 +4,7 @@
 //!
 //! `loadgen --scenario fleet --urls URL1,URL2,... --pids PID1,PID2,... --publish-url URL
 //!          [--redis-pid PID] [--connections C] [--subs S] [--events N] [--in-flight K]
-//!          [--parallel P]`
+//!          [--paced M] [--parallel P]`
 //!
 //! Connection `i` goes to `URLS[i % n]`, so every process holds C / n connections (its
 //! share of C x S subscribers). The publisher keeps K `publish` mutations outstanding over N
@@ -20,6 +20,12 @@
 //!   throughput figures, only the loss;
 //! - each server's RSS with every subscriber live and its CPU time over the publishing,
 //!   and Redis's CPU time when `--redis-pid` is given.
+//!
+//! The pipelined publisher outruns delivery whenever a `publish` completes before its
+//! event is delivered (with Redis pub/sub it completes once Redis has it), so its latency
+//! figures are mostly the backlog draining. Then `--paced M` events (default 20) are
+//! published one at a time, each once the one before reached every subscriber: their
+//! per-event p50/p99 is the latency with nothing queued.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,8 +93,9 @@ struct Tally {
     counts: Vec<AtomicU64>,
     /// The last delivery of each event.
     lasts: Vec<AtomicU64>,
-    /// Deliveries of measured events, by latency.
+    /// Deliveries of the pipelined events (`WARMUPS..pipelined_end`), by latency.
     hist: Vec<AtomicU64>,
+    pipelined_end: usize,
     /// Deliveries of an index past the events (never expected; counted to be seen).
     strays: AtomicU64,
 }
@@ -110,7 +117,7 @@ impl Tally {
         let now = self.now();
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.lasts[i].fetch_max(now, Ordering::Relaxed);
-        if i >= WARMUPS {
+        if (WARMUPS..self.pipelined_end).contains(&i) {
             let lat = now.saturating_sub(self.sent[i].load(Ordering::Relaxed));
             let b = ((lat / BUCKET_NS) as usize).min(BUCKETS - 1);
             self.hist[b].fetch_add(1, Ordering::Relaxed);
@@ -203,6 +210,7 @@ pub(super) async fn fleet(a: &Args) -> Value {
     let (c, s) = (a.num("--connections", 1000), a.num("--subs", 10));
     let events = a.num("--events", 200) as usize;
     let in_flight = a.num("--in-flight", 64).max(1) as usize;
+    let paced = a.num("--paced", 20) as usize;
     let parallel = a.num("--parallel", 128);
     let n = urls.len() as u64;
     // The subscribers, an observer per server and the publisher.
@@ -214,7 +222,7 @@ pub(super) async fn fleet(a: &Args) -> Value {
         observers.push((obs, base));
     }
     let rss_before: Vec<u64> = pids.iter().map(|p| rss_kib(*p)).collect();
-    let total = WARMUPS + events;
+    let total = WARMUPS + events + paced;
     let atomics = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
     let tally = Arc::new(Tally {
         epoch: Instant::now(),
@@ -222,6 +230,7 @@ pub(super) async fn fleet(a: &Args) -> Value {
         counts: atomics(total),
         lasts: atomics(total),
         hist: atomics(BUCKETS),
+        pipelined_end: WARMUPS + events,
         strays: AtomicU64::new(0),
     });
     let setup = Instant::now();
@@ -281,7 +290,7 @@ pub(super) async fn fleet(a: &Args) -> Value {
     }
     let cpu_before: Vec<Option<f64>> = pids.iter().map(|p| cpu_ms(*p)).collect();
     let redis_cpu_before = cpu_ms(redis_pid);
-    let measured = WARMUPS..total;
+    let measured = WARMUPS..WARMUPS + events;
     let started = tally.now();
     let publishing = Instant::now();
     let (reached_min, publish_failed) =
@@ -294,20 +303,48 @@ pub(super) async fn fleet(a: &Args) -> Value {
         DRAIN_DEADLINE,
     )
     .await;
+    let delivered = tally.delivered(measured.clone());
+    let last = measured
+        .clone()
+        .map(|i| tally.lasts[i].load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
     let cpu: Vec<Option<f64>> = pids
         .iter()
         .zip(&cpu_before)
         .map(|(p, b)| b.zip(cpu_ms(*p)).map(|(b, a)| a - b))
         .collect();
     let redis_cpu = redis_cpu_before.zip(cpu_ms(redis_pid)).map(|(b, a)| a - b);
+    // Paced: one event at a time, each once the one before reached every subscriber (or
+    // 3 s passed without a delivery, or the deadline).
+    let paced_range = WARMUPS + events..total;
+    let mut paced_failed = 0;
+    for i in paced_range.clone() {
+        paced_failed += publish_pipelined(&mut publisher, &tally, i..i + 1, 1)
+            .await
+            .1;
+        wait_count(
+            || tally.counts[i].load(Ordering::Relaxed),
+            expected_each,
+            Duration::from_secs(10),
+        )
+        .await;
+    }
     drop(readers);
-    let delivered = tally.delivered(measured.clone());
+    let paced_delivered = tally.delivered(paced_range.clone());
+    let paced_complete =
+        paced_delivered == expected_each * paced as u64 && paced_failed == 0 && errors == 0;
+    let mut paced_times: Vec<f64> = paced_range
+        .map(|i| {
+            let (sent, last) = (
+                tally.sent[i].load(Ordering::Relaxed),
+                tally.lasts[i].load(Ordering::Relaxed),
+            );
+            last.saturating_sub(sent) as f64 / 1e6
+        })
+        .collect();
+    paced_times.sort_by(f64::total_cmp);
     let complete = delivered == expected && errors == 0 && publish_failed == 0;
-    let last = measured
-        .clone()
-        .map(|i| tally.lasts[i].load(Ordering::Relaxed))
-        .max()
-        .unwrap_or(0);
     let span_s = last.saturating_sub(started) as f64 / 1e9;
     let mut per_event: Vec<f64> = measured
         .clone()
@@ -360,6 +397,12 @@ pub(super) async fn fleet(a: &Args) -> Value {
         "expected": expected,
         "lost": expected.saturating_sub(delivered),
         "short_events": short,
+        "paced": paced,
+        "paced_delivered": paced_delivered,
+        "paced_expected": expected_each * paced as u64,
+        "paced_failed": paced_failed,
+        "paced_p50_ms": paced_complete.then(|| percentile(&paced_times, 0.50)),
+        "paced_p99_ms": paced_complete.then(|| percentile(&paced_times, 0.99)),
         "strays": tally.strays.load(Ordering::Relaxed),
         "server_cpu_ms": cpu,
         "server_cpu_ms_sum": cpu.iter().copied().sum::<Option<f64>>(),
