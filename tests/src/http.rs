@@ -188,11 +188,30 @@ pub fn post_operation_with(
 
 impl HttpResponse {
     fn read_head(tcp: TcpStream) -> Self {
+        Self::read_head_after(tcp, Vec::new())
+    }
+
+    /// The next response on the same connection, once this one's body has ended (the
+    /// bytes read past it are its start).
+    pub fn next_response(self) -> Self {
+        assert!(self.ended, "the body has not ended");
+        Self::read_head_after(self.tcp, self.raw)
+    }
+
+    /// Sends another request on this connection once the body has ended, and reads its
+    /// response.
+    pub fn then(self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Self {
+        assert!(self.ended, "the body has not ended");
+        assert!(self.raw.is_empty(), "unexpected bytes after the body");
+        send(self.tcp, method, target, headers, body)
+    }
+
+    fn read_head_after(tcp: TcpStream, raw: Vec<u8>) -> Self {
         let mut r = Self {
             status: 0,
             headers: Vec::new(),
             tcp,
-            raw: Vec::new(),
+            raw,
             body: Vec::new(),
             chunked: false,
             remaining: None,
@@ -417,6 +436,31 @@ impl HttpResponse {
         }
     }
 
+    /// Reads until the body has ended (the terminating chunk, or the whole length),
+    /// keeping the connection for [`Self::then`] or [`Self::next_response`].
+    pub fn finish(mut self) -> (Vec<u8>, Self) {
+        while !self.ended {
+            self.decode();
+            if self.ended {
+                break;
+            }
+            assert!(self.read_more(), "the connection ended inside the body");
+        }
+        if self.chunked {
+            // The last chunk's closing CRLF (no trailers).
+            while self.raw.len() < 2 {
+                assert!(self.read_more(), "the connection ended inside the body");
+            }
+            assert_eq!(
+                &self.raw[..2],
+                b"\r\n",
+                "trailers or garbage after the last chunk"
+            );
+            self.raw.drain(..2);
+        }
+        (std::mem::take(&mut self.body), self)
+    }
+
     /// Waits for the server to end the body (the terminating chunk), skipping anything
     /// else; fails if it does not within the deadline.
     pub fn expect_end(mut self) -> Vec<u8> {
@@ -445,4 +489,10 @@ impl HttpResponse {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads a response from `tcp` (the request was written by hand).
+pub fn read_response(tcp: TcpStream) -> HttpResponse {
+    tcp.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    HttpResponse::read_head(tcp)
 }

@@ -733,6 +733,71 @@ fn a_slow_poll_blocks_no_post_delete_or_shutdown<R: TestRuntime>() {
     drop(stream);
 }
 
+/// The first request of a connection that opens a stream is served without hyper's
+/// connection buffers (`h1_stream`); what follows on the same connection, pipelined or
+/// sent after the stream ended, is hyper's, and both answer alike.
+fn a_connection_carries_requests_after_its_first_stream<R: TestRuntime>() {
+    let s = R::start(Config::default());
+    let query = json!({ "query": "subscription { ticks(everyMs: 1, count: 2) }" }).to_string();
+    let sse_headers = [
+        ("content-type", "application/json"),
+        ("accept", "text/event-stream"),
+    ];
+    let first = request(s.addr, "POST", "/graphql", &sse_headers, query.as_bytes());
+    assert_eq!(first.status, 200);
+    let names = |r: &HttpResponse| {
+        let mut names: Vec<String> = r.headers.iter().map(|(k, _)| k.clone()).collect();
+        names.sort();
+        names
+    };
+    let first_names = names(&first);
+    let (body, first) = first.finish();
+    let text = String::from_utf8(body).expect("utf-8");
+    assert_eq!(text.matches("event: next").count(), 2, "{text}");
+    assert!(text.contains("event: complete\n"), "{text}");
+    // A second stream and a plain query on the same connection (hyper's now).
+    let second = first.then("POST", "/graphql", &sse_headers, query.as_bytes());
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        names(&second),
+        first_names,
+        "both paths send the same fields"
+    );
+    let (body, second) = second.finish();
+    assert_eq!(String::from_utf8_lossy(&body), text);
+    let hello = json!({ "query": "{ hello }" }).to_string();
+    let plain = second.then(
+        "POST",
+        "/graphql",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ],
+        hello.as_bytes(),
+    );
+    assert_eq!(plain.json(), json!({ "data": { "hello": "world" } }));
+    // Pipelined: a stream and a query in one write; the query is answered after the stream.
+    let mut tcp = std::net::TcpStream::connect(s.addr).expect("connect");
+    let mut both = format!(
+        "POST /graphql HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\naccept: text/event-stream\r\ncontent-length: {}\r\n\r\n{query}",
+        query.len()
+    );
+    both.push_str(&format!(
+        "POST /graphql HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\naccept: application/json\r\ncontent-length: {}\r\n\r\n{hello}",
+        hello.len()
+    ));
+    std::io::Write::write_all(&mut tcp, both.as_bytes()).expect("write");
+    let stream = subscope_tests::http::read_response(tcp);
+    assert_eq!(stream.status, 200);
+    let (body, stream) = stream.finish();
+    assert_eq!(String::from_utf8_lossy(&body), text);
+    let plain = stream.next_response();
+    assert_eq!(plain.json(), json!({ "data": { "hello": "world" } }));
+    wait_until("every operation completed", DEADLINE, || {
+        s.recorder.events().completes.len() == 5
+    });
+}
+
 #[derive(Clone, Copy)]
 enum Format {
     Sse,
@@ -748,6 +813,7 @@ fn open(s: &TestServer, format: Format, query: &str) -> HttpResponse {
 
 per_runtime!(
     sse_distinct_streams_results_then_complete,
+    a_connection_carries_requests_after_its_first_stream,
     sse_get_with_parameters_and_validation_errors,
     multipart_parts_heartbeats_and_the_closing_delimiter,
     incremental_delivery_parts_with_has_next,

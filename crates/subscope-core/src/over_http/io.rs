@@ -222,6 +222,11 @@ impl<S> Prefixed<S> {
     pub(crate) fn into_inner(self) -> S {
         self.io
     }
+
+    /// The bytes not yet read again, and the socket.
+    pub(crate) fn into_parts(self) -> (Bytes, S) {
+        (self.prefix, self.io)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {

@@ -3,6 +3,8 @@
 //! loop, hyper, the upgrade) is [`standalone`] (feature `http`).
 
 #[cfg(feature = "http")]
+mod h1_stream;
+#[cfg(feature = "http")]
 pub(crate) mod socket;
 #[cfg(feature = "http")]
 mod standalone;

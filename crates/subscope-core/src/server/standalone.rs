@@ -18,6 +18,7 @@ use futures_lite::future;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 
+use super::h1_stream::First;
 use super::socket::{Conn, sniff_preface};
 use super::{HandshakeError, Server};
 use crate::bounds::HTTP_BUFFER;
@@ -105,6 +106,12 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             if h2 {
                 return Box::pin(server.h2_phase(io, peer)).await;
             }
+            // A first request that opens an event stream is served without hyper's
+            // buffers (see `h1_stream`); hyper serves everything else.
+            let io = match Box::pin(server.first_request(io, peer)).await {
+                First::Hyper(io) => io,
+                First::Ended(result) => return result,
+            };
             // The HTTP phase in its own allocation: hyper's connection state is freed
             // before a WebSocket runs, instead of sizing this task for its lifetime.
             let (served, next) = Box::pin(server.http_phase(io, peer)).await;
