@@ -171,6 +171,48 @@ fn plain_requests_over_http1_over_tls<R: TestRuntime>() {
     assert_eq!(s.gauges.snapshot().tls_handshake_failures, 0);
 }
 
+/// An SSE stream over HTTP/1.1 over TLS (served without hyper's connection state, see
+/// `h1_stream`): its events arrive, and a client that stops reading is cut at the write
+/// timeout, though TLS buffers what is written until it is flushed.
+fn sse_over_http1_over_tls_and_a_reader_that_stops<R: TestRuntime>() {
+    let s = R::start(tls().write_timeout(Duration::from_millis(300)));
+    let open = |t: &mut subscope_tests::h2client::TlsStream, query: &str| {
+        let body = json!({ "query": query }).to_string();
+        let head = format!(
+            "POST /graphql HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\naccept: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        t.write_all(head.as_bytes()).expect("write");
+        t.flush().expect("flush");
+    };
+    let mut t = tls_connect(s.addr, &[b"http/1.1"]);
+    open(&mut t, "subscription { ticks(everyMs: 1, count: 3) }");
+    // Read until the terminating chunk.
+    let mut got = Vec::new();
+    let end = Instant::now() + DEADLINE;
+    while !got.ends_with(b"0\r\n\r\n") {
+        assert!(
+            Instant::now() < end,
+            "no end of stream: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        let mut buf = [0u8; 4096];
+        let n = t.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(text.matches("event: next").count(), 3, "{text}");
+    s.assert_completed(1, &EndReason::Completed);
+    // Never read: the server's TLS writes stall and the write timeout ends the stream.
+    let s = R::start(tls().write_timeout(Duration::from_millis(300)));
+    let mut slow = tls_connect(s.addr, &[b"http/1.1"]);
+    open(&mut slow, "subscription { payload(bytes: 65536) }");
+    s.assert_completed(1, &EndReason::ConnectionClosed(CloseReason::WriteTimeout));
+    drop(slow);
+}
+
 // 2. Many streams on one cleartext connection.
 
 /// Ten SSE subscriptions on one h2c connection (more than a browser's six HTTP/1.1
@@ -821,6 +863,7 @@ per_runtime!(
     websocket_over_tls_runs_a_subscription,
     sse_and_a_query_over_http2_over_tls,
     plain_requests_over_http1_over_tls,
+    sse_over_http1_over_tls_and_a_reader_that_stops,
     ten_sse_streams_share_one_h2c_connection,
     a_reset_stream_ends_alone,
     client_goaway_then_fin_ends_every_stream,

@@ -28,7 +28,7 @@ use http_body_util::Full;
 
 use super::socket::Conn;
 use super::{HandshakeError, Served, Server};
-use crate::bounds::HTTP_BUFFER;
+use crate::bounds::{HTTP_BUFFER, ROUNDS};
 use crate::over_http::{ConnectionEnd, Http, HttpBody, HyperIo, Prefixed};
 use crate::rt::Runtime;
 use crate::{CloseReason, Hooks};
@@ -37,7 +37,8 @@ use crate::{CloseReason, Hooks};
 pub(super) enum First<S> {
     /// hyper serves the connection from here on: the socket, with what was read in front.
     Hyper(Prefixed<Conn<S>>),
-    /// The connection ended with its stream.
+    /// The connection ended here: after its stream, or before a whole request (a timeout,
+    /// a failure, the peer leaving).
     Ended(Result<Served, HandshakeError>),
 }
 
@@ -45,6 +46,9 @@ pub(super) enum First<S> {
 const MAX_HEADERS: usize = 64;
 /// What one read takes from the socket while a head is incomplete.
 const READ_CHUNK: usize = 1024;
+/// What one read takes while a response streams: enough to see the end of input, or the
+/// start of a pipelined request (left for hyper).
+const PEEK: usize = 256;
 
 /// A request served here, and how many body bytes follow its head.
 struct StreamRequest {
@@ -54,8 +58,8 @@ struct StreamRequest {
 }
 
 /// Reads the request head in `buf` when it is one this module serves: HTTP/1.1, `GET` or
-/// `POST` on the GraphQL path, `Accept` naming `text/event-stream`, a body (if any) with a
-/// `Content-Length` of at most [`HTTP_BUFFER`], no `Transfer-Encoding`, `Expect`,
+/// `POST` on the GraphQL path, `Accept` containing `text/event-stream`, a body (if any) with
+/// a `Content-Length` of at most [`HTTP_BUFFER`], no `Transfer-Encoding`, `Expect`,
 /// `Upgrade` or `Connection: close`, every field valid. `Err(())` for any other request
 /// (hyper answers it); `Ok(None)` while the head is incomplete.
 fn stream_request(buf: &[u8], path: &str) -> Result<Option<StreamRequest>, ()> {
@@ -75,45 +79,61 @@ fn stream_request(buf: &[u8], path: &str) -> Result<Option<StreamRequest>, ()> {
     if parsed.version != Some(1) || target.split('?').next() != Some(path) {
         return Err(());
     }
-    let mut request = Request::builder()
-        .method(method)
-        .uri(target)
-        .version(Version::HTTP_11);
+    // Whether it is ours, before anything is allocated for it.
     let (mut event_stream, mut body_len) = (false, None);
     for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| ())?;
-        let value = HeaderValue::from_bytes(field.value).map_err(|_| ())?;
-        let text = value.to_str().unwrap_or_default().to_ascii_lowercase();
-        if name == header::ACCEPT && text.contains("text/event-stream") {
-            event_stream = true;
-        } else if name == header::CONTENT_LENGTH {
-            // A second length, or one that is not a number: hyper's answer (400).
-            let len: usize = text.trim().parse().map_err(|_| ())?;
+        let name = field.name;
+        let value = field.value;
+        if name.eq_ignore_ascii_case("accept") {
+            event_stream |= contains_ignore_case(value, b"text/event-stream");
+        } else if name.eq_ignore_ascii_case("content-length") {
+            // Digits only, once (hyper's rule; anything else is its 400).
+            let len = std::str::from_utf8(value)
+                .ok()
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .ok_or(())?;
             if body_len.replace(len).is_some() || len > HTTP_BUFFER {
                 return Err(());
             }
-        } else if name == header::TRANSFER_ENCODING
-            || name == header::EXPECT
-            || name == header::UPGRADE
-            || (name == header::CONNECTION && (text.contains("close") || text.contains("upgrade")))
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("upgrade")
+            || (name.eq_ignore_ascii_case("connection")
+                && (contains_ignore_case(value, b"close")
+                    || contains_ignore_case(value, b"upgrade")))
         {
             return Err(());
         }
-        request = request.header(name, value);
     }
     if !event_stream {
         return Err(());
     }
-    let body_len = body_len.unwrap_or(0);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(target)
+        .version(Version::HTTP_11);
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| ())?;
+        let value = HeaderValue::from_bytes(field.value).map_err(|_| ())?;
+        request = request.header(name, value);
+    }
     let request = request.body(Full::new(Bytes::new())).map_err(|_| ())?;
     Ok(Some(StreamRequest {
         request,
         head_len,
-        body_len,
+        body_len: body_len.unwrap_or(0),
     }))
 }
 
-/// Why a head could not be read here.
+/// Whether `hay` contains `needle`, ASCII case-insensitively.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Why a head was not read here.
 enum Unread {
     /// Not a request served here, an incomplete head at the end of the input or past the
     /// head limit: hyper reads on from what `buf` holds.
@@ -122,32 +142,35 @@ enum Unread {
     Failed(io::Error),
 }
 
-/// Reads until `buf` holds a whole request served here (head and body).
-async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+/// Reads until `buf` holds a whole request head served here.
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Prefixed<Conn<S>>,
     buf: &mut Vec<u8>,
     path: &str,
 ) -> Result<StreamRequest, Unread> {
-    let mut found: Option<StreamRequest> = None;
     loop {
-        if found.is_none() {
-            found = stream_request(buf, path).map_err(|()| Unread::ToHyper)?;
-            if found.is_none() && buf.len() >= HTTP_BUFFER {
-                return Err(Unread::ToHyper);
-            }
+        if let Some(found) = stream_request(buf, path).map_err(|()| Unread::ToHyper)? {
+            return Ok(found);
         }
-        if let Some(request) = found.take_if(|r| buf.len() >= r.head_len + r.body_len) {
-            return Ok(request);
-        }
-        let mut chunk = [0u8; READ_CHUNK];
-        let n = future::poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut chunk))
-            .await
-            .map_err(Unread::Failed)?;
-        if n == 0 {
+        if buf.len() >= HTTP_BUFFER {
             return Err(Unread::ToHyper);
         }
-        buf.extend_from_slice(&chunk[..n]);
+        if read_more(io, buf).await.map_err(Unread::Failed)? == 0 {
+            return Err(Unread::ToHyper);
+        }
     }
+}
+
+/// Reads once more into `buf` (at most [`READ_CHUNK`] bytes): how many came.
+async fn read_more<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Prefixed<Conn<S>>,
+    buf: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
+    let read = future::poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut buf[start..])).await;
+    buf.truncate(start + *read.as_ref().unwrap_or(&0));
+    read
 }
 
 /// The socket with `front` (bytes read from it and not used) read first again.
@@ -213,13 +236,19 @@ enum Framing {
 enum Written {
     /// All of it; the connection may carry another request.
     Done,
-    /// The peer closed or reset the connection, or a write failed or timed out.
-    Gone(Option<io::Error>),
+    /// The peer closed or reset the connection before the response ended.
+    PeerGone,
+    /// A write failed or timed out.
+    Failed(io::Error),
 }
 
-/// Writes `head` and the body to the socket until the body ends, reading meanwhile: bytes
-/// that arrive are kept in `extra` (at most [`HTTP_BUFFER`], then reading pauses) and the
-/// end of input ends the response, dropping the body and with it its operations.
+/// Writes `head` and the body to the socket until the body ends, flushing after every
+/// write (TLS holds written bytes until flushed, and a pending flush is what arms the write
+/// timeout), and yielding after [`ROUNDS`] frames in a row. Meanwhile the socket is read
+/// while nothing is kept in `extra`, as hyper does: the end of input ends the response,
+/// dropping the body and with it its operations; bytes of a pipelined request stay in
+/// `extra` (at most one small read) and the socket is not read further until hyper takes
+/// over.
 async fn write_response<S, R>(
     io: &mut HyperIo<Prefixed<Conn<S>>, R>,
     head: Vec<u8>,
@@ -233,37 +262,40 @@ where
     R: crate::rt::Timer,
 {
     let (mut out, mut sent, mut finished) = (head, 0usize, framing == Framing::None);
-    let mut flushed = false;
+    let mut unflushed = false;
     future::poll_fn(|cx: &mut Context<'_>| {
+        let mut rounds = 0;
         loop {
-            // Reading first: a peer that left ends the stream even while writes wait.
-            while extra.len() < HTTP_BUFFER {
-                let mut chunk = [0u8; 256];
-                let want = chunk.len().min(HTTP_BUFFER - extra.len());
-                match Pin::new(&mut io.io).poll_read(cx, &mut chunk[..want]) {
-                    Poll::Ready(Ok(0)) => {
+            if extra.is_empty() {
+                let mut chunk = [0u8; PEEK];
+                match Pin::new(&mut io.io).poll_read(cx, &mut chunk) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                         ending.set(CloseReason::PeerGone);
-                        return Poll::Ready(Written::Gone(None));
+                        return Poll::Ready(Written::PeerGone);
                     }
                     Poll::Ready(Ok(n)) => extra.extend_from_slice(&chunk[..n]),
-                    Poll::Ready(Err(e)) => {
-                        ending.set(CloseReason::PeerGone);
-                        return Poll::Ready(Written::Gone(Some(e)));
-                    }
-                    Poll::Pending => break,
+                    Poll::Pending => {}
                 }
             }
             if sent < out.len() {
                 match hyper::rt::Write::poll_write(Pin::new(&mut *io), cx, &out[sent..]) {
                     Poll::Ready(Ok(0)) => {
                         ending.set(CloseReason::PeerGone);
-                        return Poll::Ready(Written::Gone(None));
+                        return Poll::Ready(Written::PeerGone);
                     }
                     Poll::Ready(Ok(n)) => {
                         sent += n;
+                        unflushed = true;
                         continue;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Written::Gone(Some(e))),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Written::Failed(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if unflushed {
+                match hyper::rt::Write::poll_flush(Pin::new(&mut *io), cx) {
+                    Poll::Ready(Ok(())) => unflushed = false,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Written::Failed(e)),
                     Poll::Pending => return Poll::Pending,
                 }
             }
@@ -272,14 +304,13 @@ where
             out = Vec::new();
             sent = 0;
             if finished {
-                if !flushed {
-                    match hyper::rt::Write::poll_flush(Pin::new(&mut *io), cx) {
-                        Poll::Ready(Ok(())) => flushed = true,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Written::Gone(Some(e))),
-                        Poll::Pending => return Poll::Pending,
-                    }
-                }
                 return Poll::Ready(Written::Done);
+            }
+            rounds += 1;
+            if rounds > ROUNDS {
+                // Others on this worker get their turn (smol and async-std have no budget).
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             match Pin::new(&mut body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -290,7 +321,8 @@ where
                         continue;
                     }
                     if framing == Framing::Chunked {
-                        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        out.reserve_exact(data.len() + 12);
+                        out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
                         out.extend_from_slice(&data);
                         out.extend_from_slice(b"\r\n");
                     } else {
@@ -325,8 +357,9 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
         let inner = &self.inner;
         let mut buf = Vec::new();
         let path = inner.config.graphql_path.as_str();
-        let read = read_request(&mut io, &mut buf, path);
-        // Within the handshake timeout, like hyper's `header_read_timeout`.
+        // The head within the handshake timeout, like hyper's `header_read_timeout`; its
+        // future boxed, so the stream's future is not sized for it.
+        let read = Box::pin(read_head(&mut io, &mut buf, path));
         let read = match inner.config.handshake_timeout {
             Some(limit) => {
                 let timeout = async {
@@ -354,21 +387,30 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             head_len,
             body_len,
         } = found;
+        // The body, as hyper would read it: no deadline (a client that stops sending holds
+        // only this connection), at most `HTTP_BUFFER`.
         let end = head_len + body_len;
+        while buf.len() < end {
+            match Box::pin(read_more(&mut io, &mut buf)).await {
+                Ok(0) => return First::Ended(Ok(Served::Http)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(?peer, error = %e, "http connection failed");
+                    return First::Ended(Err(HandshakeError::Http(e.to_string())));
+                }
+            }
+        }
+        tracing::trace!(?peer, "an event stream served without hyper");
         let body = Bytes::copy_from_slice(&buf[head_len..end]);
         let mut extra = buf.split_off(end);
         drop(buf);
         let request = request.map(|_| Full::new(body));
         let ending = Arc::new(ConnectionEnd::default());
-        let response = Http::new(Arc::clone(inner))
-            .serve(request, peer, Some(Arc::clone(&ending)))
-            .await;
+        // Boxed: the service's future lives only until the response is there.
+        let response =
+            Box::pin(Http::new(Arc::clone(inner)).serve(request, peer, Some(Arc::clone(&ending))))
+                .await;
         let (parts, body) = response.into_parts();
-        let close = parts
-            .headers
-            .get(header::CONNECTION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("close"));
         let (head, framing) = response_head(&parts, &body);
         drop(parts);
         let mut io = HyperIo::new(
@@ -378,15 +420,12 @@ impl<E: Executor, H: Hooks, R: Runtime> Server<E, H, R> {
             Arc::clone(&ending),
         );
         match write_response(&mut io, head, framing, body, &mut extra, &ending).await {
-            Written::Done if !close => First::Hyper(rejoin(&extra, io.io)),
-            Written::Done => {
-                let _ =
-                    future::poll_fn(|cx| hyper::rt::Write::poll_shutdown(Pin::new(&mut io), cx))
-                        .await;
-                First::Ended(Ok(Served::Http))
-            }
-            Written::Gone(None) => First::Ended(Ok(Served::Http)),
-            Written::Gone(Some(e)) => {
+            Written::Done => First::Hyper(rejoin(&extra, io.io)),
+            // hyper's verdict for the same ending.
+            Written::PeerGone => First::Ended(Err(HandshakeError::Http(
+                "connection closed before the response completed".into(),
+            ))),
+            Written::Failed(e) => {
                 tracing::debug!(?peer, error = %e, "http connection failed");
                 First::Ended(Err(HandshakeError::Http(e.to_string())))
             }
@@ -438,6 +477,7 @@ mod tests {
             "POST /graphql HTTP/1.1\r\nAccept: text/event-stream\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
             "POST /graphql HTTP/1.1\r\nAccept: text/event-stream\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
             "POST /graphql HTTP/1.1\r\nAccept: text/event-stream\r\nContent-Length: x\r\n\r\n",
+            "POST /graphql HTTP/1.1\r\nAccept: text/event-stream\r\nContent-Length: +2\r\n\r\n",
             "POST /graphql HTTP/1.1\r\nAccept: text/event-stream\r\nContent-Length: 999999\r\n\r\n",
             "GET /graphql HTTP/1.1\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n",
             "GET /graphql HTTP/1.1\r\nAccept: text/event-stream\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
