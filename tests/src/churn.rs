@@ -122,3 +122,33 @@ pub fn run_cycles(addr: SocketAddr, count: usize, within: Duration) -> usize {
     }
     done
 }
+
+/// Runs up to `count` SSE stream cycles (distinct-connection graphql-sse, each its
+/// connection's first request), ending them in turn by a TCP reset, by a FIN, and by the
+/// stream completing (the kept-alive connection then dropped). Returns how many ran.
+pub fn run_sse_cycles(addr: SocketAddr, count: usize, within: Duration) -> usize {
+    let end = Instant::now() + within;
+    let mut done = 0;
+    while done < count && Instant::now() < end {
+        match done % 3 {
+            0 => {
+                let mut r = crate::http::sse(addr, "subscription { ticks(everyMs: 20) }");
+                assert!(r.next_event().is_some(), "the stream is live");
+                r.reset();
+            }
+            1 => {
+                let mut r = crate::http::sse(addr, "subscription { ticks(everyMs: 20) }");
+                assert!(r.next_event().is_some(), "the stream is live");
+                let _ = r.socket().shutdown(std::net::Shutdown::Write);
+                drop(r);
+            }
+            _ => {
+                let r = crate::http::sse(addr, "subscription { ticks(everyMs: 1, count: 2) }");
+                let (_, r) = r.finish();
+                drop(r);
+            }
+        }
+        done += 1;
+    }
+    done
+}

@@ -1,5 +1,6 @@
 //! No growth of live heap blocks across churn: after warm-up, hundreds more
-//! connect / subscribe / vanish cycles leave the heap where it was, within a small slack.
+//! connect / subscribe / vanish cycles (WebSockets, and SSE streams ending every way) leave
+//! the heap where it was, within a small slack.
 //!
 //! dhat is this binary's global allocator; one profiler per process, so one test here,
 //! covering each compiled-in runtime in turn. Run with `--features dhat-heap`.
@@ -7,7 +8,7 @@
 use std::time::Duration;
 
 use subscope::Config;
-use subscope_tests::churn::run_cycles;
+use subscope_tests::churn::{run_cycles, run_sse_cycles};
 use subscope_tests::{TestRuntime, TestServer};
 
 #[global_allocator]
@@ -15,6 +16,8 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const WARM_UP: usize = 80;
 const CYCLES: usize = 400;
+const SSE_WARM_UP: usize = 30;
+const SSE_CYCLES: usize = 150;
 /// Runtimes keep caches (timer wheels, slabs, thread-locals); they do not grow per cycle.
 const SLACK_BLOCKS: usize = 64;
 
@@ -26,12 +29,20 @@ fn settle(s: &TestServer, cycles: usize) {
 
 fn heap_stays_flat<R: TestRuntime>() -> (usize, usize) {
     let s = R::start(Config::default());
-    let warm = run_cycles(s.addr, WARM_UP, Duration::from_secs(60));
+    let warm = run_cycles(s.addr, WARM_UP, Duration::from_secs(60))
+        + run_sse_cycles(s.addr, SSE_WARM_UP, Duration::from_secs(60));
     settle(&s, warm);
     let base = dhat::HeapStats::get();
     let ran = run_cycles(s.addr, CYCLES, Duration::from_secs(120));
     assert_eq!(ran, CYCLES, "{}: churn too slow under dhat", R::NAME);
-    settle(&s, ran);
+    let streams = run_sse_cycles(s.addr, SSE_CYCLES, Duration::from_secs(120));
+    assert_eq!(
+        streams,
+        SSE_CYCLES,
+        "{}: SSE churn too slow under dhat",
+        R::NAME
+    );
+    settle(&s, ran + streams);
     let after = dhat::HeapStats::get();
     eprintln!(
         "{}: live blocks {} -> {} ({} bytes -> {}) over {ran} cycles",
