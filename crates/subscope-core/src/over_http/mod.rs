@@ -34,7 +34,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 pub(crate) use io::{ConnectionEnd, HyperIo, HyperTimer, Prefixed, UpgradedIo};
 pub(crate) use upgrade::{Outcome, accept_connect, accept_upgrade, is_extended_connect};
 
-use self::request::{Params, Refusal, Wants};
+pub(crate) use self::request::Wants;
+use self::request::{Params, Refusal};
 use self::stream::{EventStream, StreamAuth};
 use crate::documents::Documents;
 use crate::lifecycle::{Admission, EndHooks, Slot};
@@ -48,6 +49,7 @@ use subscope_protocol::http_frame::{self, Format};
 use subscope_protocol::policy::{self, OperationEvent, OperationState, Verdict};
 
 pub use request::is_websocket_upgrade;
+pub(crate) use request::wants;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -261,7 +263,7 @@ impl<E: Executor, H: Hooks, R: Runtime> Http<E, H, R> {
     {
         let query = parts.uri.query();
         let token = request::token(&parts.headers, query);
-        let wants = request::wants(&parts.headers);
+        let wants = wants(&parts.headers);
         match parts.method {
             Method::PUT => self.reserve(parts, peer).await,
             Method::DELETE => {

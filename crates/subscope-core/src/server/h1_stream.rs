@@ -29,7 +29,7 @@ use http_body_util::Full;
 use super::socket::Conn;
 use super::{HandshakeError, Served, Server};
 use crate::bounds::{HTTP_BUFFER, ROUNDS};
-use crate::over_http::{ConnectionEnd, Http, HttpBody, HyperIo, Prefixed};
+use crate::over_http::{ConnectionEnd, Http, HttpBody, HyperIo, Prefixed, Wants, wants};
 use crate::rt::Runtime;
 use crate::{CloseReason, Hooks};
 
@@ -58,9 +58,9 @@ struct StreamRequest {
 }
 
 /// Reads the request head in `buf` when it is one this module serves: HTTP/1.1, `GET` or
-/// `POST` on the GraphQL path, `Accept` containing `text/event-stream`, a body (if any) with
-/// a `Content-Length` of at most [`HTTP_BUFFER`], no `Transfer-Encoding`, `Expect`,
-/// `Upgrade` or `Connection: close`, every field valid. `Err(())` for any other request
+/// `POST` on the GraphQL path, a body (if any) with a `Content-Length` of at most
+/// [`HTTP_BUFFER`], no `Transfer-Encoding`, `Expect`, `Upgrade` or `Connection: close`,
+/// every field valid, and an `Accept` the service reads as an event stream. `Err(())` for any other request
 /// (hyper answers it); `Ok(None)` while the head is incomplete.
 fn stream_request(buf: &[u8], path: &str) -> Result<Option<StreamRequest>, ()> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -79,14 +79,12 @@ fn stream_request(buf: &[u8], path: &str) -> Result<Option<StreamRequest>, ()> {
     if parsed.version != Some(1) || target.split('?').next() != Some(path) {
         return Err(());
     }
-    // Whether it is ours, before anything is allocated for it.
-    let (mut event_stream, mut body_len) = (false, None);
+    // Framing hyper owns, before anything is allocated for the request.
+    let mut body_len = None;
     for field in parsed.headers.iter() {
         let name = field.name;
         let value = field.value;
-        if name.eq_ignore_ascii_case("accept") {
-            event_stream |= contains_ignore_case(value, b"text/event-stream");
-        } else if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("content-length") {
             // Digits only, once (hyper's rule; anything else is its 400).
             let len = std::str::from_utf8(value)
                 .ok()
@@ -107,9 +105,6 @@ fn stream_request(buf: &[u8], path: &str) -> Result<Option<StreamRequest>, ()> {
             return Err(());
         }
     }
-    if !event_stream {
-        return Err(());
-    }
     let mut request = Request::builder()
         .method(method)
         .uri(target)
@@ -120,6 +115,10 @@ fn stream_request(buf: &[u8], path: &str) -> Result<Option<StreamRequest>, ()> {
         request = request.header(name, value);
     }
     let request = request.body(Full::new(Bytes::new())).map_err(|_| ())?;
+    // The service's own reading of `Accept`, so exactly the requests it streams come here.
+    if wants(request.headers()) != Some(Wants::EventStream) {
+        return Err(());
+    }
     Ok(Some(StreamRequest {
         request,
         head_len,
@@ -469,6 +468,7 @@ mod tests {
         for text in [
             // Not an event stream, or not our path, method or version.
             "GET /graphql HTTP/1.1\r\nAccept: application/json\r\n\r\n",
+            "GET /graphql HTTP/1.1\r\nAccept: text/event-stream;q=0, application/json\r\n\r\n",
             "GET /other HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n",
             "PUT /graphql HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n",
             "GET /graphql HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n",
