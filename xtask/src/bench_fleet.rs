@@ -75,15 +75,8 @@ fn run(bin: &str, processes: usize, redis: Option<(&str, u32)>) -> Result<String
         .args(["--paced", &PACED.to_string()])
         .args(["--parallel", OPEN_PARALLEL])
         .args(["--spread", "true", "--small-buffers", "true"])
-        .output()
-        .map_err(|e| format!("loadgen did not run: {e}"))?;
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if out.status.success() {
-        Ok(line)
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        Err(err.lines().take(6).collect::<Vec<_>>().join(" / "))
-    }
+        .output();
+    crate::bench_scale::loadgen_line(out)
 }
 
 /// The section: its Markdown, the load generator's lines (for the "what the load

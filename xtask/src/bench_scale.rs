@@ -129,15 +129,19 @@ impl Demo {
             .args(["--url", &self.url, "--pid", &self.child.id().to_string()])
             .args(["--spread", "true", "--small-buffers", "true"])
             .args(args)
-            .output()
-            .map_err(|e| format!("loadgen did not run: {e}"))?;
-        let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if out.status.success() {
-            Ok(line)
-        } else {
-            let err = String::from_utf8_lossy(&out.stderr);
-            Err(err.lines().take(6).collect::<Vec<_>>().join(" / "))
-        }
+            .output();
+        loadgen_line(out)
+    }
+}
+
+/// A load-generator run's JSON line, or why it failed (its first lines of stderr).
+pub(crate) fn loadgen_line(out: std::io::Result<std::process::Output>) -> Result<String, String> {
+    let out = out.map_err(|e| format!("loadgen did not run: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err.lines().take(6).collect::<Vec<_>>().join(" / "))
     }
 }
 

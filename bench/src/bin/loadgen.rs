@@ -215,11 +215,16 @@ fn reset(ws: Ws) {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    status_kib(&pid.to_string(), "VmRSS:")
+}
+
+/// A `/proc/<proc>/status` field in KiB (`VmRSS:`, `VmHWM:`), 0 when unreadable.
+fn status_kib(proc: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{proc}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)

@@ -237,18 +237,7 @@ pub(super) async fn fleet(a: &Args) -> Value {
     let urls_owned = Arc::new(urls.clone());
     let (conns, errors) = open_bounded(c, parallel, setup, Arc::default(), Arc::default(), |i| {
         let url = urls_owned[(i % n) as usize].clone();
-        async move {
-            let mut ws = connect(&url).await;
-            for k in 0..s {
-                super::send(
-                    &mut ws,
-                    json!({"id": format!("s{k}"), "type": "subscribe",
-                               "payload": {"query": QUERY}}),
-                )
-                .await;
-            }
-            ws
-        }
+        async move { super::scale::subscribed(&url, s, QUERY).await }
     })
     .await;
     let setup_s = setup.elapsed().as_secs_f64();
@@ -334,29 +323,22 @@ pub(super) async fn fleet(a: &Args) -> Value {
     let paced_delivered = tally.delivered(paced_range.clone());
     let paced_complete =
         paced_delivered == expected_each * paced as u64 && paced_failed == 0 && errors == 0;
-    let mut paced_times: Vec<f64> = paced_range
-        .map(|i| {
-            let (sent, last) = (
-                tally.sent[i].load(Ordering::Relaxed),
-                tally.lasts[i].load(Ordering::Relaxed),
-            );
-            last.saturating_sub(sent) as f64 / 1e6
-        })
-        .collect();
-    paced_times.sort_by(f64::total_cmp);
+    // Per event, from its publish until its last subscriber had it (ms), sorted.
+    let latencies = |range: std::ops::Range<usize>| {
+        let mut ms: Vec<f64> = range
+            .map(|i| {
+                let sent = tally.sent[i].load(Ordering::Relaxed);
+                let last = tally.lasts[i].load(Ordering::Relaxed);
+                last.saturating_sub(sent) as f64 / 1e6
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms
+    };
+    let paced_times = latencies(paced_range);
     let complete = delivered == expected && errors == 0 && publish_failed == 0;
     let span_s = last.saturating_sub(started) as f64 / 1e9;
-    let mut per_event: Vec<f64> = measured
-        .clone()
-        .map(|i| {
-            let (sent, last) = (
-                tally.sent[i].load(Ordering::Relaxed),
-                tally.lasts[i].load(Ordering::Relaxed),
-            );
-            last.saturating_sub(sent) as f64 / 1e6
-        })
-        .collect();
-    per_event.sort_by(f64::total_cmp);
+    let per_event = latencies(measured.clone());
     // Which events lost deliveries, the first few (to see whether a loss is a whole
     // process missing an event, or single subscribers).
     let short: Vec<Value> = measured

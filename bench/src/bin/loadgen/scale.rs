@@ -16,7 +16,7 @@ use subscope_bench::port::Conn;
 
 use super::{
     Args, DEADLINE, Observer, Ws, connect, cpu_ms, leading_index, percentile, reset, rss_kib, send,
-    sse_subscribe,
+    sse_subscribe, status_kib,
 };
 
 /// The longest a storm phase (everything live, or everything gone) may take.
@@ -50,27 +50,15 @@ pub(super) fn check_fds(sockets: u64) {
 
 /// The load generator's own peak RSS (VmHWM, KiB) and CPU time (user + system, ms) so far.
 pub(super) fn own_usage() -> (u64, f64) {
-    let hwm = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0);
-    (hwm, cpu_ms(std::process::id()).unwrap_or(f64::NAN))
+    (
+        status_kib("self", "VmHWM:"),
+        cpu_ms(std::process::id()).unwrap_or(f64::NAN),
+    )
 }
 
 /// A process's peak RSS (VmHWM, KiB).
 fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    status_kib(&pid.to_string(), "VmHWM:")
 }
 
 /// Panics in client tasks are counted as errors; only the first few are printed.
@@ -145,6 +133,19 @@ async fn metric(url: &str, name: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
 }
 
+/// A WebSocket to `url` with `subs` subscriptions to `query` sent (ids `s0`, `s1`, ...).
+pub(super) async fn subscribed(url: &str, subs: u64, query: &str) -> Ws {
+    let mut ws = connect(url).await;
+    for i in 0..subs {
+        send(
+            &mut ws,
+            json!({"id": format!("s{i}"), "type": "subscribe", "payload": {"query": query}}),
+        )
+        .await;
+    }
+    ws
+}
+
 const BROADCAST_QUERY: &str = "subscription { messages(topic: \"broadcast\") }";
 
 /// One event to C x S subscribers of one topic, `--events` times (after one warm-up event
@@ -172,18 +173,7 @@ pub(super) async fn broadcast(url: &str, a: &Args, pid: u32, graphql: bool) -> V
     let url_owned = url.to_owned();
     let (conns, errors) = open_bounded(c, parallel, epoch, Arc::default(), Arc::default(), |_| {
         let url = url_owned.clone();
-        async move {
-            let mut ws = connect(&url).await;
-            for i in 0..s {
-                send(
-                    &mut ws,
-                    json!({"id": format!("s{i}"), "type": "subscribe",
-                               "payload": {"query": BROADCAST_QUERY}}),
-                )
-                .await;
-            }
-            ws
-        }
+        async move { subscribed(&url, s, BROADCAST_QUERY).await }
     })
     .await;
     let setup_s = epoch.elapsed().as_secs_f64();
